@@ -1,0 +1,1 @@
+"""The ordered log of every change, its stores, and publishing events from it."""

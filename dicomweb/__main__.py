@@ -1,0 +1,5 @@
+import sys
+
+from dicomweb.cli import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""Command line: ``dicomweb serve`` starts the embedded server.
+
+Options override the environment (see :class:`dicomweb.settings.Settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from dicomweb.http.urls import SERVICE_PREFIX
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    # Settings are read from the environment, so workers started by uvicorn see the same.
+    os.environ["DICOMWEB_DATA_DIR"] = str(Path(args.data).resolve())
+    root = f"http://{args.host}:{args.port}{SERVICE_PREFIX}"
+    config = uvicorn.Config(
+        "dicomweb.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        timeout_keep_alive=30,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    server = uvicorn.Server(config)
+    _announce_when_ready(server, root, args.data)
+    if args.workers > 1:
+        # Several processes share one SQLite database (WAL, one writer at a time) and one folder.
+        sock = config.bind_socket()
+        print(f"DICOMweb service root: {root}  (data: {Path(args.data).resolve()}, {args.workers} workers)",
+              flush=True)
+        Multiprocess(config, sockets=[sock]).run()
+        return 0
+    server.run()
+    return 0
+
+
+def _announce_when_ready(server: object, root: str, data: str) -> None:
+    """Print the service root once uvicorn is listening (after ``startup``)."""
+    original = server.startup  # type: ignore[attr-defined]
+
+    async def startup(sockets: object = None) -> None:
+        await original(sockets=sockets)
+        print(f"DICOMweb service root: {root}  (data: {Path(data).resolve()})", flush=True)
+
+    server.startup = startup  # type: ignore[attr-defined]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dicomweb", description="DICOMweb server (PS3.18)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the server on the embedded store (folder + SQLite)")
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    serve.add_argument("--data", default=os.environ.get("DICOMWEB_DATA_DIR", "data"),
+                       help="folder of the embedded store (default ./data)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""DELETE of a study, series or instance."""

@@ -1,0 +1,60 @@
+"""DELETE /studies/{s}[/series/{se}[/instances/{i}]]: 204, then everything under it is gone.
+
+Order: the index first (so the data vanishes from QIDO and WADO at once), then the
+change-feed entries, then the blobs. A crash part way leaves, at worst, unreferenced
+files, never an index record pointing at a missing file.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from changefeed.port import Action, ChangeEntry
+from dicomweb.http.errors import not_found
+from dicomweb.services import Services, services_of
+from dicomweb.storage import layout
+from dicomweb.wado.lookup import path_uids
+from indexing.indexer import publish_soon
+from indexing.port import InstanceRecord
+
+
+def _delete_entry(record: InstanceRecord) -> ChangeEntry:
+    return ChangeEntry(
+        entry_id=f"{record.instance_key}:{record.incarnation}:{Action.DELETE.value}",
+        action=Action.DELETE,
+        study_uid=record.study_uid,
+        series_uid=record.series_uid,
+        sop_uid=record.sop_uid,
+        sop_class_uid=record.sop_class_uid,
+        instance_key=record.instance_key,
+        incarnation=record.incarnation,
+    )
+
+
+async def _remove_blobs(services: Services, record: InstanceRecord) -> None:
+    key = record.instance_key
+    for name in (layout.metadata_name(key), layout.frames_name(key), layout.file_name(key)):
+        await services.blobs.delete(name)
+
+
+async def delete(request: Request) -> Response:
+    services = services_of(request)
+    study, series, sop = path_uids(request)
+    removed = await services.index.remove_instances(study, series, sop)
+    if not removed:
+        target = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
+        raise not_found(f"{target} not found")
+    entries = [await services.feed.append(_delete_entry(record)) for record in removed]
+    for record in removed:
+        await _remove_blobs(services, record)
+    publish_soon(services, entries)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/studies/{study}", delete, methods=["DELETE"]),
+    Route("/studies/{study}/series/{series}", delete, methods=["DELETE"]),
+    Route("/studies/{study}/series/{series}/instances/{instance}", delete, methods=["DELETE"]),
+]

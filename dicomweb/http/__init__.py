@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the transactions: errors, content negotiation, multipart."""

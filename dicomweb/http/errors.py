@@ -1,0 +1,40 @@
+"""Errors as responses: every failure is a status and a message naming the problem.
+
+Handlers raise :class:`HTTPError`; the app turns it into ``application/json``
+``{"status": 400, "message": "..."}``. The body is JSON rather than DICOM JSON because
+it describes the request, not a dataset (STOW failures per instance are DICOM JSON).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def bad_request(message: str) -> HTTPError:
+    return HTTPError(400, message)
+
+
+def not_found(message: str) -> HTTPError:
+    return HTTPError(404, message)
+
+
+def not_acceptable(message: str) -> HTTPError:
+    return HTTPError(406, message)
+
+
+def unsupported_media_type(message: str) -> HTTPError:
+    return HTTPError(415, message)
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPError)
+    return JSONResponse({"status": exc.status, "message": exc.message}, exc.status, headers=exc.headers)

@@ -1,0 +1,191 @@
+"""multipart/related on the wire: a streaming reader for STOW and a writer for WADO.
+
+The reader uses python-multipart's streaming parser (boundaries found as bytes arrive,
+part headers capped in count and size) and spools each part's body to a file, so a
+request costs the same memory whatever its size. The writer yields a response body part
+by part, never building it whole.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser
+from starlette.concurrency import run_in_threadpool
+
+CRLF = b"\r\n"
+
+
+class MultipartError(ValueError):
+    """The body is not valid multipart (bad boundary, truncated, oversized part headers)."""
+
+
+class BodyTooLargeError(ValueError):
+    """The body passed the configured size limit."""
+
+
+@dataclass
+class SpooledPart:
+    """One part of a multipart body, its bytes in a local file."""
+
+    headers: dict[str, str]
+    path: Path
+    size: int = 0
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+
+@dataclass
+class _PartCollector:
+    """python-multipart callbacks, collecting one part at a time (callbacks are synchronous)."""
+
+    new_path: Callable[[], Path]
+    done: list[SpooledPart] = field(default_factory=list)
+    pending: list[tuple[SpooledPart, bytes | None]] = field(default_factory=list)
+    """Data of parts in arrival order; ``None`` marks a part's end."""
+    current: SpooledPart | None = None
+    header_field: bytearray = field(default_factory=bytearray)
+    header_value: bytearray = field(default_factory=bytearray)
+    finished: bool = False
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self.part_begin,
+            "on_header_field": lambda d, s, e: self.header_field.extend(d[s:e]),
+            "on_header_value": lambda d, s, e: self.header_value.extend(d[s:e]),
+            "on_header_end": self.header_end,
+            "on_part_data": self.part_data,
+            "on_part_end": self.part_end,
+            "on_end": self.end,
+        }
+
+    def part_begin(self) -> None:
+        self.current = SpooledPart(headers={}, path=self.new_path())
+
+    def header_end(self) -> None:
+        assert self.current is not None
+        name = self.header_field.decode("latin-1").strip().lower()
+        self.current.headers[name] = self.header_value.decode("latin-1").strip()
+        self.header_field.clear()
+        self.header_value.clear()
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        if end > start and self.current is not None:
+            self.pending.append((self.current, bytes(data[start:end])))
+
+    def part_end(self) -> None:
+        if self.current is not None:
+            self.pending.append((self.current, None))
+
+    def end(self) -> None:
+        self.finished = True
+
+
+async def _write(path: Path, chunks: list[bytes]) -> int:
+    def append() -> int:
+        with open(path, "ab") as out:
+            return sum(out.write(chunk) for chunk in chunks)
+
+    return await run_in_threadpool(append)
+
+
+async def read_parts(
+    body: AsyncIterable[bytes], boundary: str, new_path: Callable[[], Path], *, max_bytes: int
+) -> AsyncIterator[SpooledPart]:
+    """Yield each part as soon as it is complete, spooled to ``new_path()``.
+
+    The caller processes a part before the next is read (back-pressure). Raises
+    :class:`MultipartError` for a malformed or truncated body and
+    :class:`BodyTooLargeError` past ``max_bytes``. Files of parts not yet yielded are
+    removed on error; the caller owns (and removes) yielded files.
+    """
+    collector = _PartCollector(new_path)
+    parser = MultipartParser(boundary, collector.callbacks(), max_header_count=16)
+    received = 0
+    try:
+        async for chunk in body:
+            received += len(chunk)
+            if received > max_bytes:
+                raise BodyTooLargeError(f"request body is larger than the {max_bytes}-byte limit")
+            try:
+                parser.write(chunk)
+            except MultipartParseError as exc:
+                raise MultipartError(f"malformed multipart body: {exc}") from exc
+            for part in await _flush(collector):
+                yield part
+        if not collector.finished:
+            raise MultipartError(
+                "multipart body ended before its closing boundary (truncated request, "
+                f"or the boundary is not {boundary!r})"
+            )
+    finally:
+        current = collector.current
+        if current is not None and current not in collector.done and current.path.exists():
+            os.unlink(current.path)
+
+
+async def _flush(collector: _PartCollector) -> list[SpooledPart]:
+    """Write buffered part data to the parts' files; return the parts that ended."""
+    completed: list[SpooledPart] = []
+    batch: list[bytes] = []
+    for index, (part, data) in enumerate(collector.pending):
+        if data is not None:
+            batch.append(data)
+        following = collector.pending[index + 1][0] if index + 1 < len(collector.pending) else None
+        if batch and (data is None or following is not part):
+            part.size += await _write(part.path, batch)
+            batch = []
+        if data is None:
+            collector.done.append(part)
+            completed.append(part)
+    collector.pending.clear()
+    return completed
+
+
+async def spool_body(body: AsyncIterable[bytes], path: Path, *, max_bytes: int) -> int:
+    """A single-part body to a file. Returns its size."""
+    size = 0
+    batch: list[bytes] = []
+    batched = 0
+    async for chunk in body:
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLargeError(f"request body is larger than the {max_bytes}-byte limit")
+        batch.append(chunk)
+        batched += len(chunk)
+        if batched >= 1 << 20:
+            await _write(path, batch)
+            batch, batched = [], 0
+    await _write(path, batch)
+    return size
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+def new_boundary() -> str:
+    return uuid.uuid4().hex
+
+
+def multipart_content_type(part_type: str, boundary: str, transfer_syntax: str | None = None) -> str:
+    value = f'multipart/related; type="{part_type}"; boundary={boundary}'
+    if transfer_syntax:
+        value += f"; transfer-syntax={transfer_syntax}"
+    return value
+
+
+def part_header(boundary: str, content_type: str, extra: dict[str, str] | None = None) -> bytes:
+    lines = [f"--{boundary}", f"Content-Type: {content_type}"]
+    lines += [f"{name}: {value}" for name, value in (extra or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def closing(boundary: str) -> bytes:
+    return f"--{boundary}--\r\n".encode("latin-1")

@@ -1,0 +1,1 @@
+"""QIDO-RS: searching studies, series and instances (PS3.18 10.6)."""

@@ -1,0 +1,57 @@
+"""The one settings object. Every value comes from an environment variable.
+
+The names are the ones the Azure Functions app reads from ``local.settings.json``
+(``Values``), so the embedded server and the cloud app are configured the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+GIB = 1024**3
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server configuration.
+
+    ======================================  =====================================================
+    environment variable                    meaning
+    ======================================  =====================================================
+    ``DICOMWEB_DATA_DIR``                   folder of the embedded store (files and SQLite)
+    ``DICOMWEB_BLOB_STORE``                 ``filesystem`` (default) or ``azure``
+    ``DICOMWEB_INDEX_STORE``                ``sqlite`` (default) or ``cosmos``
+    ``DICOMWEB_MAX_REQUEST_BYTES``          STOW request body limit; larger gets 413 (64 GiB)
+    ``DICOMWEB_BULKDATA_THRESHOLD``         binary values longer than this become BulkDataURIs
+    ``DICOMWEB_CORS_ORIGINS``               comma-separated allowed origins (``*`` for any)
+    ======================================  =====================================================
+    """
+
+    data_dir: Path = Path("data")
+    blob_store: str = "filesystem"
+    index_store: str = "sqlite"
+    max_request_bytes: int = 64 * GIB
+    bulkdata_threshold: int = 1024
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        origins = _env("DICOMWEB_CORS_ORIGINS", "")
+        return cls(
+            data_dir=Path(_env("DICOMWEB_DATA_DIR", "data")),
+            blob_store=_env("DICOMWEB_BLOB_STORE", "filesystem"),
+            index_store=_env("DICOMWEB_INDEX_STORE", "sqlite"),
+            max_request_bytes=int(_env("DICOMWEB_MAX_REQUEST_BYTES", str(64 * GIB))),
+            bulkdata_threshold=int(_env("DICOMWEB_BULKDATA_THRESHOLD", "1024")),
+            cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)

@@ -1,0 +1,78 @@
+"""The blob store port: the narrow interface every file store adapter implements.
+
+Blob names are opaque keys chosen by :mod:`dicomweb.storage.layout`; they never carry
+patient data. Writes of instance files are exclusive (a second write of the same name
+fails with :class:`BlobExistsError`), which is how a re-sent instance is detected
+atomically, even between several server processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+class BlobNotFoundError(LookupError):
+    """The named blob does not exist."""
+
+
+class BlobExistsError(FileExistsError):
+    """An exclusive write found the name already taken."""
+
+
+class BlobStore(Protocol):
+    """Files by name. All methods are safe to call concurrently."""
+
+    def new_staging_path(self) -> Path:
+        """A fresh local path for spooling an upload before :meth:`put_file` (on the
+        store's own filesystem where the store is local, so the final move is a link)."""
+        ...
+
+    async def put_file(self, name: str, path: Path, *, exclusive: bool = True) -> None:
+        """Store the local file ``path`` under ``name`` and remove ``path``.
+
+        Readers never see a partly written blob. With ``exclusive``, raises
+        :class:`BlobExistsError` if ``name`` exists (and leaves ``path`` in place).
+        """
+        ...
+
+    async def put_bytes(self, name: str, data: bytes) -> None:
+        """Store (or replace) a small blob atomically."""
+        ...
+
+    async def get_bytes(self, name: str) -> bytes:
+        """The whole blob. Raises :class:`BlobNotFoundError`."""
+        ...
+
+    async def read_range(self, name: str, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset`` (fewer only at the end of the blob)."""
+        ...
+
+    def read_range_now(self, name: str, offset: int, length: int) -> bytes | None:
+        """The same read done without leaving the event loop, or ``None`` when this
+        store cannot do it cheaply (a local file read of a tile is ~20 µs, far less
+        than a thread hop; a network store returns ``None``)."""
+        ...
+
+    def iter_chunks(
+        self, name: str, *, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """The blob (or a range of it) in chunks, for streaming responses."""
+        ...
+
+    async def size(self, name: str) -> int:
+        """Size in bytes. Raises :class:`BlobNotFoundError`."""
+        ...
+
+    def open_reader(self, name: str) -> BinaryIO:
+        """A seekable, synchronous reader (for pydicom); blocking, use in a thread."""
+        ...
+
+    async def delete(self, name: str) -> None:
+        """Remove a blob; a missing one is not an error."""
+        ...
+
+    def list_names(self, prefix: str) -> AsyncIterator[str]:
+        """Names starting with ``prefix`` (for repair and import scans)."""
+        ...

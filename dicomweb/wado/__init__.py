@@ -1,0 +1,1 @@
+"""WADO-RS (PS3.18 §10.4): instances, metadata, frames and bulk data."""

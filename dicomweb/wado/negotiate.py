@@ -1,0 +1,131 @@
+"""Choosing what to send from the Accept header (PS3.18 §8.7).
+
+Entries are tried in the client's order of preference; the first one we can satisfy
+wins. When none can be, the 406 message says why for each entry, so a client author can
+see what to ask for instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.uid import UID
+
+from dicomweb.http.accept import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    PIXEL_MEDIA_TYPES,
+    MediaRange,
+    matches,
+    parse_accept,
+)
+from dicomweb.http.errors import not_acceptable
+
+DICOM = "application/dicom"
+OCTET_STREAM = "application/octet-stream"
+NATIVE_LITTLE_ENDIAN = {EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to send: multipart or one part, the part media type, the transfer syntax.
+
+    ``transfer_syntax`` ``None`` means each instance or frame as stored.
+    """
+
+    multipart: bool
+    media_type: str
+    transfer_syntax: str | None
+
+
+def is_compressed(transfer_syntax: str) -> bool:
+    return UID(transfer_syntax).is_compressed
+
+
+def can_decode(transfer_syntax: str) -> bool:
+    """Can pydicom (with pylibjpeg) decode pixel data in this transfer syntax?"""
+    from pydicom.pixels import get_decoder
+
+    try:
+        return get_decoder(UID(transfer_syntax)).is_available
+    except NotImplementedError:
+        return False
+
+
+def _wanted_syntax(entry: MediaRange) -> str | None:
+    syntax = entry.transfer_syntax
+    return None if syntax in (None, "*") else syntax
+
+
+# -- instances ------------------------------------------------------------------------
+
+
+def can_transcode_instance(stored: str, target: str) -> bool:
+    """Only to Explicit VR Little Endian (decompressing when needed)."""
+    if stored == target:
+        return True
+    if target != EXPLICIT_VR_LITTLE_ENDIAN:
+        return False
+    return not is_compressed(stored) or can_decode(stored)
+
+
+def negotiate_instances(accept: str | None, stored: list[str]) -> Plan:
+    """``stored``: the transfer syntax of each instance to be sent."""
+    reasons = []
+    for entry in parse_accept(accept):
+        if not matches(entry.part_type, DICOM):
+            reasons.append(f"{entry.part_type!r} is not application/dicom")
+            continue
+        if not entry.multipart and entry.media_type != "*/*" and len(stored) != 1:
+            reasons.append(f"single-part {DICOM} can carry one instance, not {len(stored)}")
+            continue
+        wanted = _wanted_syntax(entry)
+        if wanted is not None and not all(can_transcode_instance(s, wanted) for s in stored):
+            reasons.append(f"cannot convert {', '.join(sorted(set(stored)))} to transfer-syntax {wanted}")
+            continue
+        return Plan(multipart=entry.multipart or entry.media_type == "*/*", media_type=DICOM, transfer_syntax=wanted)
+    raise not_acceptable("no acceptable representation: " + "; ".join(reasons))
+
+
+# -- frames ---------------------------------------------------------------------------
+
+
+def natural_frame_type(stored: str) -> str:
+    """The media type frames are in as stored: an image type if compressed."""
+    return PIXEL_MEDIA_TYPES.get(stored, OCTET_STREAM) if is_compressed(stored) else OCTET_STREAM
+
+
+def _frame_plan(entry: MediaRange, stored: str) -> Plan | str:
+    """A plan for this entry, or the reason it cannot be satisfied."""
+    natural = natural_frame_type(stored)
+    wanted = _wanted_syntax(entry)
+    part_type = entry.part_type
+    if part_type in ("*/*", "*"):
+        return Plan(True, natural, None) if wanted in (None, stored) else f"transfer-syntax {wanted} with */*"
+    if part_type == OCTET_STREAM:
+        if wanted is None or wanted == stored:
+            return Plan(entry.multipart, OCTET_STREAM, None)
+        if wanted in NATIVE_LITTLE_ENDIAN and not is_compressed(stored):
+            return Plan(entry.multipart, OCTET_STREAM, None)  # native LE frames are the same bytes
+        if wanted in NATIVE_LITTLE_ENDIAN and can_decode(stored):
+            return Plan(entry.multipart, OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN)
+        return f"frames stored as {stored} cannot be decoded to {wanted}"
+    if matches(part_type, natural) and natural != OCTET_STREAM:
+        if wanted is None or wanted == stored:
+            return Plan(entry.multipart, natural, None)
+        return f"frames are stored as {stored}, not {wanted}"
+    return f"frames are stored as {natural} ({stored}); converting them to {part_type} is not supported"
+
+
+def negotiate_frames(accept: str | None, stored: str, frame_count: int) -> Plan:
+    reasons = []
+    for entry in parse_accept(accept):
+        plan = _frame_plan(entry, stored)
+        if isinstance(plan, str):
+            reasons.append(plan)
+        elif not plan.multipart and frame_count != 1 and entry.media_type != "*/*":
+            reasons.append(f"single-part {entry.media_type} can carry one frame, not {frame_count}")
+        else:
+            multipart = plan.multipart or entry.media_type == "*/*"
+            return Plan(multipart, plan.media_type, plan.transfer_syntax)
+    raise not_acceptable("no acceptable representation of the frames: " + "; ".join(reasons))

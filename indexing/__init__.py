@@ -1,0 +1,1 @@
+"""Turning stored instances into searchable index records, and the stores behind QIDO."""

@@ -1,0 +1,133 @@
+"""The SQLite index schema and how connections to it are opened.
+
+Tables (the change feed's ``changefeed`` table shares the file and is not touched here):
+
+``study`` / ``series`` / ``instance``
+    One row per entity, keyed by UID under its parent, with an integer ``pk`` that also
+    gives the stable result order. Each holds the DICOM JSON of its level's returnable
+    attributes (taken from the first instance indexed) and the computed attributes
+    (counts, Modalities in Study, SOP Classes in Study). ``instance.record`` is the full
+    :class:`~indexing.port.InstanceRecord`.
+``{level}_value`` (entity_pk, tag, value)
+    One row per matchable attribute value, normalized by :mod:`indexing.values`; the
+    primary key (tag, value, entity_pk) serves every single, list, range and prefix
+    match. Which tags get rows is decided by :mod:`indexing.attributes`, so adding a
+    searchable attribute needs no schema change.
+``{level}_word`` (entity_pk, tag, word)
+    One row per person-name component, for fuzzy matching by prefix.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from indexing.attributes import Level
+
+BUSY_TIMEOUT_MS = 30_000
+"""How long a writer waits for another process's transaction before failing."""
+
+_ENTITY_TABLES = """
+CREATE TABLE IF NOT EXISTS study (
+    pk INTEGER PRIMARY KEY,
+    study_uid TEXT NOT NULL UNIQUE,
+    attributes TEXT NOT NULL,
+    series_count INTEGER NOT NULL DEFAULT 0,
+    instance_count INTEGER NOT NULL DEFAULT 0,
+    modalities TEXT NOT NULL DEFAULT '[]',
+    sop_classes TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS series (
+    pk INTEGER PRIMARY KEY,
+    study_pk INTEGER NOT NULL,
+    series_uid TEXT NOT NULL,
+    modality TEXT,
+    attributes TEXT NOT NULL,
+    instance_count INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (study_pk, series_uid)
+);
+CREATE INDEX IF NOT EXISTS series_by_uid ON series (series_uid);
+CREATE TABLE IF NOT EXISTS instance (
+    pk INTEGER PRIMARY KEY,
+    study_pk INTEGER NOT NULL,
+    series_pk INTEGER NOT NULL,
+    sop_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    instance_key TEXT NOT NULL UNIQUE,
+    instance_number INTEGER,
+    attributes TEXT NOT NULL,
+    record TEXT NOT NULL,
+    UNIQUE (series_pk, sop_uid)
+);
+CREATE INDEX IF NOT EXISTS instance_by_study ON instance (study_pk);
+CREATE INDEX IF NOT EXISTS instance_by_uid ON instance (sop_uid);
+"""
+
+_MATCH_TABLES = """
+CREATE TABLE IF NOT EXISTS {level}_value (
+    entity_pk INTEGER NOT NULL,
+    tag TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (tag, value, entity_pk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {level}_value_owner ON {level}_value (entity_pk);
+CREATE TABLE IF NOT EXISTS {level}_word (
+    entity_pk INTEGER NOT NULL,
+    tag TEXT NOT NULL,
+    word TEXT NOT NULL,
+    PRIMARY KEY (tag, word, entity_pk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {level}_word_owner ON {level}_word (entity_pk);
+"""
+
+
+def entity_table(level: Level) -> str:
+    return level.value
+
+
+def value_table(level: Level) -> str:
+    return f"{level.value}_value"
+
+
+def word_table(level: Level) -> str:
+    return f"{level.value}_word"
+
+
+def _statements() -> list[str]:
+    script = _ENTITY_TABLES + "".join(_MATCH_TABLES.format(level=level.value) for level in Level)
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
+
+
+def connect(database: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode; transactions are opened explicitly."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    # check_same_thread=False: connections are pooled and handed from one worker thread
+    # to the next, never used by two threads at once.
+    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # WAL lets readers run while one writer commits; NORMAL sync is durable across
+    # process crashes, which is what the server needs (the blob store is the truth).
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = NORMAL")
+    return connection
+
+
+@contextmanager
+def write_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` takes the write lock up front, so two processes updating the
+    same study's counters serialize instead of failing on lock upgrade."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def create_schema(connection: sqlite3.Connection) -> None:
+    with write_transaction(connection):
+        for statement in _statements():
+            connection.execute(statement)
