@@ -56,14 +56,14 @@ QUICK = Profile(
     retrieve_study=0,
     frames=256,
     frame_size=256,
-    frame_sequential=60,
+    frame_sequential=50,
     frame_concurrent=400,
     qido_levels=(2_000,),
     qido_queries=15,
     metadata_requests=3,
     retrieve_requests=2,
     echo_requests=3_000,
-    time_cap_s=2.5,
+    time_cap_s=1.5,
 )
 
 FULL = Profile(
@@ -309,7 +309,9 @@ def qido_workloads(profile: Profile, level: int) -> list[Workload]:
         Workload(
             f"qido-{key}-{level}",
             (p50(row), p99(row)),
-            lambda t, r, ps=paths: _get(t, [t.root + p for p in ps], QIDO_ACCEPT, profile.qido_queries, 60),
+            lambda t, r, ps=paths: _get(
+                t, [t.root + p for p in ps], QIDO_ACCEPT, profile.qido_queries, profile.time_cap_s
+            ),
         )
         for key, (row, paths) in queries.items()
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import plan
+from bench.noise import NoiseMeter
 from bench.procs import ClientProcess, ManagedProcess, Namespace
 from bench.report import SERVER_KEYS, Results, machine_info, table
 from bench.servers import HOST, ServerUnavailable, Target, start_orthanc, start_ours
@@ -25,6 +27,7 @@ ECHO_BODY_BYTES = 65536  # the size of a native frame, so calibration moves the 
 POPULATION_BATCH = 100
 POPULATION_CLIENTS = 4
 CLIENT_BUSY_WARNING = 0.85
+NOISY_CORES = 0.3  # foreign CPU (in cores) above which a timed run is flagged as disturbed
 
 
 @dataclass
@@ -51,6 +54,8 @@ class Run:
     loads: list[dict[str, Any]] = field(default_factory=list)
     calibration: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    noise: NoiseMeter = field(default_factory=NoiseMeter)
+    foreign_at_start: float | None = None
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     ours_failed: bool = False
@@ -114,6 +119,7 @@ def start_targets(run: Run, stack: contextlib.ExitStack, prefix: list[str] | Non
             print(f"NOTE: skipping {key}: {exc}", flush=True)
             continue
         stack.callback(target.process.stop)
+        run.noise.watch(target.process.proc.pid)
         run.targets.append(target)
         run.log(f"{target.label} ready at {target.url}")
 
@@ -124,6 +130,7 @@ def calibrate(run: Run, prefix: list[str] | None, workdir: Path, stack: contextl
     argv = [*(prefix or []), sys.executable, "-m", "bench.echo", str(port), str(ECHO_BODY_BYTES)]
     echo = ManagedProcess("echo", argv, workdir / "echo.log")
     stack.callback(echo.stop)
+    run.noise.watch(echo.proc.pid)
     if echo.wait_for_line("ready", 30) is None:
         run.note(f"echo server did not start: {echo.tail()}")
         return
@@ -225,8 +232,18 @@ def run_workload(run: Run, workload: plan.Workload, target: Target, repeat: int)
         for metric in workload.metrics:
             run.results.error(metric.row, metric.unit, metric.better, target.key, f"skipped: no {missing}")
         return
+    before = run.noise.start()
     answer = run.call(**command)
-    run.runs.append({"workload": workload.key, "server": target.key, "repeat": repeat + 1, **answer})
+    foreign = run.noise.foreign_cores(before)
+    run.runs.append(
+        {
+            "workload": workload.key,
+            "server": target.key,
+            "repeat": repeat + 1,
+            "foreign_cores": foreign,
+            **answer,
+        }
+    )
     summary = _describe(answer)
     for metric in workload.metrics:
         if not answer.get("ok") or not answer.get("succeeded"):
@@ -322,8 +339,10 @@ def execute(run: Run) -> None:
         prefix = stack.enter_context(isolation(run))
         if prefix is None:
             run.note("no network namespace: running on the host loopback without Orthanc")
+        run.foreign_at_start = measure_idle_load(run)
         run.client = ClientProcess(prefix or [], workdir / "client.log")
         stack.callback(run.client.stop)
+        run.noise.watch(run.client.proc.pid)
         start_targets(run, stack, prefix, workdir)
         if not run.targets:
             return
@@ -336,6 +355,27 @@ def execute(run: Run) -> None:
         run_qido(run)
         for target in run.targets:
             target.info["log_tail"] = target.process.tail(5)
+
+
+def measure_idle_load(run: Run) -> float:
+    """CPU other processes use while the harness has started nothing yet (one second)."""
+    before = run.noise.start()
+    time.sleep(1.0)
+    cores = run.noise.foreign_cores(before)
+    if cores > NOISY_CORES:
+        run.note(f"the machine is busy before the benchmark starts: other processes use {cores:.1f} cores")
+    return cores
+
+
+def noise_note(run: Run) -> None:
+    noisy = [r for r in run.runs if r.get("foreign_cores", 0) > NOISY_CORES]
+    if noisy:
+        worst = max(r["foreign_cores"] for r in noisy)
+        run.note(
+            f"other processes used > {NOISY_CORES} cores during {len(noisy)} of {len(run.runs)} timed runs "
+            f"(up to {worst:.1f} of {os.cpu_count()} cores): those numbers are disturbed; "
+            "see foreign_cores in the JSON runs"
+        )
 
 
 def to_json(run: Run) -> dict[str, Any]:
@@ -352,6 +392,7 @@ def to_json(run: Run) -> dict[str, Any]:
         },
         "skipped": run.skipped,
         "calibration": run.calibration,
+        "foreign_cores_at_start": run.foreign_at_start,
         "loads": run.loads,
         "rows": [row.as_json() for row in run.results.rows.values()],
         "notes": run.notes,
@@ -373,6 +414,7 @@ def main(options: Options) -> int:
         execute(run)
     except KeyboardInterrupt:
         run.note("interrupted: partial results")
+    noise_note(run)
     print_summary(run)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(to_json(run), indent=2, default=str) + "\n")

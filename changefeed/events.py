@@ -31,3 +31,6 @@ class InProcessEventBus:
                     await subscriber(entry)
                 except Exception:
                     log.exception("event subscriber failed for change %s", entry.sequence)
+
+    async def close(self) -> None:
+        self._subscribers.clear()

@@ -77,5 +77,8 @@ class EventSink(Protocol):
     """Where change events go: in-process subscribers, or an Event Grid topic."""
 
     async def publish(self, entries: list[ChangeEntry]) -> None:
-        """Deliver events; failures are retried by the sink, never raised to a STOW."""
+        """Deliver events, or raise: :class:`changefeed.publisher.FeedPublisher` retries."""
+        ...
+
+    async def close(self) -> None:
         ...

@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Settings are read from the environment, so workers started by uvicorn see the same.
     os.environ["DICOMWEB_DATA_DIR"] = str(Path(args.data).resolve())
     root = f"http://{args.host}:{args.port}{SERVICE_PREFIX}"
+    os.environ.setdefault("DICOMWEB_PUBLIC_URL", root)
     config = uvicorn.Config(
         "dicomweb.asgi:app",
         host=args.host,
@@ -54,6 +55,17 @@ def _announce_when_ready(server: object, root: str, data: str) -> None:
     server.startup = startup  # type: ignore[attr-defined]
 
 
+def _tail(args: argparse.Namespace) -> int:
+    from changefeed.follow import Position, follow, print_entry
+
+    try:
+        follow(args.url.rstrip("/"), print_entry, Position(Path(args.state)), metadata=args.metadata,
+               poll_seconds=args.poll, stop_when_idle=args.once)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicomweb", description="DICOMweb server (PS3.18)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_serve)
+
+    feed = commands.add_parser("changefeed", help="read the change feed").add_subparsers(dest="feed", required=True)
+    tail = feed.add_parser("tail", help="print each change as a JSON line, resuming from a saved position")
+    tail.add_argument("--url", default="http://127.0.0.1:8080/v1", help="service root")
+    tail.add_argument("--state", default="changefeed-position.json", help="file holding the last sequence handled")
+    tail.add_argument("--metadata", action="store_true", help="include each instance's metadata")
+    tail.add_argument("--poll", type=float, default=1.0, help="seconds between polls when caught up")
+    tail.add_argument("--once", action="store_true", help="stop when caught up instead of polling")
+    tail.set_defaults(handler=_tail)
     return parser
 
 

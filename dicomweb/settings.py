@@ -31,6 +31,9 @@ class Settings:
     ``DICOMWEB_MAX_REQUEST_BYTES``          STOW request body limit; larger gets 413 (64 GiB)
     ``DICOMWEB_BULKDATA_THRESHOLD``         binary values longer than this become BulkDataURIs
     ``DICOMWEB_CORS_ORIGINS``               comma-separated allowed origins (``*`` for any)
+    ``DICOMWEB_PUBLIC_URL``                 the service root as clients see it (in events)
+    ``DICOMWEB_EVENTGRID_ENDPOINT``         Event Grid topic endpoint; empty: in-process events
+    ``DICOMWEB_EVENTGRID_KEY``              its access key
     ======================================  =====================================================
     """
 
@@ -40,6 +43,9 @@ class Settings:
     max_request_bytes: int = 64 * GIB
     bulkdata_threshold: int = 1024
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    public_url: str = "http://127.0.0.1:8080/v1"
+    eventgrid_endpoint: str = ""
+    eventgrid_key: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -51,6 +57,9 @@ class Settings:
             max_request_bytes=int(_env("DICOMWEB_MAX_REQUEST_BYTES", str(64 * GIB))),
             bulkdata_threshold=int(_env("DICOMWEB_BULKDATA_THRESHOLD", "1024")),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            public_url=_env("DICOMWEB_PUBLIC_URL", "http://127.0.0.1:8080/v1"),
+            eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
+            eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -13,7 +13,6 @@ crash or for a repeated event finishes what was left undone and duplicates nothi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -35,7 +34,6 @@ ROOT_TOKEN = "{{service-root}}"
 a client sees (host, port, proxy) is known only then."""
 
 log = logging.getLogger(__name__)
-_background: set[asyncio.Task[None]] = set()
 
 
 @dataclass(frozen=True)
@@ -98,15 +96,8 @@ async def index_instance(services: Services, record: InstanceRecord) -> ChangeEn
             incarnation=record.incarnation,
         )
     )
-    publish_soon(services, [entry])
+    services.publisher.kick()  # events go out in the background; the feed already holds the entry
     return entry
-
-
-def publish_soon(services: Services, entries: list[ChangeEntry]) -> None:
-    """Publish without making the request wait; the feed already holds the entries."""
-    task = asyncio.get_running_loop().create_task(services.events.publish(entries))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
 
 
 async def index_stored_file(services: Services, key: str) -> ChangeEntry:

@@ -16,7 +16,6 @@ from dicomweb.http.errors import not_found
 from dicomweb.services import Services, services_of
 from dicomweb.storage import layout
 from dicomweb.wado.lookup import path_uids
-from indexing.indexer import publish_soon
 from indexing.port import InstanceRecord
 
 
@@ -46,10 +45,11 @@ async def delete(request: Request) -> Response:
     if not removed:
         target = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
         raise not_found(f"{target} not found")
-    entries = [await services.feed.append(_delete_entry(record)) for record in removed]
+    for record in removed:
+        await services.feed.append(_delete_entry(record))
     for record in removed:
         await _remove_blobs(services, record)
-    publish_soon(services, entries)
+    services.publisher.kick()
     return Response(status_code=204)
 
 
