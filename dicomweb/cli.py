@@ -6,6 +6,7 @@ Options override the environment (see :class:`dicomweb.settings.Settings`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -58,11 +59,9 @@ def _announce_when_ready(server: object, root: str, data: str) -> None:
 def _tail(args: argparse.Namespace) -> int:
     from changefeed.follow import Position, follow, print_entry
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         follow(args.url.rstrip("/"), print_entry, Position(Path(args.state)), metadata=args.metadata,
                poll_seconds=args.poll, stop_when_idle=args.once)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

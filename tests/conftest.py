@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import ServerProcess
 from starlette.testclient import TestClient
 
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
+from servers import ServerProcess
 
 
 @pytest.fixture

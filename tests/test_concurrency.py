@@ -6,8 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
 from pydicom.uid import generate_uid
+
+from builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
 from servers import ServerProcess
 
 CLIENTS = 8

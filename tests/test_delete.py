@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from builders import make_dataset, multipart_body, to_bytes
 from starlette.testclient import TestClient
+
+from builders import make_dataset, multipart_body, to_bytes
 
 
 def _store(client: TestClient, *datasets) -> None:

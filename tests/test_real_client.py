@@ -16,12 +16,12 @@ import httpx
 import pydicom
 import pydicom.data
 import pytest
-from builders import DICOM, make_dataset, multipart_body, parse_multipart
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
-from servers import ServerProcess
 
+from builders import DICOM, make_dataset, multipart_body, parse_multipart
 from dicomweb.dicom.uids import is_valid_uid
+from servers import ServerProcess
 
 MULTIFRAME_MUST_STORE = {
     "emri_small.dcm", "emri_small_RLE.dcm", "emri_small_jpeg_ls_lossless.dcm",

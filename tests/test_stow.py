@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from builders import DICOM, make_dataset, multipart_body, to_bytes
 from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
+
+from builders import DICOM, make_dataset, multipart_body, to_bytes
 
 SOP_SEQ, FAILED_SEQ, RETRIEVE_URL, FAILURE_REASON = "00081199", "00081198", "00081190", "00081197"
 

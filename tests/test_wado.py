@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
 from pydicom import dcmread
 from pydicom.uid import ImplicitVRLittleEndian
 from starlette.testclient import TestClient
+
+from builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
 
 OCTET = "application/octet-stream"
 

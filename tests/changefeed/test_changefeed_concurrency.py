@@ -25,10 +25,12 @@ def _write(root: str, writer: int) -> list[tuple[str, str]]:
     with httpx.Client(timeout=60) as http:
         for i in range(PER_WRITER):
             ds = make_dataset(patient_id=f"W{writer}", instance_number=i)
-            assert http.post(f"{root}/studies", content=to_bytes(ds), headers={"Content-Type": DICOM}).status_code == 200
+            response = http.post(f"{root}/studies", content=to_bytes(ds), headers={"Content-Type": DICOM})
+            assert response.status_code == 200
             made.append(("create", ds.SOPInstanceUID))
             if i % 4 == 3:
-                url = f"{root}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+                url = (f"{root}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                       f"/instances/{ds.SOPInstanceUID}")
                 assert http.delete(url).status_code == 204
                 made.append(("delete", ds.SOPInstanceUID))
     return made

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from builders import make_dataset
 from pydicom import Dataset
 
+from builders import make_dataset
 from dicomweb.storage.layout import instance_key
 from indexing.port import InstanceRecord
 

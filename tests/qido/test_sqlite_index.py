@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import make_dataset
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import MRImageStorage, generate_uid
 from qido_records import make_record, record_of
 
+from builders import make_dataset
 from indexing.port import InstanceRecord
 from indexing.query import Level, parse_query
 from indexing.sqlite_search import compile_search
