@@ -10,7 +10,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     ours_failed: bool = False
+    aborted: bool = False
 
     def log(self, message: str) -> None:
         print(f"[{time.time() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
@@ -78,19 +79,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def isolation(run: Run) -> Iterator[list[str] | None]:
-    """The command prefix that enters the namespace, or None when there is none."""
-    reason = Namespace.unavailable_reason()
-    if reason:
-        yield None
-        return
+def isolation(run: Run, stack: contextlib.ExitStack) -> list[str] | None:
+    """The command prefix that enters a fresh namespace, or None when there can be none."""
+    if reason := Namespace.unavailable_reason():
+        run.note(f"no network namespace: {reason}")
+        return None
     try:
-        with Namespace.create() as ns:
-            yield ns.prefix()
+        ns = stack.enter_context(Namespace.create())
     except RuntimeError as exc:
         run.note(f"could not create a network namespace: {exc}")
-        yield None
+        return None
+    return ns.prefix()
 
 
 def start_targets(run: Run, stack: contextlib.ExitStack, prefix: list[str] | None, workdir: Path) -> None:
@@ -336,9 +335,9 @@ def execute(run: Run) -> None:
         if not run.options.keep:
             stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         run.log(f"work dir {workdir}")
-        prefix = stack.enter_context(isolation(run))
+        prefix = isolation(run, stack)
         if prefix is None:
-            run.note("no network namespace: running on the host loopback without Orthanc")
+            run.note("running on the host loopback, without Orthanc")
         run.foreign_at_start = measure_idle_load(run)
         run.client = ClientProcess(prefix or [], workdir / "client.log")
         stack.callback(run.client.stop)
@@ -414,6 +413,10 @@ def main(options: Options) -> int:
         execute(run)
     except KeyboardInterrupt:
         run.note("interrupted: partial results")
+    except Exception as exc:  # the report of what did run is still worth writing
+        traceback.print_exc()
+        run.note(f"benchmark aborted: {type(exc).__name__}: {exc}")
+        run.aborted = True
     noise_note(run)
     print_summary(run)
     options.out.parent.mkdir(parents=True, exist_ok=True)
@@ -421,6 +424,8 @@ def main(options: Options) -> int:
     print(f"\nJSON written to {options.out} ({time.time() - run.started:.0f}s)")
     if not run.targets:
         return 1
+    if run.aborted:
+        return 2
     # Orthanc's failures are findings; ours failing makes the CI smoke run fail.
     return 2 if run.ours_failed and options.only in (None, "ours") else 0
 

@@ -3,6 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test,azure
+# The Azure emulators (Azurite, the Cosmos test server) for the Azure-backend tests;
+# tests/emulators.py does the same when pytest is run directly.
+if command -v npm >/dev/null && { [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
+  npm ci --no-audit --no-fund
+fi
 . .venv/bin/activate
 ruff check .
 python -m pytest -q "$@"

@@ -169,11 +169,42 @@ def test_frame_numbers_are_checked(client: TestClient, multiframe) -> None:
     assert "5 frame" in response.json()["message"]
 
 
-def test_frames_of_native_data_as_jpeg_is_406(client: TestClient, multiframe) -> None:
+def test_frames_that_cannot_be_converted_are_406(client: TestClient, multiframe) -> None:
     response = client.get(_instance_url(multiframe) + "/frames/1",
-                          headers={"Accept": 'multipart/related; type="image/jp2"'})
+                          headers={"Accept": 'multipart/related; type="image/jpeg"'})
+    assert response.status_code == 406  # baseline JPEG holds 8-bit pixels; these are 16-bit
+    assert "image/jpeg" in response.json()["message"]
+    response = client.get(_instance_url(multiframe) + "/frames/1",
+                          headers={"Accept": 'multipart/related; type="image/dicom-rle"'})
     assert response.status_code == 406
-    assert "image/jp2" in response.json()["message"]
+    assert "image/dicom-rle" in response.json()["message"]
+
+
+def test_native_frames_converted_to_jpeg_2000_losslessly(client: TestClient) -> None:
+    import openjpeg
+
+    ds = make_dataset(rows=64, columns=48, frames=3)
+    _store(client, ds)
+    response = client.get(_instance_url(ds) + "/frames/2,3", headers={"Accept": 'multipart/related; type="image/jp2"'})
+    assert response.status_code == 200, response.text
+    parts = parse_multipart(response.content, response.headers["content-type"])
+    assert all(h["content-type"] == "image/jp2; transfer-syntax=1.2.840.10008.1.2.4.90" for h, _ in parts)
+    for (_, payload), number in zip(parts, (2, 3), strict=True):
+        decoded = openjpeg.decode(payload)
+        assert decoded.tobytes() == _frame(ds, number)
+
+
+def test_native_8_bit_frames_converted_to_jpeg(client: TestClient) -> None:
+    from PIL import Image
+
+    ds = make_dataset(rows=32, columns=32, frames=2)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = bytes(range(256)) * 8
+    _store(client, ds)
+    response = client.get(_instance_url(ds) + "/frames/1", headers={"Accept": "image/jpeg"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("image/jpeg")
+    assert Image.open(BytesIO(response.content)).size == (32, 32)
 
 
 def test_frames_of_compressed_data_decoded_to_native(client: TestClient) -> None:

@@ -12,19 +12,19 @@ import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 
-from pydicom.pixels import pixel_array
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomweb.dicom.frames import FrameIndex
 from dicomweb.dicom.instance import read_frame_fallback
+from dicomweb.dicom.pixels import decode_frame, encode_frame
 from dicomweb.http import multipart
-from dicomweb.http.errors import bad_request, not_found
+from dicomweb.http.errors import bad_request, not_acceptable, not_found
 from dicomweb.services import Services, services_of
 from dicomweb.storage import layout
 from dicomweb.wado.lookup import find_instance
-from dicomweb.wado.negotiate import Plan, negotiate_frames
+from dicomweb.wado.negotiate import OCTET_STREAM, Plan, negotiate_frames
 from indexing.port import InstanceRecord
 
 CACHE_SIZE = 4096
@@ -81,15 +81,28 @@ async def stored_frame(services: Services, record: InstanceRecord, index: FrameI
     return index.frame_from_span(number, data)
 
 
-def _decoded_frame(services: Services, record: InstanceRecord, number: int) -> bytes:
-    with services.blobs.open_reader(layout.file_name(record.instance_key)) as reader:
-        return pixel_array(reader, index=number - 1).tobytes()
+async def pixel_attributes(services: Services, record: InstanceRecord) -> dict:
+    """The instance's stored metadata (DICOM JSON), which holds what decoding needs."""
+    return json.loads(await services.blobs.get_bytes(layout.metadata_name(record.instance_key)))
+
+
+def _converted(attributes: dict, record: InstanceRecord, frame: bytes, plan: Plan) -> bytes:
+    """The stored frame decoded, then left native or encoded in the media type asked for."""
+    pixels = decode_frame(attributes, record.transfer_syntax_uid, frame)
+    if plan.media_type == OCTET_STREAM:
+        return pixels.tobytes()
+    return encode_frame(pixels, plan.media_type)
 
 
 async def _frame(services: Services, record: InstanceRecord, index: FrameIndex, number: int, plan: Plan) -> bytes:
+    frame = await stored_frame(services, record, index, number)
     if plan.transfer_syntax is None:
-        return await stored_frame(services, record, index, number)
-    return await run_in_threadpool(_decoded_frame, services, record, number)
+        return frame
+    attributes = await pixel_attributes(services, record)
+    try:
+        return await run_in_threadpool(_converted, attributes, record, frame, plan)
+    except (NotImplementedError, RuntimeError, ValueError) as exc:
+        raise not_acceptable(f"cannot convert frame {number} to {plan.media_type}: {exc}") from exc
 
 
 def _part_type(plan: Plan, record: InstanceRecord) -> str:
@@ -98,8 +111,17 @@ def _part_type(plan: Plan, record: InstanceRecord) -> str:
 
 async def _multipart_frames(services: Services, record: InstanceRecord, index: FrameIndex, numbers: list[int],
                             plan: Plan, boundary: str) -> AsyncIterator[bytes]:
+    """The multipart body, frame by frame; the first frame is made before returning, so
+    a frame that cannot be converted is a 406 rather than a broken response."""
     header = multipart.part_header(boundary, _part_type(plan, record))
-    for number in numbers:
+    first = await _frame(services, record, index, numbers[0], plan)  # errors before the response starts
+    return _stream(services, record, index, numbers, plan, header, first, boundary)
+
+
+async def _stream(services: Services, record: InstanceRecord, index: FrameIndex, numbers: list[int], plan: Plan,
+                  header: bytes, first: bytes, boundary: str) -> AsyncIterator[bytes]:
+    yield header + first + multipart.CRLF
+    for number in numbers[1:]:
         yield header + await _frame(services, record, index, number, plan) + multipart.CRLF
     yield multipart.closing(boundary)
 
@@ -122,8 +144,7 @@ async def retrieve_frames(request: Request) -> Response:
         body = await _frame(services, record, index, numbers[0], plan)
         return Response(body, media_type=_part_type(plan, record))
     boundary = multipart.new_boundary()
+    parts = await _multipart_frames(services, record, index, numbers, plan, boundary)
     if len(numbers) == 1:  # small enough to answer in one piece (with a Content-Length)
-        body = b"".join([part async for part in _multipart_frames(services, record, index, numbers, plan, boundary)])
-        return Response(body, media_type=_multipart_type(plan, record, boundary))
-    return StreamingResponse(_multipart_frames(services, record, index, numbers, plan, boundary),
-                             media_type=_multipart_type(plan, record, boundary))
+        return Response(b"".join([part async for part in parts]), media_type=_multipart_type(plan, record, boundary))
+    return StreamingResponse(parts, media_type=_multipart_type(plan, record, boundary))

@@ -24,6 +24,11 @@ from dicomweb.http.errors import not_acceptable
 DICOM = "application/dicom"
 OCTET_STREAM = "application/octet-stream"
 NATIVE_LITTLE_ENDIAN = {EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN}
+ENCODABLE = {
+    "image/jpeg": "1.2.840.10008.1.2.4.50",  # baseline, 8-bit (Pillow)
+    "image/jp2": "1.2.840.10008.1.2.4.90",  # lossless JPEG 2000 (pylibjpeg-openjpeg)
+}
+"""Media types frames can be converted to, and the transfer syntax they are then in."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,11 @@ def _frame_plan(entry: MediaRange, stored: str) -> Plan | str:
         if wanted is None or wanted == stored:
             return Plan(entry.multipart, natural, None)
         return f"frames are stored as {stored}, not {wanted}"
+    if part_type in ENCODABLE and (not is_compressed(stored) or can_decode(stored)):
+        target = ENCODABLE[part_type]
+        if wanted in (None, target):
+            return Plan(entry.multipart, part_type, target)
+        return f"{part_type} frames are offered as {target}, not {wanted}"
     return f"frames are stored as {natural} ({stored}); converting them to {part_type} is not supported"
 
 

@@ -8,6 +8,7 @@ from dicomweb.wado.bulkdata import retrieve_bulkdata
 from dicomweb.wado.frames import retrieve_frames
 from dicomweb.wado.instances import retrieve_instances
 from dicomweb.wado.metadata import retrieve_metadata
+from dicomweb.wado.rendered import routes as rendered_routes
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -22,4 +23,5 @@ routes = [
     Route(INSTANCE + "/metadata", retrieve_metadata, methods=["GET"]),
     Route(INSTANCE + "/frames/{frames}", retrieve_frames, methods=["GET"]),
     Route(INSTANCE + "/bulkdata/{path:path}", retrieve_bulkdata, methods=["GET"]),
+    *rendered_routes,
 ]
