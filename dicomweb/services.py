@@ -31,30 +31,54 @@ class Services:
         await self.events.close()
         await self.index.close()
         await self.feed.close()
+        await self.blobs.close()
 
 
 def build_services(settings: Settings) -> Services:
-    if settings.blob_store != "filesystem":
-        raise ValueError(f"DICOMWEB_BLOB_STORE={settings.blob_store!r} is not supported; use 'filesystem'")
-    if settings.index_store != "sqlite":
-        raise ValueError(f"DICOMWEB_INDEX_STORE={settings.index_store!r} is not supported; use 'sqlite'")
-    from changefeed.sqlite_store import SqliteChangeFeedStore
-    from dicomweb.storage.filesystem import FilesystemBlobStore
-    from indexing.sqlite_store import SqliteIndexStore
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database = settings.data_dir / "index.sqlite"
-    blobs = FilesystemBlobStore(settings.data_dir / "blobs")
-    feed = SqliteChangeFeedStore(database)
+    blobs = _blob_store(settings)
+    index, feed = _index_and_feed(settings)
     events = _event_sink(settings)
     return Services(
         settings=settings,
         blobs=blobs,
-        index=SqliteIndexStore(database),
+        index=index,
         feed=feed,
         events=events,
         publisher=FeedPublisher(feed, events, blobs),
     )
+
+
+def _blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_store == "filesystem":
+        from dicomweb.storage.filesystem import FilesystemBlobStore
+
+        return FilesystemBlobStore(settings.data_dir / "blobs")
+    if settings.blob_store == "azure":
+        from dicomweb.storage.azure_blob import AzureBlobStore
+
+        return AzureBlobStore(settings.blob_container, connection_string=settings.blob_connection_string,
+                              account_url=settings.blob_account_url)
+    raise ValueError(f"DICOMWEB_BLOB_STORE={settings.blob_store!r} is not supported; use 'filesystem' or 'azure'")
+
+
+def _index_and_feed(settings: Settings) -> tuple[IndexStore, ChangeFeedStore]:
+    if settings.index_store == "sqlite":
+        from changefeed.sqlite_store import SqliteChangeFeedStore
+        from indexing.sqlite_store import SqliteIndexStore
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = settings.data_dir / "index.sqlite"
+        return SqliteIndexStore(database), SqliteChangeFeedStore(database)
+    if settings.index_store == "cosmos":
+        from changefeed.cosmos_store import CosmosChangeFeedStore
+        from dicomweb.cosmos import CosmosDatabase
+        from indexing.cosmos_schema import containers
+        from indexing.cosmos_store import CosmosIndexStore
+
+        database = CosmosDatabase(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
+                                  containers())
+        return CosmosIndexStore(database), CosmosChangeFeedStore(database)
+    raise ValueError(f"DICOMWEB_INDEX_STORE={settings.index_store!r} is not supported; use 'sqlite' or 'cosmos'")
 
 
 def _event_sink(settings: Settings) -> EventSink:

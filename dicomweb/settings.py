@@ -31,6 +31,12 @@ class Settings:
     ``DICOMWEB_MAX_REQUEST_BYTES``          STOW request body limit; larger gets 413 (64 GiB)
     ``DICOMWEB_BULKDATA_THRESHOLD``         binary values longer than this become BulkDataURIs
     ``DICOMWEB_CORS_ORIGINS``               comma-separated allowed origins (``*`` for any)
+    ``DICOMWEB_BLOB_CONNECTION_STRING``     Azure Storage connection string (Azurite: see README)
+    ``DICOMWEB_BLOB_ACCOUNT_URL``           or the account URL, signed in with DefaultAzureCredential
+    ``DICOMWEB_BLOB_CONTAINER``             the container of instance files (``dicomweb``)
+    ``DICOMWEB_COSMOS_ENDPOINT``            Cosmos DB account endpoint (index and change feed)
+    ``DICOMWEB_COSMOS_KEY``                 its key; empty: DefaultAzureCredential
+    ``DICOMWEB_COSMOS_DATABASE``            the database (``dicomweb``); containers are created
     ``DICOMWEB_PUBLIC_URL``                 the service root as clients see it (in events)
     ``DICOMWEB_EVENTGRID_ENDPOINT``         Event Grid topic endpoint; empty: in-process events
     ``DICOMWEB_EVENTGRID_KEY``              its access key
@@ -43,6 +49,12 @@ class Settings:
     max_request_bytes: int = 64 * GIB
     bulkdata_threshold: int = 1024
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    blob_connection_string: str = ""
+    blob_account_url: str = ""
+    blob_container: str = "dicomweb"
+    cosmos_endpoint: str = ""
+    cosmos_key: str = ""
+    cosmos_database: str = "dicomweb"
     public_url: str = "http://127.0.0.1:8080/v1"
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
@@ -57,6 +69,12 @@ class Settings:
             max_request_bytes=int(_env("DICOMWEB_MAX_REQUEST_BYTES", str(64 * GIB))),
             bulkdata_threshold=int(_env("DICOMWEB_BULKDATA_THRESHOLD", "1024")),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            blob_connection_string=_env("DICOMWEB_BLOB_CONNECTION_STRING", ""),
+            blob_account_url=_env("DICOMWEB_BLOB_ACCOUNT_URL", ""),
+            blob_container=_env("DICOMWEB_BLOB_CONTAINER", "dicomweb"),
+            cosmos_endpoint=_env("DICOMWEB_COSMOS_ENDPOINT", ""),
+            cosmos_key=_env("DICOMWEB_COSMOS_KEY", ""),
+            cosmos_database=_env("DICOMWEB_COSMOS_DATABASE", "dicomweb"),
             public_url=_env("DICOMWEB_PUBLIC_URL", "http://127.0.0.1:8080/v1"),
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),

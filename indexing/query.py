@@ -66,6 +66,11 @@ STUDY_UID_TAG = "0020000D"
 SERIES_UID_TAG = "0020000E"
 SOP_UID_TAG = "00080018"
 
+_LOCATING_UIDS = {
+    Level.STUDY: frozenset({STUDY_UID_TAG}),
+    Level.SERIES: frozenset({STUDY_UID_TAG, SERIES_UID_TAG}),
+    Level.INSTANCE: frozenset({STUDY_UID_TAG, SERIES_UID_TAG, SOP_UID_TAG}),
+}
 _PLURAL = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
 _CONTROL_PARAMETERS = ("includefield", "limit", "offset", "fuzzymatching")
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
@@ -158,23 +163,11 @@ def returned_tags(query: Query, table: AttributeTable | None = None) -> frozense
     """
     table = table or standard_table()
     levels = visible_levels(query)
-    tags = {
-        entry.top_tag
-        for entry in table.entries
-        if entry.level in levels and (entry.default or query.include_all)
-    }
+    tags = {entry.top_tag for entry in table.entries if entry.level in levels and (entry.default or query.include_all)}
     tags |= query.include_tags
     tags |= {match.tag.split(".")[0] for match in query.matches}
-    tags |= _locating_uids(query.level)
+    tags |= _LOCATING_UIDS[query.level]
     return frozenset(tags)
-
-
-def _locating_uids(level: Level) -> set[str]:
-    return (
-        {STUDY_UID_TAG, SERIES_UID_TAG, SOP_UID_TAG}
-        if level is Level.INSTANCE
-        else ({STUDY_UID_TAG, SERIES_UID_TAG} if level is Level.SERIES else {STUDY_UID_TAG})
-    )
 
 
 def _decode_again(value: str) -> str:
@@ -226,11 +219,11 @@ class _Parser:
                 self.include_all = True
                 continue
             entries = self._resolve(name, f"{key}={value}")
-            self.include_tags.update(entry.top_tag for entry in entries if self._visible(entry))
+            self.include_tags.update(entry.top_tag for entry in entries if self._at_or_above(entry))
 
     def _add_attribute(self, key: str, value: str) -> None:
         entries = self._resolve(key, f"{key}={value}")
-        usable = [entry for entry in entries if self._visible(entry)]
+        usable = [entry for entry in entries if self._at_or_above(entry)]
         universal = value.strip() in ("", "*")
         if not entries or not usable:
             if universal:
@@ -253,7 +246,8 @@ class _Parser:
             f"searching for {_PLURAL[self.level]} in {_quote(key, value)}"
         )
 
-    def _visible(self, entry: Attribute) -> bool:
+    def _at_or_above(self, entry: Attribute) -> bool:
+        """Whether ``entry`` is of the searched level or a higher one."""
         return entry.level.depth <= self.level.depth
 
     def _resolve(self, name: str, parameter: str) -> list[Attribute]:
@@ -355,9 +349,7 @@ def _number_match(entry: Attribute, key: str, value: str, alternatives: list[str
         try:
             keys.append(number_key(entry.vr, alternative))
         except ValueError:
-            raise QueryError(
-                key, f"'{alternative}' is not a valid {entry.vr} number in {_quote(key, value)}"
-            ) from None
+            raise QueryError(key, f"'{alternative}' is not a valid {entry.vr} number in {_quote(key, value)}") from None
     return Match(entry.tag, entry.level, entry.vr, MatchKind.SINGLE, tuple(keys))
 
 

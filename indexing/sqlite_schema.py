@@ -4,10 +4,13 @@ Tables (the change feed's ``changefeed`` table shares the file and is not touche
 
 ``study`` / ``series`` / ``instance``
     One row per entity, keyed by UID under its parent, with an integer ``pk`` that also
-    gives the stable result order. Each holds the DICOM JSON of its level's returnable
-    attributes (taken from the first instance indexed) and the computed attributes
-    (counts, Modalities in Study, SOP Classes in Study). ``instance.record`` is the full
-    :class:`~indexing.port.InstanceRecord`.
+    gives the stable result order. Studies and series hold the DICOM JSON of their
+    level's returnable attributes (taken from the first instance indexed) and the
+    computed attributes (counts, Modalities in Study, SOP Classes in Study).
+``instance_json`` (pk, attributes, record)
+    An instance's returnable attributes and its full :class:`~indexing.port.InstanceRecord`,
+    apart from ``instance`` so that its rows stay small: paging with a large offset
+    steps over instance rows, and a header can be tens of kilobytes.
 ``{level}_value`` (entity_pk, tag, value)
     One row per matchable attribute value, normalized by :mod:`indexing.values`; the
     primary key (tag, value, entity_pk) serves every single, list, range and prefix
@@ -57,9 +60,12 @@ CREATE TABLE IF NOT EXISTS instance (
     sop_class_uid TEXT NOT NULL,
     instance_key TEXT NOT NULL UNIQUE,
     instance_number INTEGER,
-    attributes TEXT NOT NULL,
-    record TEXT NOT NULL,
     UNIQUE (series_pk, sop_uid)
+);
+CREATE TABLE IF NOT EXISTS instance_json (
+    pk INTEGER PRIMARY KEY,
+    attributes TEXT NOT NULL,
+    record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS instance_by_study ON instance (study_pk);
 CREATE INDEX IF NOT EXISTS instance_by_uid ON instance (sop_uid);

@@ -1,8 +1,9 @@
 """Running a :class:`~indexing.query.Query` against the SQLite index.
 
 Every match becomes ``<owner pk> IN (SELECT entity_pk FROM <level>_value WHERE tag = ?
-AND ...)``: an index range on (tag, value), never a scan of the entity tables. Results
-come in ``pk`` (insertion) order so limit/offset paging is stable.
+AND ...)``: an index range on (tag, value), so a match never scans an entity table (a
+search without matches reads the target table in ``pk`` order, up to the page). Results
+come in ``pk`` (insertion) order, so limit/offset paging is stable.
 """
 
 from __future__ import annotations
@@ -21,15 +22,19 @@ DicomJson = dict[str, Any]
 _ALIAS = {Level.STUDY: "s", Level.SERIES: "se", Level.INSTANCE: "i"}
 
 _STUDY_COLUMNS = "s.attributes, s.series_count, s.instance_count, s.modalities, s.sop_classes"
-_SELECT = {
-    Level.STUDY: f"SELECT {_STUDY_COLUMNS} FROM study AS s",
+_SERIES_COLUMNS = "se.attributes, se.instance_count"
+# The page's pks are chosen first, from the target table alone, and only those rows are
+# joined to their parents and JSON: a large offset then skips small rows, not documents.
+_JOINS = {
+    Level.STUDY: f"SELECT {_STUDY_COLUMNS} FROM page JOIN study AS s ON s.pk = page.pk",
     Level.SERIES: (
-        f"SELECT {_STUDY_COLUMNS}, se.attributes, se.instance_count"
-        " FROM series AS se JOIN study AS s ON s.pk = se.study_pk"
+        f"SELECT {_STUDY_COLUMNS}, {_SERIES_COLUMNS} FROM page"
+        " JOIN series AS se ON se.pk = page.pk JOIN study AS s ON s.pk = se.study_pk"
     ),
     Level.INSTANCE: (
-        f"SELECT {_STUDY_COLUMNS}, se.attributes, se.instance_count, i.attributes"
-        " FROM instance AS i JOIN series AS se ON se.pk = i.series_pk JOIN study AS s ON s.pk = i.study_pk"
+        f"SELECT {_STUDY_COLUMNS}, {_SERIES_COLUMNS}, ij.attributes FROM page"
+        " JOIN instance AS i ON i.pk = page.pk JOIN instance_json AS ij ON ij.pk = i.pk"
+        " JOIN series AS se ON se.pk = i.series_pk JOIN study AS s ON s.pk = i.study_pk"
     ),
 }
 
@@ -57,7 +62,8 @@ def compile_search(query: Query) -> tuple[str, list[Any]]:
         conditions.append(f"{_owner(query.level, match.level)} IN ({subquery})")
         params.extend(subparams)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    sql = f"{_SELECT[query.level]}{where} ORDER BY {alias}.pk LIMIT ? OFFSET ?"
+    page = f"SELECT {alias}.pk FROM {query.level.value} AS {alias}{where} ORDER BY {alias}.pk LIMIT ? OFFSET ?"
+    sql = f"WITH page AS ({page}) {_JOINS[query.level]} ORDER BY page.pk"
     return sql, [*params, query.limit, query.offset]
 
 

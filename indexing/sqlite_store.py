@@ -41,6 +41,7 @@ _IDLE_CONNECTIONS = 8
 
 _INSTANCE_FROM = """
 FROM instance AS i
+JOIN instance_json AS ij ON ij.pk = i.pk
 JOIN series AS se ON se.pk = i.series_pk
 JOIN study AS s ON s.pk = i.study_pk
 """
@@ -56,13 +57,14 @@ class SqliteIndexStore:
         self._table = table or standard_table()
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._schema_ready = False
         self._closed = False
 
     # -- the port -----------------------------------------------------------------------
 
     async def add_instance(self, record: InstanceRecord) -> bool:
-        return await self._run(self._add, record)
+        return await self._run_write(self._add, record)
 
     async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
         records = await self._run(self._list, study_uid, series_uid, sop_uid)
@@ -79,7 +81,7 @@ class SqliteIndexStore:
     async def remove_instances(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[InstanceRecord]:
-        return await self._run(self._remove, study_uid, series_uid, sop_uid)
+        return await self._run_write(self._remove, study_uid, series_uid, sop_uid)
 
     async def search(self, query: Query) -> list[DicomJson]:
         return await self._run(search, query)
@@ -95,6 +97,16 @@ class SqliteIndexStore:
 
     async def _run(self, work: Callable[..., T], *args: Any) -> T:
         return await run_in_threadpool(self._with_connection, work, *args)
+
+    async def _run_write(self, work: Callable[..., T], *args: Any) -> T:
+        return await run_in_threadpool(self._with_write_lock, work, *args)
+
+    def _with_write_lock(self, work: Callable[..., T], *args: Any) -> T:
+        # Writers of this process queue here rather than on SQLite's lock: its busy
+        # handler sleeps in steps of up to 100 ms, which made concurrent adds crawl.
+        # Other processes still meet at BEGIN IMMEDIATE and wait via busy_timeout.
+        with self._write_lock:
+            return self._with_connection(work, *args)
 
     def _with_connection(self, work: Callable[..., T], *args: Any) -> T:
         connection = self._acquire()
@@ -188,20 +200,15 @@ class SqliteIndexStore:
         dataset: DicomJson,
     ) -> None:
         pk = connection.execute(
-            "INSERT INTO instance (study_pk, series_pk, sop_uid, sop_class_uid, instance_key,"
-            " instance_number, attributes, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                study_pk,
-                series_pk,
-                record.sop_uid,
-                record.sop_class_uid,
-                record.instance_key,
-                _instance_number(dataset),
-                _dumps(self._level_json(Level.INSTANCE, dataset)),
-                _dumps(asdict(record)),
-            ),
+            "INSERT INTO instance (study_pk, series_pk, sop_uid, sop_class_uid, instance_key, instance_number)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (study_pk, series_pk, record.sop_uid, record.sop_class_uid, record.instance_key, _instance_number(dataset)),
         ).lastrowid
         assert pk is not None
+        connection.execute(
+            "INSERT INTO instance_json (pk, attributes, record) VALUES (?, ?, ?)",
+            (pk, _dumps(self._level_json(Level.INSTANCE, dataset)), _dumps(asdict(record))),
+        )
         self._index_values(connection, Level.INSTANCE, pk, dataset)
 
     def _level_json(self, level: Level, dataset: DicomJson) -> DicomJson:
@@ -214,9 +221,7 @@ class SqliteIndexStore:
                 kept[entry.top_tag] = element
         return kept
 
-    def _index_values(
-        self, connection: sqlite3.Connection, level: Level, pk: int, dataset: DicomJson
-    ) -> None:
+    def _index_values(self, connection: sqlite3.Connection, level: Level, pk: int, dataset: DicomJson) -> None:
         values, words = [], []
         for entry in self._table.stored(level):
             if not entry.matchable:
@@ -242,8 +247,7 @@ class SqliteIndexStore:
 
     def _refresh_modalities(self, connection: sqlite3.Connection, study_pk: int) -> None:
         rows = connection.execute(
-            "SELECT DISTINCT modality FROM series WHERE study_pk = ? AND modality IS NOT NULL"
-            " ORDER BY modality",
+            "SELECT DISTINCT modality FROM series WHERE study_pk = ? AND modality IS NOT NULL ORDER BY modality",
             (study_pk,),
         )
         modalities = [modality for (modality,) in rows]
@@ -275,10 +279,8 @@ class SqliteIndexStore:
     ) -> list[InstanceRecord]:
         with write_transaction(connection):
             where, params = _instance_filter(study_uid, series_uid, sop_uid)
-            columns = "i.pk, i.series_pk, i.study_pk, i.record"
-            rows = connection.execute(
-                f"SELECT {columns} {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params
-            ).fetchall()
+            columns = "i.pk, i.series_pk, i.study_pk, ij.record"
+            rows = connection.execute(f"SELECT {columns} {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params).fetchall()
             if not rows:
                 return []
             _delete_entities(connection, Level.INSTANCE, [row[0] for row in rows])
@@ -311,12 +313,13 @@ class SqliteIndexStore:
         self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
     ) -> list[InstanceRecord]:
         where, params = _instance_filter(study_uid, series_uid, sop_uid)
-        rows = connection.execute(f"SELECT i.record {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
+        rows = connection.execute(f"SELECT ij.record {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
         return [_record(text) for (text,) in rows]
 
     def _by_key(self, connection: sqlite3.Connection, instance_key: str) -> InstanceRecord | None:
         row = connection.execute(
-            "SELECT record FROM instance WHERE instance_key = ?", (instance_key,)
+            "SELECT ij.record FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk WHERE i.instance_key = ?",
+            (instance_key,),
         ).fetchone()
         return _record(row[0]) if row else None
 
@@ -368,6 +371,8 @@ def _delete_entities(connection: sqlite3.Connection, level: Level, pks: list[int
     connection.executemany(f"DELETE FROM {value_table(level)} WHERE entity_pk = ?", rows)
     connection.executemany(f"DELETE FROM {word_table(level)} WHERE entity_pk = ?", rows)
     connection.executemany(f"DELETE FROM {level.value} WHERE pk = ?", rows)
+    if level is Level.INSTANCE:
+        connection.executemany("DELETE FROM instance_json WHERE pk = ?", rows)
 
 
 def _count_by(keys: Any) -> dict[int, int]:

@@ -1,7 +1,9 @@
-"""Shared fixtures: an in-process app client, and a real server process on a free port."""
+"""Shared fixtures: an in-process app client, a real server process on a free port, and
+the Azure emulators (started once per session, only when a test asks for them)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,12 +12,42 @@ from starlette.testclient import TestClient
 
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
+from emulators import Azurite, CosmosServer, missing_tools, start_azurite, start_cosmos
 from servers import ServerProcess
+
+AZURE = "azure"
+EMBEDDED = "embedded"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_backends: run the module's settings/client tests on the embedded store and on the "
+        "Azure adapters (Azurite and the Cosmos test server)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
+        metafunc.parametrize("backend", [EMBEDDED, AZURE], indirect=True)
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which adapters ``settings`` names: embedded unless a test is parametrised."""
+    return getattr(request, "param", EMBEDDED)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
+    base = Settings(data_dir=tmp_path / "data")
+    if backend == EMBEDDED:
+        return base
+    azurite: Azurite = request.getfixturevalue("azurite")
+    cosmos: CosmosServer = request.getfixturevalue("cosmos_server")
+    fresh = uuid.uuid4().hex[:16]  # a container and a database per test: tests stay independent
+    return base.with_(
+        blob_store="azure", blob_connection_string=azurite.connection_string, blob_container=f"test-{fresh}",
+        index_store="cosmos", cosmos_endpoint=cosmos.endpoint, cosmos_key=cosmos.key, cosmos_database=f"test-{fresh}",
+    )
 
 
 @pytest.fixture
@@ -29,3 +61,25 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     process = ServerProcess(tmp_path / "server-data")
     yield process
     process.stop()
+
+
+def _require_node() -> None:
+    reason = missing_tools()
+    if reason:
+        pytest.skip(f"Azure emulators need node and npm: {reason}")
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    _require_node()
+    emulator = start_azurite()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def cosmos_server() -> Iterator[CosmosServer]:
+    _require_node()
+    emulator = start_cosmos()
+    yield emulator
+    emulator.stop()

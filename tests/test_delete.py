@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from starlette.testclient import TestClient
 
 from builders import make_dataset, multipart_body, to_bytes
+
+pytestmark = pytest.mark.both_backends
 
 
 def _store(client: TestClient, *datasets) -> None:

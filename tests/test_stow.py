@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 
 from builders import DICOM, make_dataset, multipart_body, to_bytes
+
+pytestmark = pytest.mark.both_backends
 
 SOP_SEQ, FAILED_SEQ, RETRIEVE_URL, FAILURE_REASON = "00081199", "00081198", "00081190", "00081197"
 

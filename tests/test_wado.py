@@ -13,6 +13,8 @@ from starlette.testclient import TestClient
 
 from builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
 
+pytestmark = pytest.mark.both_backends
+
 OCTET = "application/octet-stream"
 
 

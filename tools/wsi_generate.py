@@ -135,9 +135,9 @@ def encode_tile(rgb: np.ndarray, codec: str, quality: int = 90, j2k_rate: float 
 # --------------------------------------------------------------------------------------------------
 
 _LN10 = math.log(10.0)
-# Ruifrok & Johnston H&E optical-density vectors (log10 units), converted for np.exp.
-# Hematoxylin follows Ruifrok & Johnston; the eosin vector absorbs a little more blue than theirs so the
-# stroma reads pink rather than magenta on screen.
+# Stain optical-density vectors (log10 units, scaled by ln 10 for np.exp). Hematoxylin follows Ruifrok &
+# Johnston; the eosin vector absorbs a little more blue than theirs so the stroma reads pink rather than
+# magenta on screen.
 _H_OD = tuple(float(v) * _LN10 for v in (0.650, 0.704, 0.286))
 _E_OD = tuple(float(v) * _LN10 for v in (0.090, 0.850, 0.380))
 _BACKGROUND = np.array([243.0, 240.0, 246.0], dtype=np.float32)  # bright-field glass, slightly cool
@@ -918,15 +918,17 @@ def generate_pyramid(
         frames = job.cols * job.rows
         use_eot = bool(eot) and spec.encapsulated  # native Pixel Data has no offset tables
         if eot is None and spec.encapsulated:
-            # Without a flag, predict whether offsets will pass 32 bits (with a safety margin).
-            predicted = (_estimate_frame_bytes(job) + 8) * frames
-            use_eot = predicted > 0.85 * _BOT_MAX_OFFSET
+            # Without a flag, predict whether offsets will pass 32 bits (with a safety margin). Levels
+            # that could not get there even at 1.5x the raw size skip the (slow for J2K) tile sample.
+            worst = (1.5 * tile * tile * 3 + 8) * frames
+            if worst > 0.85 * _BOT_MAX_OFFSET:
+                predicted = (_estimate_frame_bytes(job) + 8) * frames
+                use_eot = predicted > 0.85 * _BOT_MAX_OFFSET
         path = out_dir / f"level-{level}.dcm"
         started = time.perf_counter()
         try:
-            size = _write_level(
-                path, _build_header(info, spec, job, width, height, use_eot), job, spec, use_eot, workers
-            )
+            header = _build_header(info, spec, job, width, height, use_eot)
+            size = _write_level(path, header, job, spec, use_eot, workers)
         except _BotOverflow:
             if eot is False:
                 path.unlink(missing_ok=True)
@@ -935,9 +937,8 @@ def generate_pyramid(
                     "(use eot=True / --eot)"
                 ) from None
             use_eot = True
-            size = _write_level(
-                path, _build_header(info, spec, job, width, height, True), job, spec, True, workers
-            )
+            header = _build_header(info, spec, job, width, height, True)
+            size = _write_level(path, header, job, spec, True, workers)
         if verbose:
             elapsed = time.perf_counter() - started
             print(
@@ -962,8 +963,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--target-gb",
         type=float,
         default=None,
-        help="pick a square level-0 size whose file is about this many GB (10^9 bytes); overrides "
-        "--width/--height",
+        help="square level-0 size for a level-0 file of ~this many GB (1e9 B); overrides --width/--height",
     )
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--levels", type=int, default=3)

@@ -154,3 +154,6 @@ class FilesystemBlobStore:
 
         for name in await run_in_threadpool(walk):
             yield name
+
+    async def close(self) -> None:
+        pass  # no connections to release

@@ -76,3 +76,7 @@ class BlobStore(Protocol):
     def list_names(self, prefix: str) -> AsyncIterator[str]:
         """Names starting with ``prefix`` (for repair and import scans)."""
         ...
+
+    async def close(self) -> None:
+        """Release connections (a network store); called once when the app stops."""
+        ...

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,9 +59,12 @@ def data() -> Data:
     return Data()
 
 
+pytestmark = pytest.mark.both_backends
+
+
 @pytest.fixture
-def client(tmp_path: Path, data: Data) -> Iterator[TestClient]:
-    app = create_app(Settings(data_dir=tmp_path))
+def client(settings: Settings, data: Data) -> Iterator[TestClient]:
+    app = create_app(settings)
     for record in data.records:
         assert asyncio.run(app.state.services.index.add_instance(record))
     with TestClient(app, base_url="http://testserver") as test_client:
@@ -193,9 +195,7 @@ def test_empty_result_is_200_with_an_empty_array(client: TestClient) -> None:
 
 
 def test_includefield(client: TestClient, data: Data) -> None:
-    result = search(
-        client, "/v1/studies?includefield=SOPClassesInStudy&includefield=00101010,SOPInstanceUID"
-    )[0]
+    result = search(client, "/v1/studies?includefield=SOPClassesInStudy&includefield=00101010,SOPInstanceUID")[0]
     assert "00080062" in result and "00080018" not in result  # lower levels are never returned
     series = search(client, f"/v1/studies/{data.roe}/series?includefield=PatientID")[0]
     assert first(series, "00100020") == "PAT-2"

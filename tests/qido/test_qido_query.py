@@ -151,9 +151,7 @@ def test_fuzzymatching_false() -> None:
 
 
 def test_single_date() -> None:
-    assert only_match(STUDY, "StudyDate", "20240102") == Match(
-        "00080020", STUDY, "DA", MatchKind.SINGLE, ("20240102",)
-    )
+    assert only_match(STUDY, "StudyDate", "20240102") == Match("00080020", STUDY, "DA", MatchKind.SINGLE, ("20240102",))
 
 
 @pytest.mark.parametrize(
@@ -193,9 +191,7 @@ def test_datetime_with_offset_alone_is_a_single_value() -> None:
 
 
 def test_includefield_repeated_and_comma_separated() -> None:
-    query = parse_query(
-        SERIES, [("includefield", "BodyPartExamined,00081030"), ("includefield", "Manufacturer")]
-    )
+    query = parse_query(SERIES, [("includefield", "BodyPartExamined,00081030"), ("includefield", "Manufacturer")])
     assert {"00180015", "00081030", "00080070"} <= query.include_tags and not query.include_all
 
 
@@ -296,9 +292,7 @@ def test_errors(level: Level, params: list[tuple[str, str]], parameter: str, fra
     assert fragment in error.message and fragment in str(error)
 
 
-@pytest.mark.parametrize(
-    ("study", "series"), [("1.2.x", None), (UID_A, "not-a-uid"), ("1." + "2" * 70, None)]
-)
+@pytest.mark.parametrize(("study", "series"), [("1.2.x", None), (UID_A, "not-a-uid"), ("1." + "2" * 70, None)])
 def test_invalid_path_uids(study: str, series: str | None) -> None:
     error = error_of(INSTANCE, [], study_uid=study, series_uid=series)
     assert "Instance UID" in error.message and "in the path" in error.message

@@ -244,11 +244,10 @@ def test_offsets_past_bot_range_switch_to_eot(tmp_path: Path, monkeypatch: pytes
     # exercise the fall-back rewrite with an Extended Offset Table.
     monkeypatch.setattr(wsi, "_BOT_MAX_OFFSET", 20_000)
     monkeypatch.setattr(wsi, "_estimate_frame_bytes", lambda job, samples=64: 1.0)
+    kwargs = {"width": 1024, "height": 768, "levels": 1, "codec": "jpeg", "workers": 1}
     with pytest.raises(ValueError, match="Basic Offset Table"):
-        generate_pyramid(
-            tmp_path / "bot", width=1024, height=768, levels=1, codec="jpeg", eot=False, workers=1
-        )
-    path = generate_pyramid(tmp_path / "auto", width=1024, height=768, levels=1, codec="jpeg", workers=1)[0]
+        generate_pyramid(tmp_path / "bot", eot=False, **kwargs)
+    path = generate_pyramid(tmp_path / "auto", **kwargs)[0]
     ds = pydicom.dcmread(path)
     bot, _first, items = _pixel_data_items(path)
     assert bot == b""

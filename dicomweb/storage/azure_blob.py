@@ -1,0 +1,319 @@
+"""The cloud blob store: one Azure Blob Storage container (Azurite in development).
+
+Semantics match :mod:`dicomweb.storage.filesystem`:
+
+- *Atomic visibility.* A block blob's content is what its last committed block list
+  says; blocks staged by an upload in progress are invisible, so a reader never sees a
+  partial file. Small blobs go up in one ``Put Blob``, which is atomic too.
+- *Exclusive writes.* ``put_file(exclusive=True)`` sends ``If-None-Match: *`` with the
+  final write (``Put Blob`` or ``Put Block List``): of two processes storing the same
+  instance, exactly one commits, the other gets :class:`BlobExistsError`.
+- *Bounded memory.* Files go up in blocks of :data:`BLOCK_SIZE` with at most
+  :data:`UPLOAD_CONCURRENCY` in flight, and downloads stream in chunks, whatever the size.
+
+The async clients (aiohttp) belong to the event loop that made them, and
+:meth:`open_reader` runs in worker threads (pydicom is synchronous), so the reader uses
+the SDK's synchronous client: one per store, shared by threads (the SDK's clients are
+thread-safe). Async clients are made lazily in the running loop, because the app builds
+its adapters before any loop exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import ContainerClient as SyncContainerClient
+from azure.storage.blob.aio import ContainerClient
+
+from dicomweb.storage.port import BlobExistsError, BlobNotFoundError
+
+log = logging.getLogger(__name__)
+
+BLOCK_SIZE = 8 << 20
+"""Upload block size, and the largest file sent in a single ``Put Blob``."""
+UPLOAD_CONCURRENCY = 4
+"""Blocks in flight per upload: memory per upload is about BLOCK_SIZE × this."""
+DOWNLOAD_CHUNK = 4 << 20
+"""Size of each ranged GET when streaming a blob."""
+READ_AHEAD = 256 << 10
+"""The synchronous reader fetches at least this much per request: pydicom reads a header
+with hundreds of tiny reads, and each uncached one would be a network round trip."""
+
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "max_block_size": BLOCK_SIZE,
+    "max_single_put_size": BLOCK_SIZE,
+    "max_single_get_size": DOWNLOAD_CHUNK,
+    "max_chunk_get_size": DOWNLOAD_CHUNK,
+}
+
+
+class AzureBlobStore:
+    """Blobs in ``container``, reached with a connection string or an account URL.
+
+    With ``account_url`` and no connection string, the identity is azure-identity's
+    ``DefaultAzureCredential`` (a managed identity in Azure, the developer's login locally).
+    """
+
+    def __init__(
+        self,
+        container: str,
+        *,
+        connection_string: str = "",
+        account_url: str = "",
+        staging_dir: Path | None = None,
+    ) -> None:
+        if not connection_string and not account_url:
+            raise ValueError("the Azure blob store needs a connection string or an account URL")
+        self.container = container
+        self._connection_string = connection_string
+        self._account_url = account_url
+        self.staging_dir = staging_dir or Path(tempfile.gettempdir()) / "dicomweb-staging"
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        self._clients: dict[asyncio.AbstractEventLoop, ContainerClient] = {}
+        self._credentials: list[Any] = []
+        self._sync: SyncContainerClient | None = None
+        self._container_ready = False
+
+    # -- clients ------------------------------------------------------------------------
+
+    async def _client(self) -> ContainerClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            if self._connection_string:
+                client = ContainerClient.from_connection_string(
+                    self._connection_string, self.container, **_CLIENT_OPTIONS
+                )
+            else:
+                from azure.identity.aio import DefaultAzureCredential
+
+                credential = DefaultAzureCredential()
+                self._credentials.append(credential)
+                client = ContainerClient(self._account_url, self.container, credential=credential, **_CLIENT_OPTIONS)
+            self._clients[loop] = client
+        if not self._container_ready:
+            await self._ensure_container(client)
+        return client
+
+    async def _ensure_container(self, client: ContainerClient) -> None:
+        try:
+            await client.create_container()
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            # An identity allowed to read and write blobs may not create containers;
+            # in Azure the deployment creates it.
+            log.warning("could not create blob container %r (%s); assuming it exists", self.container, exc.message)
+        self._container_ready = True
+
+    def _sync_client(self) -> SyncContainerClient:
+        if self._sync is None:
+            if self._connection_string:
+                self._sync = SyncContainerClient.from_connection_string(
+                    self._connection_string, self.container, **_CLIENT_OPTIONS
+                )
+            else:
+                from azure.identity import DefaultAzureCredential
+
+                self._sync = SyncContainerClient(
+                    self._account_url, self.container, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS
+                )
+        return self._sync
+
+    async def close(self) -> None:
+        """Close this loop's client (each thread with its own loop closes its own)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+        for finished in [loop for loop in self._clients if loop.is_closed()]:
+            del self._clients[finished]  # its loop is gone: nothing left to close it with
+        if not self._clients:
+            credentials, self._credentials = self._credentials, []
+            for credential in credentials:
+                await credential.close()
+            if self._sync is not None:
+                self._sync.close()
+                self._sync = None
+
+    # -- writes -------------------------------------------------------------------------
+
+    def new_staging_path(self) -> Path:
+        return self.staging_dir / uuid.uuid4().hex
+
+    async def put_file(self, name: str, path: Path, *, exclusive: bool = True) -> None:
+        blob = (await self._client()).get_blob_client(name)
+        size = path.stat().st_size
+        with open(path, "rb") as stream:
+            try:
+                # overwrite=False makes the SDK send If-None-Match: * with the committing request.
+                await blob.upload_blob(
+                    stream, length=size, overwrite=not exclusive, max_concurrency=UPLOAD_CONCURRENCY
+                )
+            except (ResourceExistsError, ResourceModifiedError) as exc:
+                raise BlobExistsError(name) from exc
+            except HttpResponseError as exc:
+                # Two writers staging blocks of one name: the loser's block list may be
+                # refused as invalid (the winner's commit dropped its blocks) rather than
+                # failing the precondition.
+                if exclusive and await blob.exists():
+                    raise BlobExistsError(name) from exc
+                raise
+        path.unlink()
+
+    async def put_bytes(self, name: str, data: bytes) -> None:
+        blob = (await self._client()).get_blob_client(name)
+        await blob.upload_blob(data, length=len(data), overwrite=True)
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def get_bytes(self, name: str) -> bytes:
+        blob = (await self._client()).get_blob_client(name)
+        try:
+            downloader = await blob.download_blob()
+            return await downloader.readall()
+        except ResourceNotFoundError as exc:
+            raise BlobNotFoundError(name) from exc
+
+    def read_range_now(self, name: str, offset: int, length: int) -> bytes | None:
+        return None  # every read is a network round trip: never on the event loop
+
+    async def read_range(self, name: str, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        blob = (await self._client()).get_blob_client(name)
+        try:
+            downloader = await blob.download_blob(offset=offset, length=length)
+            return await downloader.readall()
+        except ResourceNotFoundError as exc:
+            raise BlobNotFoundError(name) from exc
+        except HttpResponseError as exc:
+            if exc.status_code == 416:  # the range starts at or past the end
+                return b""
+            raise
+
+    async def iter_chunks(
+        self, name: str, *, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        if length == 0:
+            return
+        blob = (await self._client()).get_blob_client(name)
+        try:
+            # The downloader fetches DOWNLOAD_CHUNK per ranged GET, one at a time: memory
+            # stays bounded however large the blob is.
+            downloader = await blob.download_blob(offset=offset or None, length=length, max_concurrency=1)
+        except ResourceNotFoundError as exc:
+            raise BlobNotFoundError(name) from exc
+        except HttpResponseError as exc:
+            if exc.status_code == 416:
+                return
+            raise
+        async for chunk in downloader.chunks():
+            for start in range(0, len(chunk), chunk_size):
+                yield chunk[start:start + chunk_size]
+
+    async def size(self, name: str) -> int:
+        blob = (await self._client()).get_blob_client(name)
+        try:
+            return (await blob.get_blob_properties()).size
+        except ResourceNotFoundError as exc:
+            raise BlobNotFoundError(name) from exc
+
+    def open_reader(self, name: str) -> BinaryIO:
+        blob = self._sync_client().get_blob_client(name)
+        try:
+            properties = blob.get_blob_properties()
+        except ResourceNotFoundError as exc:
+            raise BlobNotFoundError(name) from exc
+        raw = _RangedBlobReader(blob, properties.size, properties.etag)
+        return io.BufferedReader(raw, buffer_size=READ_AHEAD)  # type: ignore[return-value]
+
+    async def delete(self, name: str) -> None:
+        blob = (await self._client()).get_blob_client(name)
+        with contextlib.suppress(ResourceNotFoundError):  # deleting a missing blob is fine
+            await blob.delete_blob()
+
+    async def list_names(self, prefix: str) -> AsyncIterator[str]:
+        client = await self._client()
+        async for name in client.list_blob_names(name_starts_with=prefix or None):
+            yield name
+
+
+class _RangedBlobReader(io.RawIOBase):
+    """A seekable raw stream over one blob: each ``readinto`` is one ranged GET.
+
+    Wrapped in :class:`io.BufferedReader`, which turns pydicom's tiny reads into
+    :data:`READ_AHEAD`-sized requests and serves seeks inside its buffer without any.
+    Reads are pinned to the ETag seen at open: a blob replaced meanwhile fails the read
+    instead of mixing two files' bytes.
+    """
+
+    def __init__(self, blob: Any, size: int, etag: str) -> None:
+        super().__init__()
+        self._blob = blob
+        self._size = size
+        self._etag = etag
+        self._position = 0
+
+    @property
+    def name(self) -> str:
+        """The blob name (pydicom labels a dataset read from a file with it)."""
+        return self._blob.blob_name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            position = offset
+        elif whence == os.SEEK_CUR:
+            position = self._position + offset
+        elif whence == os.SEEK_END:
+            position = self._size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if position < 0:
+            raise OSError(f"negative seek position {position}")
+        self._position = position
+        return position
+
+    def readall(self) -> bytes:
+        # The default reads 8 KB at a time: one request each.
+        return self._read(self._size - self._position)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._read(len(buffer))
+        memoryview(buffer)[:len(data)] = data
+        return len(data)
+
+    def _read(self, size: int) -> bytes:
+        wanted = min(size, self._size - self._position)
+        if wanted <= 0:
+            return b""
+        downloader = self._blob.download_blob(
+            offset=self._position, length=wanted, etag=self._etag, match_condition=MatchConditions.IfNotModified
+        )
+        data = downloader.readall()
+        self._position += len(data)
+        return data

@@ -1,0 +1,199 @@
+"""The blob store port's contract, run against every adapter (a folder; Azurite).
+
+What the rest of the server relies on: exclusive writes detect a second copy atomically,
+a reader never sees a partly written blob, ranged reads behave at the edges, and
+deleting or listing behaves the same whichever store is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, BlobStore
+
+pytestmark = pytest.mark.anyio
+
+BIG = 9 << 20
+"""Larger than the Azure store's block size, so the upload is several staged blocks."""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=["filesystem", "azure"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BlobStore]:
+    if request.param == "filesystem":
+        from dicomweb.storage.filesystem import FilesystemBlobStore
+
+        blobs: BlobStore = FilesystemBlobStore(tmp_path / "blobs")
+    else:
+        from dicomweb.storage.azure_blob import AzureBlobStore
+
+        azurite = request.getfixturevalue("azurite")
+        blobs = AzureBlobStore(f"contract-{uuid.uuid4().hex[:20]}", connection_string=azurite.connection_string,
+                               staging_dir=tmp_path / "staging")
+    yield blobs
+    await blobs.close()
+
+
+def staged(store: BlobStore, data: bytes) -> Path:
+    path = store.new_staging_path()
+    path.write_bytes(data)
+    return path
+
+
+async def test_staging_paths_are_fresh_local_paths(store: BlobStore) -> None:
+    first, second = store.new_staging_path(), store.new_staging_path()
+    assert first != second
+    assert first.parent.is_dir() and not first.exists()
+
+
+async def test_put_file_stores_and_removes_the_staged_file(store: BlobStore) -> None:
+    path = staged(store, b"hello")
+    await store.put_file("a/one.dcm", path)
+    assert not path.exists()
+    assert await store.get_bytes("a/one.dcm") == b"hello"
+    assert await store.size("a/one.dcm") == 5
+
+
+async def test_exclusive_put_refuses_a_second_copy_and_keeps_the_staged_file(store: BlobStore) -> None:
+    await store.put_file("a/one.dcm", staged(store, b"first"))
+    second = staged(store, b"second")
+    with pytest.raises(BlobExistsError):
+        await store.put_file("a/one.dcm", second, exclusive=True)
+    assert second.read_bytes() == b"second"
+    assert await store.get_bytes("a/one.dcm") == b"first"
+
+
+async def test_exclusive_put_refuses_a_second_large_copy(store: BlobStore) -> None:
+    await store.put_file("big.dcm", staged(store, os.urandom(BIG)))
+    with pytest.raises(BlobExistsError):
+        await store.put_file("big.dcm", staged(store, os.urandom(BIG)))
+
+
+async def test_concurrent_exclusive_puts_let_exactly_one_win(store: BlobStore) -> None:
+    payloads = [bytes([i]) * 1000 for i in range(6)]
+    results = await asyncio.gather(
+        *(store.put_file("race.dcm", staged(store, data)) for data in payloads), return_exceptions=True
+    )
+    winners = [i for i, result in enumerate(results) if result is None]
+    assert len(winners) == 1
+    assert all(isinstance(result, BlobExistsError) for result in results if result is not None)
+    assert await store.get_bytes("race.dcm") == payloads[winners[0]]
+
+
+async def test_non_exclusive_put_replaces(store: BlobStore) -> None:
+    await store.put_file("x", staged(store, b"old"))
+    await store.put_file("x", staged(store, b"new"), exclusive=False)
+    assert await store.get_bytes("x") == b"new"
+
+
+async def test_a_reader_never_sees_a_partly_written_blob(store: BlobStore) -> None:
+    data = os.urandom(BIG)
+    upload = asyncio.create_task(store.put_file("growing.dcm", staged(store, data)))
+    sizes = set()
+    while not upload.done():
+        try:
+            sizes.add(await store.size("growing.dcm"))
+        except BlobNotFoundError:
+            sizes.add(None)
+        await asyncio.sleep(0.001)
+    await upload
+    assert sizes <= {None, BIG}
+    assert await store.get_bytes("growing.dcm") == data
+
+
+async def test_put_bytes_creates_and_replaces(store: BlobStore) -> None:
+    await store.put_bytes("state/cursor.json", b"1")
+    await store.put_bytes("state/cursor.json", b"22")
+    assert await store.get_bytes("state/cursor.json") == b"22"
+
+
+async def test_missing_blobs_raise_not_found(store: BlobStore) -> None:
+    with pytest.raises(BlobNotFoundError):
+        await store.get_bytes("nope")
+    with pytest.raises(BlobNotFoundError):
+        await store.size("nope")
+    with pytest.raises(BlobNotFoundError):
+        await store.read_range("nope", 0, 10)
+    with pytest.raises(BlobNotFoundError):
+        async for _ in store.iter_chunks("nope"):
+            pass
+    with pytest.raises(BlobNotFoundError):
+        await anyio.to_thread.run_sync(store.open_reader, "nope")
+
+
+@pytest.mark.parametrize(
+    ("offset", "length", "expected"),
+    [(0, 4, b"0123"), (3, 4, b"3456"), (8, 10, b"89"), (9, 1, b"9"), (10, 5, b""), (50, 5, b"")],
+    ids=["start", "middle", "past-end", "last-byte", "at-end", "beyond-end"],
+)
+async def test_read_range_at_the_edges(store: BlobStore, offset: int, length: int, expected: bytes) -> None:
+    await store.put_bytes("digits", b"0123456789")
+    assert await store.read_range("digits", offset, length) == expected
+    now = store.read_range_now("digits", offset, length)
+    assert now is None or now == expected
+
+
+async def test_iter_chunks_streams_whole_and_ranges(store: BlobStore) -> None:
+    data = os.urandom(3 << 20)
+    await store.put_file("stream", staged(store, data))
+    chunks = [chunk async for chunk in store.iter_chunks("stream", chunk_size=1 << 20)]
+    assert b"".join(chunks) == data
+    assert all(0 < len(chunk) <= 1 << 20 for chunk in chunks)
+    part = [chunk async for chunk in store.iter_chunks("stream", offset=1000, length=2 << 20, chunk_size=300_000)]
+    assert b"".join(part) == data[1000:1000 + (2 << 20)]
+    assert all(len(chunk) <= 300_000 for chunk in part)
+    tail = b"".join([chunk async for chunk in store.iter_chunks("stream", offset=len(data) - 10)])
+    assert tail == data[-10:]
+
+
+async def test_open_reader_is_a_seekable_file_for_worker_threads(store: BlobStore) -> None:
+    data = os.urandom(700_000)  # several read-ahead blocks
+    await store.put_file("reader", staged(store, data))
+
+    def exercise() -> None:
+        with store.open_reader("reader") as reader:
+            assert reader.read(4) == data[:4]
+            assert reader.tell() == 4
+            reader.seek(300_000)
+            assert reader.read(10) == data[300_000:300_010]
+            reader.seek(-5, os.SEEK_CUR)
+            assert reader.read(5) == data[300_005:300_010]
+            assert reader.seek(0, os.SEEK_END) == len(data)
+            assert reader.read(10) == b""
+            reader.seek(len(data) - 3)
+            assert reader.read(100) == data[-3:]
+            reader.seek(0)
+            assert reader.read() == data
+
+    await anyio.to_thread.run_sync(exercise)
+    results = await asyncio.gather(*(anyio.to_thread.run_sync(exercise) for _ in range(4)))
+    assert len(results) == 4
+
+
+async def test_delete_removes_and_a_missing_blob_is_fine(store: BlobStore) -> None:
+    await store.put_bytes("gone", b"x")
+    await store.delete("gone")
+    with pytest.raises(BlobNotFoundError):
+        await store.get_bytes("gone")
+    await store.delete("gone")
+    await store.delete("never/was")
+
+
+async def test_list_names_by_prefix(store: BlobStore) -> None:
+    for name in ["a/2", "a/1", "ab/3", "b/4"]:
+        await store.put_bytes(name, b".")
+    assert [name async for name in store.list_names("a/")] == ["a/1", "a/2"]
+    assert [name async for name in store.list_names("a")] == ["a/1", "a/2", "ab/3"]
+    assert [name async for name in store.list_names("")] == ["a/1", "a/2", "ab/3", "b/4"]
+    assert [name async for name in store.list_names("zzz")] == []
