@@ -68,6 +68,7 @@ CONTAINER = ContainerSpec(
         "indexingMode": "consistent",
         "automatic": True,
         "includedPaths": [
+            {"path": "/feed/?"},
             {"path": "/sequence/?"},
             {"path": "/timestamp/?"},
             {"path": "/entry_id/?"},

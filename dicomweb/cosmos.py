@@ -16,6 +16,7 @@ from typing import Any
 
 from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
+from azure.cosmos.exceptions import CosmosResourceExistsError
 
 
 @dataclass(frozen=True)
@@ -90,19 +91,25 @@ class CosmosDatabase:
             self._credentials.append(credential)
         client = CosmosClient(self.endpoint, credential)
         await client.__aenter__()  # reads the account (regions, consistency) once
-        database = await client.create_database_if_not_exists(self.database_name)
+        try:
+            database = await client.create_database_if_not_exists(self.database_name)
+        except CosmosResourceExistsError:  # created by another process between the SDK's read and create
+            database = client.get_database_client(self.database_name)
         opened = self._opened[loop] = _Opened(client, database)
         return opened
 
     @staticmethod
     async def _create(database: DatabaseProxy, spec: ContainerSpec) -> ContainerProxy:
-        return await database.create_container_if_not_exists(
-            spec.name,
-            PartitionKey(spec.partition_key),
-            indexing_policy=spec.indexing_policy,
-            unique_key_policy=spec.unique_key_policy(),
-            default_ttl=spec.default_ttl,
-        )
+        try:
+            return await database.create_container_if_not_exists(
+                spec.name,
+                PartitionKey(spec.partition_key),
+                indexing_policy=spec.indexing_policy,
+                unique_key_policy=spec.unique_key_policy(),
+                default_ttl=spec.default_ttl,
+            )
+        except CosmosResourceExistsError:  # created by another process between the SDK's read and create
+            return database.get_container_client(spec.name)
 
     async def close(self) -> None:
         """Close this loop's client (each thread with its own loop closes its own)."""

@@ -98,8 +98,16 @@ class CosmosIndexStore:
             added = True
         except CosmosResourceExistsError:
             added = False  # already indexed; still refresh, in case that add was interrupted
-        await self._refresh_series(container, record.study_uid, record.series_uid, series)
-        await self._refresh_study(container, record.study_uid, study, add_sop_class=record.sop_class_uid)
+        refresh_series = self._refresh_series(container, record.study_uid, record.series_uid, series)
+        refresh_study = self._refresh_study(container, record.study_uid, study, add_sop_class=record.sop_class_uid)
+        if series["instance_count"] > 0:
+            # The series already counts in the study's summary (series count, modalities)
+            # whatever its own count becomes: both summaries can be refreshed at once.
+            await asyncio.gather(refresh_series, refresh_study)
+        else:
+            # A new series must be counted before the study looks for non-empty series.
+            await refresh_series
+            await refresh_study
         return added
 
     async def _refresh_series(
@@ -202,6 +210,9 @@ class CosmosIndexStore:
     async def _instances(
         self, study_uid: str, series_uid: str | None, sop_uid: str | None
     ) -> list[dict[str, Any]]:
+        if series_uid is not None and sop_uid is not None:  # one instance: a point read
+            document = await _read(await self._container(), schema.instance_id(series_uid, sop_uid), study_uid)
+            return [document] if document is not None else []
         sql = "SELECT * FROM c WHERE c.study_uid = @study AND c.type = 'instance'"
         parameters: dict[str, Any] = {}
         if series_uid is not None:

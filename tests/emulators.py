@@ -7,11 +7,14 @@ so a fresh clone needs nothing but node and npm. Each emulator writes its output
 file rather than a pipe (a pipe nobody drains would block it), and the port is chosen by
 the emulator itself (port 0) and read back from its log: no race for a "free" port.
 
-Run ``python tests/emulators.py`` to start both for a local server and print the settings.
+Run ``python tests/emulators.py`` to start both for a local server and print the settings
+(see the README, "Run against the Azure emulators").
 """
 
 from __future__ import annotations
 
+import argparse
+import ctypes
 import fcntl
 import hashlib
 import os
@@ -19,6 +22,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -71,6 +75,16 @@ def _node_modules_current() -> bool:
     return installed.exists() and installed.stat().st_mtime >= (ROOT / "package-lock.json").stat().st_mtime
 
 
+def _die_with_parent() -> None:
+    """In the child: be sent SIGTERM when the process that started it dies (Linux), so a
+    test run that is killed leaves no emulator behind."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() still ends the emulator on a normal exit
+
+
 class _NodeProcess:
     """A node program that prints the URL it listens on; output goes to a log file."""
 
@@ -79,6 +93,7 @@ class _NodeProcess:
         self.process = subprocess.Popen(
             command, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C in the test run is handled by stop(), not sent twice
+            preexec_fn=_die_with_parent,
         )
         self.url = self._wait_for(ready)
 
@@ -147,8 +162,8 @@ class CosmosServer:
         self.process.stop()
 
 
-def start_azurite(*, in_memory: bool = True) -> Azurite:
-    """Azurite blob service on a free 127.0.0.1 port.
+def start_azurite(*, in_memory: bool = True, port: int = 0) -> Azurite:
+    """Azurite blob service on 127.0.0.1 (``port`` 0: a free one).
 
     ``--skipApiVersionCheck``: Azurite rejects SDK API versions newer than it knows, and
     the SDK moves faster than Azurite. In memory by default (tests); otherwise a temporary
@@ -158,7 +173,7 @@ def start_azurite(*, in_memory: bool = True) -> Azurite:
     workspace = None if in_memory else Path(tempfile.mkdtemp(prefix="azurite-"))
     command = [
         "node", str(NODE_MODULES / "azurite" / "dist" / "src" / "blob" / "main.js"),
-        "--blobHost", "127.0.0.1", "--blobPort", "0", "--skipApiVersionCheck", "--disableTelemetry",
+        "--blobHost", "127.0.0.1", "--blobPort", str(port), "--skipApiVersionCheck", "--disableTelemetry",
         "--silent", "--blobKeepAliveTimeout", "600",
     ]
     command += ["--inMemoryPersistence"] if workspace is None else ["--location", str(workspace)]
@@ -166,10 +181,10 @@ def start_azurite(*, in_memory: bool = True) -> Azurite:
     return Azurite(process, workspace)
 
 
-def start_cosmos() -> CosmosServer:
+def start_cosmos(*, port: int = 0) -> CosmosServer:
     """The Cosmos DB test server (HTTPS, keep-alive, 404 fix: see scripts/cosmosdb-server.js)."""
     ensure_node_modules()
-    command = ["node", str(ROOT / "scripts" / "cosmosdb-server.js"), "--host", "127.0.0.1", "--port", "0"]
+    command = ["node", str(ROOT / "scripts" / "cosmosdb-server.js"), "--host", "127.0.0.1", "--port", str(port)]
     process = _NodeProcess(command, re.compile(r"listening on (https://127\.0\.0\.1:\d+)"), ROOT)
     return CosmosServer(process)
 
@@ -188,9 +203,23 @@ def azure_environment(azurite: Azurite, cosmos: CosmosServer) -> dict[str, str]:
 
 
 def main() -> None:
-    """Start both emulators until Ctrl-C, and print the settings for a server using them."""
-    azurite = start_azurite(in_memory=False)
-    cosmos = start_cosmos()
+    """Start both emulators until Ctrl-C, and print the settings for a server using them.
+
+    The default ports are the ones ``local.settings.json.sample`` names (Azurite's 10000,
+    the Cosmos emulator's 8081). Azurite keeps its data in a temporary folder, the Cosmos
+    test server in memory: both start empty.
+    """
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--blob-port", type=int, default=10000)
+    parser.add_argument("--cosmos-port", type=int, default=8081)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the finally below on `kill` too
+    azurite = start_azurite(in_memory=False, port=args.blob_port)
+    try:
+        cosmos = start_cosmos(port=args.cosmos_port)
+    except BaseException:
+        azurite.stop()
+        raise
     try:
         for name, value in azure_environment(azurite, cosmos).items():
             print(f"export {name}='{value}'")

@@ -9,15 +9,21 @@ import pytest
 from pydicom.uid import generate_uid
 
 from builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
+from emulators import azure_environment
 from servers import ServerProcess
 
 CLIENTS = 8
 PER_CLIENT = 12
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_parallel_stores_into_one_study(tmp_path, workers: int) -> None:
-    server = ServerProcess(tmp_path / "data", workers=workers)
+@pytest.mark.parametrize(("workers", "backend"), [(1, "embedded"), (2, "embedded"), (2, "azure")])
+def test_parallel_stores_into_one_study(tmp_path, workers: int, backend: str, request: pytest.FixtureRequest) -> None:
+    env = None
+    if backend == "azure":  # two server processes sharing Azurite and one Cosmos database
+        database = f"conc-{generate_uid()[-12:]}"
+        env = azure_environment(request.getfixturevalue("azurite"), request.getfixturevalue("cosmos_server"))
+        env.update(DICOMWEB_BLOB_CONTAINER=database.replace(".", ""), DICOMWEB_COSMOS_DATABASE=database)
+    server = ServerProcess(tmp_path / "data", workers=workers, env=env)
     study = generate_uid()
     series = [generate_uid() for _ in range(3)]
     modalities = ["CT", "MR", "PT"]

@@ -8,6 +8,7 @@ attributes taken from the stored metadata, so no request reads or decodes a whol
 
 from __future__ import annotations
 
+import threading
 from io import BytesIO
 from typing import Any
 
@@ -17,6 +18,8 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID
+
+_OPENJPEG_ENCODER = threading.Lock()
 
 # Image Pixel module attributes (PS3.3 C.7.6.3) and rescale/window values a frame needs.
 PIXEL_ATTRIBUTES = {
@@ -122,12 +125,16 @@ def encode_frame(pixels: np.ndarray, media_type: str) -> bytes:
         import openjpeg
 
         colour = 1 if pixels.ndim == 3 else 0  # openjpeg's sRGB / greyscale
-        return openjpeg.encode(np.ascontiguousarray(pixels), photometric_interpretation=colour,
-                               codec_format=0)  # 0: a raw J2K codestream, as DICOM encapsulates it
+        # pylibjpeg-openjpeg's encoder is not thread-safe: concurrent calls crash the process.
+        with _OPENJPEG_ENCODER:
+            return openjpeg.encode(np.ascontiguousarray(pixels), photometric_interpretation=colour,
+                                   codec_format=0)  # 0: a raw J2K codestream, as DICOM encapsulates it
     if media_type == "image/jpeg":
         if pixels.dtype != np.uint8:
             raise ValueError("baseline JPEG holds 8-bit pixels only")
         out = BytesIO()
-        Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+        # Colour stays RGB in the JPEG (no YCbCr conversion): the instance's metadata says
+        # RGB, and clients trust it to decide whether to convert colours back.
+        Image.fromarray(pixels).save(out, format="JPEG", quality=90, keep_rgb=pixels.ndim == 3)
         return out.getvalue()
     raise ValueError(f"cannot encode frames as {media_type}")

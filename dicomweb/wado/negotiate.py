@@ -128,7 +128,11 @@ def _frame_plan(entry: MediaRange, stored: str) -> Plan | str:
 
 
 def negotiate_frames(accept: str | None, stored: str, frame_count: int) -> Plan:
-    reasons = []
+    """The client's most preferred representation; among equally preferred ones, the
+    stored bytes over a conversion (viewers list many types at q=1, and converting a tile
+    costs far more than sending it)."""
+    reasons: list[str] = []
+    candidates: list[tuple[float, Plan]] = []
     for entry in parse_accept(accept):
         plan = _frame_plan(entry, stored)
         if isinstance(plan, str):
@@ -137,5 +141,9 @@ def negotiate_frames(accept: str | None, stored: str, frame_count: int) -> Plan:
             reasons.append(f"single-part {entry.media_type} can carry one frame, not {frame_count}")
         else:
             multipart = plan.multipart or entry.media_type == "*/*"
-            return Plan(multipart, plan.media_type, plan.transfer_syntax)
-    raise not_acceptable("no acceptable representation of the frames: " + "; ".join(reasons))
+            candidates.append((entry.q, Plan(multipart, plan.media_type, plan.transfer_syntax)))
+    if not candidates:
+        raise not_acceptable("no acceptable representation of the frames: " + "; ".join(reasons))
+    best_q = max(q for q, _ in candidates)
+    preferred = [plan for q, plan in candidates if q == best_q]
+    return next((plan for plan in preferred if plan.transfer_syntax is None), preferred[0])

@@ -42,6 +42,7 @@ const save = () => writeFileSync(join(out, 'report.json'), JSON.stringify(report
 // Everything the page asks of the DICOMweb server, with its answer; keyed by the request object
 // so a response and a failure are matched to the same entry.
 const pending = new Map();
+let activity = 0; // bumped whenever a DICOMweb request starts or ends
 const dicomwebRequests = () => report.requests;
 const isDicomweb = (url) => url.startsWith(args.dicomweb);
 
@@ -59,6 +60,7 @@ function trackRequests(context) {
     };
     pending.set(request, entry);
     report.requests.push(entry);
+    activity += 1;
   });
   context.on('response', (response) => {
     const entry = pending.get(response.request());
@@ -71,15 +73,17 @@ function trackRequests(context) {
     if (!entry) return;
     entry.ms = Date.now() - started - entry.at;
     pending.delete(request);
+    activity += 1;
   });
   context.on('requestfailed', (request) => {
     const entry = pending.get(request);
     if (!entry) return;
-    // A cancelled request (the viewer moved on) is not an error answer from the server, but it
-    // is kept in the log, with status 0, so the caller sees it.
+    // Kept with status 0 when no answer came. net::ERR_ABORTED is the page cancelling a request
+    // it no longer needs (a tile scrolled away); anything else is a transport failure.
     entry.status = entry.status ?? 0;
     entry.failure = request.failure()?.errorText ?? 'failed';
     pending.delete(request);
+    activity += 1;
   });
 }
 
@@ -99,9 +103,8 @@ async function waitForQuiet(page, quietMs = 1500) {
   let last = -1;
   let since = Date.now();
   while (Date.now() < deadline) {
-    const state = report.requests.length * 1000 + report.requests.filter((r) => r.ms !== null).length;
-    if (state !== last) {
-      last = state;
+    if (activity !== last) {
+      last = activity;
       since = Date.now();
     } else if (pending.size === 0 && Date.now() - since >= quietMs) {
       return;
@@ -183,7 +186,7 @@ try {
     await page.goto(`${args.app}/viewer?StudyInstanceUIDs=${args['ct-study']}`);
     await page.locator('canvas').first().waitFor({ state: 'visible' });
     await waitForRequests(page, 'CT frames answered', (requests) =>
-      frameRequests(requests, args['ct-study']).some((r) => r.status !== null));
+      frameRequests(requests, args['ct-study']).some((r) => r.status === 200));
     await waitForQuiet(page);
     await dismissTour(page);
     await page.waitForTimeout(1000); // the last frame's decode and draw
@@ -194,7 +197,7 @@ try {
   await step('microscopy-viewer', async (entry) => {
     await page.goto(`${args.app}/microscopy?StudyInstanceUIDs=${args['slide-study']}`);
     await waitForRequests(page, 'slide tiles answered', (requests) =>
-      frameRequests(requests, args['slide-study']).filter((r) => r.status !== null).length >= 4);
+      frameRequests(requests, args['slide-study']).filter((r) => r.status === 200).length >= 4);
     await waitForQuiet(page, 2000);
     await page.waitForTimeout(1500); // tiles decoded and composited
     await dismissTour(page);
@@ -216,7 +219,7 @@ try {
     }
     await waitForRequests(page, 'tiles of a finer level answered', (requests) =>
       frameRequests(requests, args['slide-study']).some(
-        (r) => r.status !== null && !levelsBefore.has(instanceOf(r.url))));
+        (r) => r.status === 200 && !levelsBefore.has(instanceOf(r.url))));
     await waitForQuiet(page, 2000);
     await page.waitForTimeout(1500);
     entry.screenshot = join(out, 'slide-zoomed.png');

@@ -5,9 +5,10 @@ study list, a CT series in the basic viewer and a whole-slide pyramid in the mic
 and takes a screenshot of each. The viewer is served from its own origin by a small static
 server here, so every DICOMweb request is cross-origin and goes through the server's CORS.
 
-This test fails, rather than skips, when chromium, node or the OHIF bundle are missing:
-``scripts/test.sh`` installs them (apt ``chromium``, ``npm ci``, ``tests/clients/fetch_ohif.sh``),
-and a silent skip would let CI pass without ever running a viewer.
+This test fails, rather than skips, when chromium, node, playwright-core or the OHIF bundle are
+missing: ``scripts/test.sh`` installs them (``npm ci``, then ``tests/clients/setup_browser.sh``:
+apt ``chromium`` and ``fetch_ohif.sh``), and a silent skip would let CI pass without ever running
+a viewer. The OHIF bundle is fetched here too when missing, so plain ``pytest`` works.
 
 Screenshots and the request log are kept under pytest's temporary directory (the path is
 printed); set OHIF_CHECK_OUT to keep them somewhere else.
@@ -44,7 +45,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHECK_SCRIPT = Path(__file__).with_name("ohif_check.mjs")
 FETCH_SCRIPT = Path(__file__).with_name("fetch_ohif.sh")
 CHROMIUM = os.environ.get("OHIF_CHROMIUM", "/usr/bin/chromium")
-# The whole browser run (three pages, tiles, screenshots); measured ~40 s on 2 cores.
+# The whole browser run (three pages, a zoom, screenshots): ~35 s on 2 cores.
 CHECK_TIMEOUT_S = 180
 CT_SLICES = 5
 CT_DESCRIPTION = "OHIF check CT"
@@ -233,6 +234,18 @@ def _grey_fraction(screenshot: Path) -> float:
     return _fraction((image.max(axis=2) - image.min(axis=2) < 12) & (image.mean(axis=2) > 60))
 
 
+def _summary(requests: list[dict]) -> str:
+    """Requests by kind and status, e.g. ``frames 200×51, metadata 200×3``."""
+    counts: dict[tuple[str, object], int] = {}
+    for r in requests:
+        path = urlsplit(r["url"]).path
+        last = path.rsplit("/", 1)[-1]
+        kind = "frames" if "/frames/" in path else last if last in {"metadata", "series", "studies"} else "other"
+        key = (kind, r["status"] if r["status"] else r.get("failure"))
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{kind} {status}×{n}" for (kind, status), n in sorted(counts.items(), key=str))
+
+
 def check_run(out: Path, studies: Studies) -> dict:
     """Judge what ohif_check.mjs left in ``out``; returns the report. Shared with manual runs."""
     report = json.loads((out / "report.json").read_text())
@@ -240,19 +253,24 @@ def check_run(out: Path, studies: Studies) -> dict:
     assert report["error"] is None and all(step["ok"] for step in steps.values()), report["error"]
 
     requests = report["requests"]
+    print(f"DICOMweb requests from the viewer: {_summary(requests)}")
+    # A request the page itself cancelled (net::ERR_ABORTED: a tile no longer in view) got no
+    # answer to judge; every other one must have been answered 200.
     failed = [(r["method"], r["url"], r["accept"], r["status"], r.get("failure")) for r in requests
-              if r["status"] != 200]
+              if r["status"] != 200 and r.get("failure") != "net::ERR_ABORTED"]
     assert not failed, f"DICOMweb requests not answered 200: {failed}"
-    ct_frames = [r for r in requests if studies.ct_series in r["url"] and "/frames/" in r["url"]]
+    answered = [r for r in requests if r["status"] == 200]
+    ct_frames = [r for r in answered if studies.ct_series in r["url"] and "/frames/" in r["url"]]
     assert ct_frames, "the basic viewer asked for no CT frames"
-    tiles = [r for r in requests if studies.slide_series in r["url"] and "/frames/" in r["url"]]
+    tiles = [r for r in answered if studies.slide_series in r["url"] and "/frames/" in r["url"]]
     base_tiles = [r for r in tiles if f"/instances/{studies.slide_levels[0]}/" in r["url"]]
     assert len(tiles) >= 4, f"the microscopy viewer asked for {len(tiles)} tiles"
     assert base_tiles, "zooming in did not fetch tiles of the full-resolution level"
 
     assert steps["study-list"]["screenshot"]  # ohif_check.mjs waited for both studies' rows
     assert _grey_fraction(out / "ct.png") > 0.2, "no CT image in the viewer screenshot"
-    assert _tissue_fraction(out / "slide.png") > 0.1, "no tissue in the microscopy screenshot"
+    # Whole slide in view: ~0.15 of the screen is tissue; with tiles missing it drops below 0.1.
+    assert _tissue_fraction(out / "slide.png") > 0.12, "no tissue in the microscopy screenshot"
     assert _tissue_fraction(out / "slide-zoomed.png") > 0.3, "no tissue in the zoomed microscopy screenshot"
     return report
 
@@ -270,7 +288,9 @@ def test_ohif_lists_studies_and_shows_ct_and_slide(viewer: tuple[str, list[tuple
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     print(f"ohif_check.mjs: {time.monotonic() - started:.1f} s; screenshots and report.json in {out}")
     # A crashed server shows up in the browser only as refused connections; say so plainly.
-    assert dicomweb.process.poll() is None, f"the DICOMweb server died during the run (exit {dicomweb.process.poll()})"
+    assert dicomweb.process.poll() is None, (
+        f"the DICOMweb server died during the run (exit {dicomweb.process.poll()}); the last requests it was sent "
+        f"are at the end of {out / 'report.json'}")
     assert (out / "report.json").exists(), f"ohif_check.mjs wrote no report:\n{result.stdout}\n{result.stderr}"
     check_run(out, studies)
     assert result.returncode == 0, result.stderr[-4000:]

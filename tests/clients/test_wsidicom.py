@@ -168,12 +168,6 @@ def test_transcoded_jpeg2000_is_close(stored: tuple[ServerProcess, dict[str, Sli
     _assert_all_answered(session)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server gap: an RGB frame transcoded to image/jpeg is written as a YCbCr JFIF stream, but the "
-    "metadata says PhotometricInterpretation RGB, which for JPEG means untransformed RGB "
-    "components; wsidicom (like DICOM) then skips the YCbCr->RGB step and colours are off by ~64. "
-    "Fix: Pillow's save(..., keep_rgb=True) in dicomweb/dicom/pixels.py encode_frame for RGB pixels. "
-    "Remove this marker when fixed."))
 def test_transcoded_native_rgb_is_close(stored: tuple[ServerProcess, dict[str, Slide]]) -> None:
     """wsidicom's default asks image/jpeg first; the server transcodes native RGB frames."""
     server, slides = stored
