@@ -34,9 +34,11 @@ its id re-applies the marks.
 
 Appends of one process wait in line (a per-loop lock) instead of racing each other, so
 contention is between processes only. Measured against the Cosmos test server on this
-2-core machine (under other load; ``tests/changefeed/test_cosmos_feed_concurrency.py``
-and ``bench/azure_compare.py``): one writer ~80-100 appends/s (one create, ~10 ms); two
+2-core machine, under other load (200 appends, writers each with their own store, as
+separate processes would be): one writer ~80-100 appends/s (one create, ~10 ms); two
 competing writers ~100/s together; eight ~35/s, as each lost race costs two queries.
+``tests/changefeed/test_cosmos_feed_concurrency.py`` checks the guarantees with threads
+and processes.
 Design (b), a sequencer assigning numbers to pending entries in batches, would scale
 further but needs a leader lease and fencing, and a sequencer that dies holding the
 lease stalls the feed; (a) is exact with one atomic write, and enough while the feed

@@ -216,7 +216,7 @@ class AzureBlobStore:
         try:
             # The downloader fetches DOWNLOAD_CHUNK per ranged GET, one at a time: memory
             # stays bounded however large the blob is.
-            downloader = await blob.download_blob(offset=offset or None, length=length, max_concurrency=1)
+            downloader = await blob.download_blob(offset=offset, length=length, max_concurrency=1)
         except ResourceNotFoundError as exc:
             raise BlobNotFoundError(name) from exc
         except HttpResponseError as exc:

@@ -155,6 +155,16 @@ async def test_iter_chunks_streams_whole_and_ranges(store: BlobStore) -> None:
     assert all(len(chunk) <= 300_000 for chunk in part)
     tail = b"".join([chunk async for chunk in store.iter_chunks("stream", offset=len(data) - 10)])
     assert tail == data[-10:]
+    head = b"".join([chunk async for chunk in store.iter_chunks("stream", offset=0, length=10)])
+    assert head == data[:10]
+
+
+async def test_an_empty_blob(store: BlobStore) -> None:
+    await store.put_bytes("empty", b"")
+    assert await store.get_bytes("empty") == b""
+    assert await store.size("empty") == 0
+    assert await store.read_range("empty", 0, 10) == b""
+    assert [chunk async for chunk in store.iter_chunks("empty")] in ([], [b""])
 
 
 async def test_open_reader_is_a_seekable_file_for_worker_threads(store: BlobStore) -> None:

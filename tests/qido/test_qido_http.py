@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,9 +64,9 @@ pytestmark = pytest.mark.both_backends
 @pytest.fixture
 def client(settings: Settings, data: Data) -> Iterator[TestClient]:
     app = create_app(settings)
-    for record in data.records:
-        assert asyncio.run(app.state.services.index.add_instance(record))
     with TestClient(app, base_url="http://testserver") as test_client:
+        for record in data.records:  # in the app's own event loop, where its clients live
+            assert test_client.portal.call(app.state.services.index.add_instance, record)
         yield test_client
 
 
