@@ -193,6 +193,9 @@ class AzureBlobStore:
     def read_range_now(self, name: str, offset: int, length: int) -> bytes | None:
         return None  # every read is a network round trip: never on the event loop
 
+    def version_now(self, name: str) -> str | None:
+        return None  # the ETag is a network round trip away; the index tells the incarnation instead
+
     async def read_range(self, name: str, offset: int, length: int) -> bytes:
         if length <= 0:
             return b""

@@ -93,6 +93,14 @@ class FilesystemBlobStore:
         finally:
             os.close(fd)
 
+    def version_now(self, name: str) -> str | None:
+        try:
+            stat = os.stat(self._path(name))
+        except FileNotFoundError as exc:
+            raise BlobNotFoundError(name) from exc
+        # A replaced file is a new inode (files are linked or renamed into place, never rewritten).
+        return f"{stat.st_ino}:{stat.st_mtime_ns}"
+
     async def read_range(self, name: str, offset: int, length: int) -> bytes:
         if length <= 4 << 20:
             return self.read_range_now(name, offset, length)  # type: ignore[return-value]

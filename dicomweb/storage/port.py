@@ -55,6 +55,12 @@ class BlobStore(Protocol):
         than a thread hop; a network store returns ``None``)."""
         ...
 
+    def version_now(self, name: str) -> str | None:
+        """A tag that changes whenever the blob is replaced, if this store can tell without
+        leaving the event loop (a local ``stat``); ``None`` otherwise. Raises
+        :class:`BlobNotFoundError` for a missing blob when it can tell."""
+        ...
+
     def iter_chunks(
         self, name: str, *, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
     ) -> AsyncIterator[bytes]:

@@ -19,7 +19,7 @@ from dicomweb.http import multipart
 from dicomweb.http.errors import not_found
 from dicomweb.services import Services, services_of
 from dicomweb.storage import layout
-from dicomweb.wado.frames import frame_indexes, stored_frame
+from dicomweb.wado.frames import StoredCopy, frame_indexes, stored_frame
 from dicomweb.wado.lookup import find_instance
 from dicomweb.wado.negotiate import OCTET_STREAM, natural_frame_type
 from indexing.port import InstanceRecord
@@ -39,7 +39,7 @@ def _element_bytes(services: Services, record: InstanceRecord, path: str) -> byt
 
 
 async def _pixel_parts(services: Services, record: InstanceRecord) -> AsyncIterator[tuple[str, bytes]]:
-    index = await frame_indexes.get(services, record)
+    index = await frame_indexes.get(services, StoredCopy(record.instance_key, record.incarnation))
     if index.locatable() and not index.encapsulated and index.pixel_data_length is not None:
         assert index.pixel_data_offset is not None
         data = await services.blobs.read_range(
@@ -48,7 +48,7 @@ async def _pixel_parts(services: Services, record: InstanceRecord) -> AsyncItera
         return
     part_type = natural_frame_type(record.transfer_syntax_uid)
     for number in range(1, index.number_of_frames + 1):
-        yield part_type, await stored_frame(services, record, index, number)
+        yield part_type, await stored_frame(services, record.instance_key, index, number)
 
 
 async def _body(parts: AsyncIterator[tuple[str, bytes]], syntax: str, boundary: str) -> AsyncIterator[bytes]:

@@ -1,8 +1,8 @@
 """Retrieve frames (PS3.18 §10.4.1.1.3): index lookup, frame range, one ranged read.
 
 The frame index (where each frame's bytes lie in the stored file) was computed at STOW;
-it is cached here per stored copy, so a hot instance costs one index lookup and one
-read per frame. No decoding unless the client asks for native frames of a compressed
+it is cached here per stored copy, so a hot tile on the embedded store costs a ``stat``
+and one read (see :func:`locate`). No decoding unless the client asks for native frames of a compressed
 instance. Files whose frames could not be located fall back to pydicom reading the file.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,33 +24,69 @@ from dicomweb.http import multipart
 from dicomweb.http.errors import bad_request, not_acceptable, not_found
 from dicomweb.services import Services, services_of
 from dicomweb.storage import layout
-from dicomweb.wado.lookup import find_instance
+from dicomweb.storage.port import BlobNotFoundError
+from dicomweb.wado.lookup import find_instance, path_uids
 from dicomweb.wado.negotiate import OCTET_STREAM, Plan, negotiate_frames
-from indexing.port import InstanceRecord
 
-CACHE_SIZE = 4096
-"""Frame indexes kept in memory (a 100,000-frame slide level is ~2 MB; most are tiny)."""
+CACHE_FRAMES = 1_000_000
+"""How many frames' locations the cache holds (~150 bytes each: ~150 MB at most). A slide
+level of 100,000 tiles is one entry weighing 100,000; a CT slice weighs 1."""
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    """One stored copy of an instance: its blob folder and a tag that changes if the file
+    is replaced (a local file's inode, or the index record's incarnation)."""
+
+    key: str
+    version: str
+
+
+async def locate(services: Services, request: Request) -> StoredCopy:
+    """The instance file the URL names. On a local store, a ``stat`` answers without an
+    index lookup (the blob name is derived from the UIDs), so a hot tile costs one
+    ``stat`` and one ``pread``; a network store asks the index."""
+    study, series, sop = path_uids(request)
+    assert series is not None and sop is not None
+    key = layout.instance_key(study, series, sop)
+    try:
+        version = services.blobs.version_now(layout.file_name(key))
+    except BlobNotFoundError as exc:
+        raise not_found(f"instance {sop} not found in series {series} of study {study}") from exc
+    if version is not None:
+        return StoredCopy(key, version)
+    record = await find_instance(services, request)
+    return StoredCopy(record.instance_key, record.incarnation)
 
 
 class FrameIndexCache:
-    """A bounded LRU of frame indexes, keyed by stored copy (key + incarnation)."""
+    """A bounded LRU of frame indexes, keyed by stored copy, weighed by frame count."""
 
-    def __init__(self, size: int = CACHE_SIZE) -> None:
-        self.size = size
-        self._entries: OrderedDict[tuple[str, str], FrameIndex] = OrderedDict()
+    def __init__(self, budget: int = CACHE_FRAMES) -> None:
+        self.budget = budget
+        self.weight = 0
+        self._entries: OrderedDict[StoredCopy, FrameIndex] = OrderedDict()
 
-    async def get(self, services: Services, record: InstanceRecord) -> FrameIndex:
-        key = (record.instance_key, record.incarnation)
-        index = self._entries.get(key)
+    async def get(self, services: Services, copy: StoredCopy) -> FrameIndex:
+        index = self._entries.get(copy)
         if index is not None:
-            self._entries.move_to_end(key)
+            self._entries.move_to_end(copy)
             return index
-        raw = await services.blobs.get_bytes(layout.frames_name(record.instance_key))
+        try:
+            raw = await services.blobs.get_bytes(layout.frames_name(copy.key))
+        except BlobNotFoundError as exc:  # stored a moment ago and not indexed yet, or being deleted
+            raise not_found("the instance's frame index is not available (yet)") from exc
         index = FrameIndex.from_json(json.loads(raw))
-        self._entries[key] = index
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        self._entries[copy] = index
+        self.weight += _weight(index)
+        while self.weight > self.budget and len(self._entries) > 1:
+            _, evicted = self._entries.popitem(last=False)
+            self.weight -= _weight(evicted)
         return index
+
+
+def _weight(index: FrameIndex) -> int:
+    return max(1, index.number_of_frames)
 
 
 frame_indexes = FrameIndexCache()
@@ -66,8 +103,9 @@ def parse_frame_list(text: str) -> list[int]:
     return numbers
 
 
-async def stored_frame(services: Services, record: InstanceRecord, index: FrameIndex, number: int) -> bytes:
-    name = layout.file_name(record.instance_key)
+async def stored_frame(services: Services, key: str, index: FrameIndex, number: int) -> bytes:
+    """Frame ``number`` as stored: one ranged read (or pydicom for unindexable files)."""
+    name = layout.file_name(key)
     if not index.locatable():
         def fallback() -> bytes:
             with services.blobs.open_reader(name) as reader:
@@ -81,70 +119,70 @@ async def stored_frame(services: Services, record: InstanceRecord, index: FrameI
     return index.frame_from_span(number, data)
 
 
-async def pixel_attributes(services: Services, record: InstanceRecord) -> dict:
+async def pixel_attributes(services: Services, key: str) -> dict:
     """The instance's stored metadata (DICOM JSON), which holds what decoding needs."""
-    return json.loads(await services.blobs.get_bytes(layout.metadata_name(record.instance_key)))
+    return json.loads(await services.blobs.get_bytes(layout.metadata_name(key)))
 
 
-def _converted(attributes: dict, record: InstanceRecord, frame: bytes, plan: Plan) -> bytes:
+def _converted(attributes: dict, index: FrameIndex, frame: bytes, plan: Plan) -> bytes:
     """The stored frame decoded, then left native or encoded in the media type asked for."""
-    pixels = decode_frame(attributes, record.transfer_syntax_uid, frame)
+    pixels = decode_frame(attributes, index.transfer_syntax_uid, frame)
     if plan.media_type == OCTET_STREAM:
         return pixels.tobytes()
     return encode_frame(pixels, plan.media_type)
 
 
-async def _frame(services: Services, record: InstanceRecord, index: FrameIndex, number: int, plan: Plan) -> bytes:
-    frame = await stored_frame(services, record, index, number)
+async def _frame(services: Services, copy: StoredCopy, index: FrameIndex, number: int, plan: Plan) -> bytes:
+    frame = await stored_frame(services, copy.key, index, number)
     if plan.transfer_syntax is None:
         return frame
-    attributes = await pixel_attributes(services, record)
+    attributes = await pixel_attributes(services, copy.key)
     try:
-        return await run_in_threadpool(_converted, attributes, record, frame, plan)
+        return await run_in_threadpool(_converted, attributes, index, frame, plan)
     except (NotImplementedError, RuntimeError, ValueError) as exc:
         raise not_acceptable(f"cannot convert frame {number} to {plan.media_type}: {exc}") from exc
 
 
-def _part_type(plan: Plan, record: InstanceRecord) -> str:
-    return f"{plan.media_type}; transfer-syntax={plan.transfer_syntax or record.transfer_syntax_uid}"
+def _part_type(plan: Plan, index: FrameIndex) -> str:
+    return f"{plan.media_type}; transfer-syntax={plan.transfer_syntax or index.transfer_syntax_uid}"
 
 
-async def _multipart_frames(services: Services, record: InstanceRecord, index: FrameIndex, numbers: list[int],
+async def _multipart_frames(services: Services, copy: StoredCopy, index: FrameIndex, numbers: list[int],
                             plan: Plan, boundary: str) -> AsyncIterator[bytes]:
     """The multipart body, frame by frame; the first frame is made before returning, so
     a frame that cannot be converted is a 406 rather than a broken response."""
-    header = multipart.part_header(boundary, _part_type(plan, record))
-    first = await _frame(services, record, index, numbers[0], plan)  # errors before the response starts
-    return _stream(services, record, index, numbers, plan, header, first, boundary)
+    header = multipart.part_header(boundary, _part_type(plan, index))
+    first = await _frame(services, copy, index, numbers[0], plan)  # errors before the response starts
+    return _stream(services, copy, index, numbers, plan, header, first, boundary)
 
 
-async def _stream(services: Services, record: InstanceRecord, index: FrameIndex, numbers: list[int], plan: Plan,
+async def _stream(services: Services, copy: StoredCopy, index: FrameIndex, numbers: list[int], plan: Plan,
                   header: bytes, first: bytes, boundary: str) -> AsyncIterator[bytes]:
     yield header + first + multipart.CRLF
     for number in numbers[1:]:
-        yield header + await _frame(services, record, index, number, plan) + multipart.CRLF
+        yield header + await _frame(services, copy, index, number, plan) + multipart.CRLF
     yield multipart.closing(boundary)
 
 
-def _multipart_type(plan: Plan, record: InstanceRecord, boundary: str) -> str:
-    syntax = plan.transfer_syntax or record.transfer_syntax_uid
+def _multipart_type(plan: Plan, index: FrameIndex, boundary: str) -> str:
+    syntax = plan.transfer_syntax or index.transfer_syntax_uid
     return multipart.multipart_content_type(plan.media_type, boundary, syntax)
 
 
 async def retrieve_frames(request: Request) -> Response:
     services = services_of(request)
     numbers = parse_frame_list(request.path_params["frames"])
-    record = await find_instance(services, request)
-    index = await frame_indexes.get(services, record)
+    copy = await locate(services, request)
+    index = await frame_indexes.get(services, copy)
     beyond = [n for n in numbers if n > index.number_of_frames]
     if beyond:
         raise not_found(f"frame {beyond[0]} does not exist: the instance has {index.number_of_frames} frame(s)")
-    plan = negotiate_frames(request.headers.get("accept"), record.transfer_syntax_uid, len(numbers))
+    plan = negotiate_frames(request.headers.get("accept"), index.transfer_syntax_uid, len(numbers))
     if not plan.multipart:
-        body = await _frame(services, record, index, numbers[0], plan)
-        return Response(body, media_type=_part_type(plan, record))
+        body = await _frame(services, copy, index, numbers[0], plan)
+        return Response(body, media_type=_part_type(plan, index))
     boundary = multipart.new_boundary()
-    parts = await _multipart_frames(services, record, index, numbers, plan, boundary)
+    parts = await _multipart_frames(services, copy, index, numbers, plan, boundary)
     if len(numbers) == 1:  # small enough to answer in one piece (with a Content-Length)
-        return Response(b"".join([part async for part in parts]), media_type=_multipart_type(plan, record, boundary))
-    return StreamingResponse(parts, media_type=_multipart_type(plan, record, boundary))
+        return Response(b"".join([part async for part in parts]), media_type=_multipart_type(plan, index, boundary))
+    return StreamingResponse(parts, media_type=_multipart_type(plan, index, boundary))

@@ -17,7 +17,7 @@ from dicomweb.dicom.pixels import decode_frame, encode_image, to_display
 from dicomweb.http.accept import matches, parse_accept
 from dicomweb.http.errors import bad_request, not_acceptable, not_found
 from dicomweb.services import Services, services_of
-from dicomweb.wado.frames import frame_indexes, parse_frame_list, pixel_attributes, stored_frame
+from dicomweb.wado.frames import StoredCopy, frame_indexes, parse_frame_list, pixel_attributes, stored_frame
 from dicomweb.wado.lookup import find_instance, find_instances
 from indexing.port import InstanceRecord
 
@@ -70,13 +70,13 @@ async def _render(services: Services, record: InstanceRecord, number: int, reque
                   default_viewport: tuple[int, int] | None) -> Response:
     media_type = _media_type(request)
     quality, viewport, window = _quality(request), _viewport(request, default_viewport), _window(request)
-    index = await frame_indexes.get(services, record)
+    index = await frame_indexes.get(services, StoredCopy(record.instance_key, record.incarnation))
     if index.number_of_frames == 0:
         raise not_found(f"instance {record.sop_uid} has no pixel data to render")
     if number > index.number_of_frames:
         raise not_found(f"frame {number} does not exist: the instance has {index.number_of_frames} frame(s)")
-    frame = await stored_frame(services, record, index, number)
-    attributes = await pixel_attributes(services, record)
+    frame = await stored_frame(services, record.instance_key, index, number)
+    attributes = await pixel_attributes(services, record.instance_key)
 
     def work() -> bytes:
         pixels = decode_frame(attributes, record.transfer_syntax_uid, frame)
