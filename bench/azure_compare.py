@@ -52,9 +52,24 @@ class Server:
     def __init__(self, data: Path, env: dict[str, str]) -> None:
         port = _free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1", "--port", str(port), "--data",
-             str(data)], cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
+            [
+                sys.executable,
+                "-m",
+                "dicomweb",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data",
+                str(data),
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert self.process.stdout is not None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -98,7 +113,9 @@ def measure(root: str, stow_count: int, frame_count: int, clients: int) -> dict[
         failures = 0
         with httpx.Client(timeout=120) as http:
             for body in part:
-                response = http.post(f"{root}/studies", content=body, headers={"Content-Type": "application/dicom"})
+                response = http.post(
+                    f"{root}/studies", content=body, headers={"Content-Type": "application/dicom"}
+                )
                 failures += response.status_code != 200
         return failures
 
@@ -110,7 +127,9 @@ def measure(root: str, stow_count: int, frame_count: int, clients: int) -> dict[
         raise RuntimeError(f"{failures} STOW requests failed")
 
     with httpx.Client(timeout=120) as http:
-        response = http.post(f"{root}/studies", content=slide.build(), headers={"Content-Type": "application/dicom"})
+        response = http.post(
+            f"{root}/studies", content=slide.build(), headers={"Content-Type": "application/dicom"}
+        )
         response.raise_for_status()
         url = f"{root}/studies/{slide.study.study_uid}/series/{slide.series_uid}/instances/{slide.instance_uid}/frames"
         rng = random.Random(7)
@@ -133,7 +152,9 @@ def measure(root: str, stow_count: int, frame_count: int, clients: int) -> dict[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--stow", type=int, default=200, help="instances stored (default 200)")
     parser.add_argument("--frames", type=int, default=400, help="frame requests timed (default 400)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent STOW clients (default 4)")
@@ -162,7 +183,9 @@ def main() -> None:
 
     print(f"{'configuration':<14}{'STOW/s':>10}{'frame p50 ms':>15}{'frame p99 ms':>15}")
     for name, figures in results.items():
-        print(f"{name:<14}{figures['stow_per_second']:>10}{figures['frame_p50_ms']:>15}{figures['frame_p99_ms']:>15}")
+        print(
+            f"{name:<14}{figures['stow_per_second']:>10}{figures['frame_p50_ms']:>15}{figures['frame_p99_ms']:>15}"
+        )
     print(json.dumps(results))
 
 

@@ -329,11 +329,8 @@ def run_qido(run: Run) -> None:
         run_interleaved(run, workloads)
 
 
-def execute(run: Run) -> None:
+def execute(run: Run, workdir: Path) -> None:
     with contextlib.ExitStack() as stack:
-        workdir = Path(tempfile.mkdtemp(prefix="dwbench-"))
-        if not run.options.keep:
-            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         run.log(f"work dir {workdir}")
         prefix = isolation(run, stack)
         if prefix is None:
@@ -409,25 +406,40 @@ def main(options: Options) -> int:
     if options.qido_sizes:
         profile = replace(profile, qido_levels=tuple(sorted(options.qido_sizes)))
     run = Run(options, profile)
+    workdir = Path(tempfile.mkdtemp(prefix="dwbench-"))
     try:
-        execute(run)
-    except KeyboardInterrupt:
-        run.note("interrupted: partial results")
-    except Exception as exc:  # the report of what did run is still worth writing
-        traceback.print_exc()
-        run.note(f"benchmark aborted: {type(exc).__name__}: {exc}")
-        run.aborted = True
-    noise_note(run)
-    print_summary(run)
-    options.out.parent.mkdir(parents=True, exist_ok=True)
-    options.out.write_text(json.dumps(to_json(run), indent=2, default=str) + "\n")
-    print(f"\nJSON written to {options.out} ({time.time() - run.started:.0f}s)")
+        execute_and_report(run, workdir)
+    finally:
+        if options.keep:
+            print(f"server logs and data kept in {workdir}")
+        else:
+            # After the report: 100k instances are several hundred thousand files to delete.
+            run.log(f"removing {workdir}")
+            shutil.rmtree(workdir, ignore_errors=True)
     if not run.targets:
         return 1
     if run.aborted:
         return 2
     # Orthanc's failures are findings; ours failing makes the CI smoke run fail.
     return 2 if run.ours_failed and options.only in (None, "ours") else 0
+
+
+def execute_and_report(run: Run, workdir: Path) -> None:
+    try:
+        execute(run, workdir)
+    except KeyboardInterrupt:
+        run.note("interrupted: partial results")
+        run.aborted = True
+    except Exception as exc:  # the report of what did run is still worth writing
+        traceback.print_exc()
+        run.note(f"benchmark aborted: {type(exc).__name__}: {exc}")
+        run.aborted = True
+    noise_note(run)
+    print_summary(run)
+    out = run.options.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(to_json(run), indent=2, default=str) + "\n")
+    print(f"\nJSON written to {out} ({time.time() - run.started:.0f}s)", flush=True)
 
 
 def print_summary(run: Run) -> None:

@@ -53,6 +53,8 @@ class EventGridSink:
         self.service_root = service_root
         self._client = EventGridPublisherClient(endpoint, AzureKeyCredential(key))
 
+    active = True
+
     async def publish(self, entries: list[ChangeEntry]) -> None:
         if entries:
             await self._client.send([to_cloud_event(entry, self.service_root) for entry in entries])

@@ -21,6 +21,10 @@ class InProcessEventBus:
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
 
+    @property
+    def active(self) -> bool:
+        return bool(self._subscribers)
+
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 

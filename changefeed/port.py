@@ -76,6 +76,11 @@ class ChangeFeedStore(Protocol):
 class EventSink(Protocol):
     """Where change events go: in-process subscribers, or an Event Grid topic."""
 
+    @property
+    def active(self) -> bool:
+        """False while nobody listens: the publisher then skips the work."""
+        ...
+
     async def publish(self, entries: list[ChangeEntry]) -> None:
         """Deliver events, or raise: :class:`changefeed.publisher.FeedPublisher` retries."""
         ...

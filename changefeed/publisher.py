@@ -41,7 +41,8 @@ class FeedPublisher:
             return 0  # never published: every change so far is news
 
     async def _save(self, sequence: int) -> None:
-        await self.blobs.put_bytes(CURSOR_BLOB, json.dumps({"sequence": sequence}).encode())
+        # Not flushed: a cursor lost to a crash only means a batch is sent again (at least once).
+        await self.blobs.put_bytes(CURSOR_BLOB, json.dumps({"sequence": sequence}).encode(), durable=False)
 
     async def catch_up(self) -> int:
         """Send everything after the cursor; return how many events were sent. Raises on failure."""
@@ -58,6 +59,8 @@ class FeedPublisher:
 
     def kick(self) -> None:
         """Make sure a catch-up runs soon (coalesced; returns at once)."""
+        if not self.sink.active:
+            return
         if self._task is not None and not self._task.done():
             self._again = True
             return

@@ -20,9 +20,8 @@ from changefeed.port import ChangeEntry, State
 from dicomweb.http.errors import bad_request
 from dicomweb.http.urls import service_root
 from dicomweb.services import Services, services_of
-from dicomweb.storage import layout
 from dicomweb.storage.port import BlobNotFoundError
-from indexing.indexer import ROOT_TOKEN
+from indexing.sidecars import ROOT_TOKEN, read_metadata
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -67,7 +66,7 @@ async def _metadata(services: Services, entry: ChangeEntry, root: str) -> Any:
     if entry.state is not State.CURRENT:
         return None
     try:
-        raw = await services.blobs.get_bytes(layout.metadata_name(entry.instance_key))
+        raw = await read_metadata(services, entry.instance_key)
     except BlobNotFoundError:
         return None
     return json.loads(raw.replace(ROOT_TOKEN.encode(), root.encode()))

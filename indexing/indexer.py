@@ -4,7 +4,7 @@ One code path for every way an instance arrives: STOW (after its file is stored)
 blob-created event, and repair. Each step is idempotent, so running it again after a
 crash or for a repeated event finishes what was left undone and duplicates nothing:
 
-1. sidecars (metadata JSON, frame index) are rewritten from the file;
+1. sidecars (metadata JSON, frame index: :mod:`indexing.sidecars`) are rewritten from the file;
 2. ``IndexStore.add_instance`` is a no-op for a known ``instance_key`` (the existing
    record, and so its incarnation, is kept);
 3. ``ChangeFeedStore.append`` is a no-op for a known ``entry_id``
@@ -13,47 +13,20 @@ crash or for a repeated event finishes what was left undone and duplicates nothi
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
 from changefeed.port import Action, ChangeEntry
 from changefeed.sqlite_store import utc_now
-from dicomweb.dicom.instance import ParsedInstance, read_instance
-from dicomweb.dicom.json import to_dicom_json
+from dicomweb.dicom.instance import ParsedInstance
 from dicomweb.services import Services
-from dicomweb.storage import layout
+from indexing import sidecars
 from indexing.port import InstanceRecord
-from indexing.validation import InstanceUids, validate_instance
-
-ROOT_TOKEN = "{{service-root}}"
-"""Stands for the service root in stored metadata; replaced per request, since the root
-a client sees (host, port, proxy) is known only then."""
+from indexing.validation import InstanceUids
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Sidecars:
-    metadata: bytes
-    frames: bytes
-    attributes: dict
-
-
-def build_sidecars(parsed: ParsedInstance, uids: InstanceUids, bulkdata_threshold: int) -> Sidecars:
-    """Metadata (DICOM JSON, BulkDataURIs under :data:`ROOT_TOKEN`) and the frame index."""
-    base = f"{ROOT_TOKEN}/studies/{uids.study}/series/{uids.series}/instances/{uids.sop}/bulkdata/"
-    attributes = to_dicom_json(
-        parsed.dataset, lambda path: base + path, bulkdata_threshold, pixel_data=parsed.frames
-    )
-    return Sidecars(
-        metadata=json.dumps(attributes, separators=(",", ":")).encode(),
-        frames=json.dumps(parsed.frames.to_json(), separators=(",", ":")).encode(),
-        attributes=attributes,
-    )
 
 
 def build_record(
@@ -72,11 +45,6 @@ def build_record(
         attributes=attributes,
         stored_at=utc_now(),
     )
-
-
-async def write_sidecars(services: Services, key: str, sidecars: Sidecars) -> None:
-    await services.blobs.put_bytes(layout.metadata_name(key), sidecars.metadata)
-    await services.blobs.put_bytes(layout.frames_name(key), sidecars.frames)
 
 
 async def index_instance(services: Services, record: InstanceRecord) -> ChangeEntry:
@@ -105,14 +73,8 @@ async def index_stored_file(services: Services, key: str) -> ChangeEntry:
 
     Reads only the file's header and pixel-data item headers.
     """
-
-    def parse() -> ParsedInstance:
-        with services.blobs.open_reader(layout.file_name(key)) as reader:
-            return read_instance(reader)
-
-    parsed = await run_in_threadpool(parse)
-    uids = validate_instance(parsed.dataset)
-    sidecars = await run_in_threadpool(build_sidecars, parsed, uids, services.settings.bulkdata_threshold)
-    await write_sidecars(services, key, sidecars)
-    record = build_record(parsed, uids, key, uuid.uuid4().hex, sidecars.attributes)
+    parsed, uids = await sidecars.parse_stored(services, key)
+    derived = await run_in_threadpool(sidecars.build, parsed, uids, services.settings.bulkdata_threshold)
+    await sidecars.write(services, key, derived)
+    record = build_record(parsed, uids, key, uuid.uuid4().hex, derived.attributes)
     return await index_instance(services, record)

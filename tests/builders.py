@@ -59,7 +59,8 @@ def make_dataset(
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
     if frames > 1:
         ds.NumberOfFrames = frames
-    pixels = (np.arange(rows * columns * frames, dtype=np.uint16) * 7 + ds.InstanceNumber) % 4096
+    ramp = np.arange(rows * columns * frames, dtype=np.uint32) * 7 + int(ds.InstanceNumber)
+    pixels = (ramp % 4096).astype(np.uint16)
     ds.PixelData = pixels.tobytes()
     return ds
 

@@ -227,3 +227,18 @@ def test_frames_of_compressed_data_decoded_to_native(client: TestClient) -> None
     (_, pixels), = parse_multipart(decoded.content, decoded.headers["content-type"])
     expected = original.pixel_array
     assert np.frombuffer(pixels, dtype=np.uint8).size == expected.size
+
+
+def test_lost_sidecars_are_rebuilt_from_the_file(client: TestClient, multiframe) -> None:
+    """Sidecars are written without fsync; a crash may lose or truncate them."""
+    from dicomweb.storage import layout
+
+    key = layout.instance_key(multiframe.StudyInstanceUID, multiframe.SeriesInstanceUID, multiframe.SOPInstanceUID)
+    blobs = client.app.state.services.blobs
+    before = client.get(_instance_url(multiframe) + "/metadata").json()
+    client.portal.call(blobs.put_bytes, layout.metadata_name(key), b'{"00100010":')  # cut short by a crash
+    client.portal.call(blobs.delete, layout.frames_name(key))
+    assert client.get(_instance_url(multiframe) + "/metadata").json() == before
+    response = client.get(_instance_url(multiframe) + "/frames/3", headers={"Accept": "application/octet-stream"})
+    assert response.content == _frame(multiframe, 3)
+    assert client.portal.call(blobs.size, layout.frames_name(key)) > 0

@@ -176,7 +176,7 @@ class AzureBlobStore:
                 raise
         path.unlink()
 
-    async def put_bytes(self, name: str, data: bytes) -> None:
+    async def put_bytes(self, name: str, data: bytes, *, durable: bool = True) -> None:
         blob = (await self._client()).get_blob_client(name)
         await blob.upload_blob(data, length=len(data), overwrite=True)
 

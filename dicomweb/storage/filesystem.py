@@ -45,11 +45,12 @@ class FilesystemBlobStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _put_file(self, name: str, path: Path, exclusive: bool) -> None:
+    def _put_file(self, name: str, path: Path, exclusive: bool, durable: bool = True) -> None:
         target = self._path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "rb+") as staged:
-            os.fsync(staged.fileno())
+        if durable:
+            with open(path, "rb+") as staged:
+                os.fsync(staged.fileno())
         if exclusive:
             try:
                 os.link(path, target)  # atomic, fails if the name is taken
@@ -58,19 +59,20 @@ class FilesystemBlobStore:
             os.unlink(path)
         else:
             os.replace(path, target)
-        _fsync_dir(target.parent)
+        if durable:
+            _fsync_dir(target.parent)
 
     async def put_file(self, name: str, path: Path, *, exclusive: bool = True) -> None:
         await run_in_threadpool(self._put_file, name, path, exclusive)
 
-    def _put_bytes(self, name: str, data: bytes) -> None:
+    def _put_bytes(self, name: str, data: bytes, durable: bool) -> None:
         staged = self.new_staging_path()
         with open(staged, "wb") as out:
             out.write(data)
-        self._put_file(name, staged, exclusive=False)
+        self._put_file(name, staged, exclusive=False, durable=durable)
 
-    async def put_bytes(self, name: str, data: bytes) -> None:
-        await run_in_threadpool(self._put_bytes, name, data)
+    async def put_bytes(self, name: str, data: bytes, *, durable: bool = True) -> None:
+        await run_in_threadpool(self._put_bytes, name, data, durable)
 
     # -- reads --------------------------------------------------------------------------
 

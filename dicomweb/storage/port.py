@@ -37,8 +37,9 @@ class BlobStore(Protocol):
         """
         ...
 
-    async def put_bytes(self, name: str, data: bytes) -> None:
-        """Store (or replace) a small blob atomically."""
+    async def put_bytes(self, name: str, data: bytes, *, durable: bool = True) -> None:
+        """Store (or replace) a small blob atomically. ``durable=False`` may skip flushing
+        to disk (for derived data that is rebuilt if a crash loses it)."""
         ...
 
     async def get_bytes(self, name: str) -> bytes:

@@ -19,7 +19,8 @@ from dicomweb.dicom.instance import InvalidInstanceError, ParsedInstance, read_i
 from dicomweb.services import Services
 from dicomweb.storage import layout
 from dicomweb.storage.port import BlobExistsError
-from indexing.indexer import build_record, build_sidecars, index_instance, index_stored_file, write_sidecars
+from indexing import sidecars
+from indexing.indexer import build_record, index_instance, index_stored_file
 from indexing.validation import InstanceUids, ValidationError, validate_instance
 
 log = logging.getLogger(__name__)
@@ -83,14 +84,14 @@ async def _store(services: Services, path: Path, study_in_path: str | None) -> O
     key = layout.instance_key(uids.study, uids.series, uids.sop)
     if await services.index.get_instance_by_key(key) is not None:
         return _outcome(uids, FailureReason.ALREADY_STORED, ALREADY_STORED_MESSAGE)
-    sidecars = await run_in_threadpool(build_sidecars, parsed, uids, services.settings.bulkdata_threshold)
+    derived = await run_in_threadpool(sidecars.build, parsed, uids, services.settings.bulkdata_threshold)
     try:
         await services.blobs.put_file(layout.file_name(key), path, exclusive=True)
     except BlobExistsError:
         await _repair_if_unindexed(services, key)
         return _outcome(uids, FailureReason.ALREADY_STORED, ALREADY_STORED_MESSAGE)
-    await write_sidecars(services, key, sidecars)
-    record = build_record(parsed, uids, key, uuid.uuid4().hex, sidecars.attributes)
+    await sidecars.write(services, key, derived)
+    record = build_record(parsed, uids, key, uuid.uuid4().hex, derived.attributes)
     await index_instance(services, record)
     return _outcome(uids, None)
 

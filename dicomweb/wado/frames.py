@@ -27,6 +27,7 @@ from dicomweb.storage import layout
 from dicomweb.storage.port import BlobNotFoundError
 from dicomweb.wado.lookup import find_instance, path_uids
 from dicomweb.wado.negotiate import OCTET_STREAM, Plan, negotiate_frames
+from indexing.sidecars import read_frames, read_metadata
 
 CACHE_FRAMES = 1_000_000
 """How many frames' locations the cache holds (~150 bytes each: ~150 MB at most). A slide
@@ -73,10 +74,9 @@ class FrameIndexCache:
             self._entries.move_to_end(copy)
             return index
         try:
-            raw = await services.blobs.get_bytes(layout.frames_name(copy.key))
-        except BlobNotFoundError as exc:  # stored a moment ago and not indexed yet, or being deleted
-            raise not_found("the instance's frame index is not available (yet)") from exc
-        index = FrameIndex.from_json(json.loads(raw))
+            index = FrameIndex.from_json(await read_frames(services, copy.key))
+        except BlobNotFoundError as exc:  # deleted a moment ago
+            raise not_found("the instance is no longer stored") from exc
         self._entries[copy] = index
         self.weight += _weight(index)
         while self.weight > self.budget and len(self._entries) > 1:
@@ -121,7 +121,7 @@ async def stored_frame(services: Services, key: str, index: FrameIndex, number: 
 
 async def pixel_attributes(services: Services, key: str) -> dict:
     """The instance's stored metadata (DICOM JSON), which holds what decoding needs."""
-    return json.loads(await services.blobs.get_bytes(layout.metadata_name(key)))
+    return json.loads(await read_metadata(services, key))
 
 
 def _converted(attributes: dict, index: FrameIndex, frame: bytes, plan: Plan) -> bytes:

@@ -18,10 +18,9 @@ from dicomweb.http.accept import accepts_json
 from dicomweb.http.errors import not_acceptable
 from dicomweb.http.urls import service_root
 from dicomweb.services import Services, services_of
-from dicomweb.storage import layout
 from dicomweb.wado.lookup import find_instances
-from indexing.indexer import ROOT_TOKEN
 from indexing.port import InstanceRecord
+from indexing.sidecars import ROOT_TOKEN, read_metadata
 
 READ_CONCURRENCY = 32
 
@@ -38,7 +37,7 @@ async def _read_all(services: Services, records: list[InstanceRecord]) -> list[b
 
     async def read(record: InstanceRecord) -> bytes:
         async with limit:
-            return await services.blobs.get_bytes(layout.metadata_name(record.instance_key))
+            return await read_metadata(services, record.instance_key)
 
     return await asyncio.gather(*(read(record) for record in records))
 
