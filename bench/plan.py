@@ -297,7 +297,12 @@ def qido_workloads(profile: Profile, level: int) -> list[Workload]:
     tag = f"[{_count_label(level)} inst]"
     queries = {
         "patientid": (f"QIDO PatientID exact {tag}", [f"/studies?PatientID={p}" for p in patient_ids]),
-        "patientname": (f"QIDO PatientName=DOE* {tag}", ["/studies?PatientName=DOE*"]),
+        # An explicit limit above the match count: our server pages at 100 by default (with a
+        # Warning header) while Orthanc returns every match, which would compare unequal work.
+        "patientname": (
+            f"QIDO PatientName=DOE* (all matches) {tag}",
+            ["/studies?PatientName=DOE*&limit=1000"],
+        ),
         "studydate": (
             f"QIDO StudyDate 1-year range, limit=100 {tag}",
             [f"/studies?StudyDate={y}0101-{y}1231&limit=100" for y in years],

@@ -74,6 +74,12 @@ async def index_stored_file(services: Services, key: str) -> ChangeEntry:
     Reads only the file's header and pixel-data item headers.
     """
     parsed, uids = await sidecars.parse_stored(services, key)
+    return await index_parsed(services, key, parsed, uids)
+
+
+async def index_parsed(services: Services, key: str, parsed: ParsedInstance, uids: InstanceUids) -> ChangeEntry:
+    """Index the stored file ``key`` from its parse (a file moved into place keeps its
+    byte offsets, so an import need not parse it twice)."""
     derived = await run_in_threadpool(sidecars.build, parsed, uids, services.settings.bulkdata_threshold)
     await sidecars.write(services, key, derived)
     record = build_record(parsed, uids, key, uuid.uuid4().hex, derived.attributes)

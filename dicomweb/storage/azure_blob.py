@@ -10,6 +10,9 @@ Semantics match :mod:`dicomweb.storage.filesystem`:
   instance, exactly one commits, the other gets :class:`BlobExistsError`.
 - *Bounded memory.* Files go up in blocks of :data:`BLOCK_SIZE` with at most
   :data:`UPLOAD_CONCURRENCY` in flight, and downloads stream in chunks, whatever the size.
+- *Moves without reading.* :meth:`AzureBlobStore.move` is a server-side copy within the
+  account (no byte passes through this process), exclusive at the target, then a delete of
+  the source version that was copied.
 
 The async clients (aiohttp) belong to the event loop that made them, and
 :meth:`open_reader` runs in worker threads (pydicom is synchronous), so the reader uses
@@ -30,6 +33,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -54,6 +58,13 @@ DOWNLOAD_CHUNK = 4 << 20
 READ_AHEAD = 256 << 10
 """The synchronous reader fetches at least this much per request: pydicom reads a header
 with hundreds of tiny reads, and each uncached one would be a network round trip."""
+
+COPY_POLL_SECONDS = 0.5
+"""How often a pending server-side copy is checked (same-account copies usually finish at once)."""
+_MOVED_FROM = "dicomwebmovedfrom"
+_MOVED_ETAG = "dicomwebmovedetag"
+"""Metadata a move writes on its copy: a repeated move recognises its own copy by them."""
+_MOVE_ATTEMPTS = 3
 
 _CLIENT_OPTIONS: dict[str, Any] = {
     "max_block_size": BLOCK_SIZE,
@@ -251,10 +262,67 @@ class AzureBlobStore:
         with contextlib.suppress(ResourceNotFoundError):  # deleting a missing blob is fine
             await blob.delete_blob()
 
+    async def move(self, source: str, target: str) -> None:
+        client = await self._client()
+        src, dst = client.get_blob_client(source), client.get_blob_client(target)
+        for _ in range(_MOVE_ATTEMPTS):
+            try:
+                etag = (await src.get_blob_properties()).etag
+            except ResourceNotFoundError as exc:
+                raise BlobNotFoundError(source) from exc
+            marker = {_MOVED_FROM: quote(source, safe=""), _MOVED_ETAG: etag.strip('"')}
+            if await self._copy_exclusive(src, dst, etag, marker):
+                break
+            # The source changed between reading its ETag and copying: read it again.
+        else:
+            raise OSError(f"{source} kept changing while being moved to {target}")
+        await _wait_for_copy(dst)
+        with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
+            # Only the version copied: a blob uploaded again under the source name stays.
+            await src.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+
+    async def _copy_exclusive(self, src: Any, dst: Any, etag: str, marker: dict[str, str]) -> bool:
+        """Start the copy; ``True`` when ``dst`` is (becoming) this copy of ``src``, ``False``
+        when the source changed first. Raises :class:`BlobExistsError` for another blob."""
+        try:
+            # If-None-Match: * on the target makes the copy exclusive; the source ETag
+            # condition copies exactly the version the marker names.
+            await dst.start_copy_from_url(
+                src.url, metadata=marker, match_condition=MatchConditions.IfMissing,
+                source_etag=etag, source_match_condition=MatchConditions.IfNotModified,
+            )
+            return True
+        except ResourceNotFoundError as exc:
+            raise BlobNotFoundError(src.blob_name) from exc
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            # 409/412: the target exists, or (412) the source changed since its ETag was read.
+            try:
+                existing = (await dst.get_blob_properties()).metadata
+            except ResourceNotFoundError:
+                return False
+            if all(existing.get(key) == value for key, value in marker.items()):
+                return True  # an interrupted or concurrent move of this very source
+            raise BlobExistsError(dst.blob_name) from exc
+
     async def list_names(self, prefix: str) -> AsyncIterator[str]:
         client = await self._client()
         async for name in client.list_blob_names(name_starts_with=prefix or None):
             yield name
+
+
+async def _wait_for_copy(blob: Any) -> None:
+    """Return once a server-side copy into ``blob`` has finished (a copy within one account
+    usually has by the time it is acknowledged; a large one may still be pending)."""
+    while True:
+        copy = (await blob.get_blob_properties()).copy
+        if copy.status in (None, "success"):
+            return
+        if copy.status != "pending":
+            # Failed or aborted: remove the broken copy so a retried move starts afresh.
+            with contextlib.suppress(ResourceNotFoundError):
+                await blob.delete_blob()
+            raise OSError(f"copying into {blob.blob_name} {copy.status}: {copy.status_description}")
+        await asyncio.sleep(COPY_POLL_SECONDS)
 
 
 class _RangedBlobReader(io.RawIOBase):

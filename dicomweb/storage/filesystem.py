@@ -3,6 +3,10 @@
 Durability: a blob is written under a temporary name, fsynced, then linked (exclusive)
 or renamed (replace) into place, and the folder is fsynced; a reader never sees a partial
 file and a crash never leaves one under a real name.
+
+Blob-created events: Blob Storage announces every new blob through Event Grid; this store
+does the same in-process through ``on_blob_created`` (called with the name and size after
+each write or move), so the embedded server feeds the same indexing handler.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,13 +31,30 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+BlobCreatedHook = Callable[[str, int], None]
+"""Called on the event loop with a new blob's name and size."""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Both names are links to one file (false when either is missing)."""
+    try:
+        return os.path.samefile(a, b)
+    except FileNotFoundError:
+        return False
+
+
 class FilesystemBlobStore:
     """Blobs as files under ``root``; names map to relative paths."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, on_blob_created: BlobCreatedHook | None = None) -> None:
         self.root = root
         self.staging_dir = root / ".staging"
         self.staging_dir.mkdir(parents=True, exist_ok=True)
+        self.on_blob_created = on_blob_created
+
+    def _announce(self, name: str, size: int) -> None:
+        if self.on_blob_created is not None:
+            self.on_blob_created(name, size)
 
     def _path(self, name: str) -> Path:
         if name.startswith("/") or ".." in name.split("/"):
@@ -63,7 +84,9 @@ class FilesystemBlobStore:
             _fsync_dir(target.parent)
 
     async def put_file(self, name: str, path: Path, *, exclusive: bool = True) -> None:
+        size = path.stat().st_size
         await run_in_threadpool(self._put_file, name, path, exclusive)
+        self._announce(name, size)
 
     def _put_bytes(self, name: str, data: bytes, durable: bool) -> None:
         staged = self.new_staging_path()
@@ -73,6 +96,38 @@ class FilesystemBlobStore:
 
     async def put_bytes(self, name: str, data: bytes, *, durable: bool = True) -> None:
         await run_in_threadpool(self._put_bytes, name, data, durable)
+        self._announce(name, len(data))
+
+    def _move(self, source: str, target: str) -> int:
+        src, dst = self._path(source), self._path(target)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)  # atomic and exclusive, and no byte is copied
+        except FileNotFoundError as exc:
+            raise BlobNotFoundError(source) from exc
+        except FileExistsError as exc:
+            if not src.exists():
+                raise BlobNotFoundError(source) from exc  # a concurrent move finished first
+            if not _same_file(src, dst):
+                raise BlobExistsError(target) from exc
+            # else: an interrupted or concurrent move of this very file; finish it
+        _fsync_dir(dst.parent)
+        size = dst.stat().st_size
+        if _same_file(src, dst):  # a file written again under the source name meanwhile stays
+            src.unlink(missing_ok=True)
+            self._prune_empty_folder(src.parent)
+        return size
+
+    async def move(self, source: str, target: str) -> None:
+        size = await run_in_threadpool(self._move, source, target)
+        self._announce(target, size)
+
+    def _prune_empty_folder(self, folder: Path) -> None:
+        """Remove a sub-folder a move emptied (``incoming/batch-7/``), never a top-level one
+        such as ``incoming/`` itself, where users drop files."""
+        if folder.parent != self.root and self.root in folder.parents:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     # -- reads --------------------------------------------------------------------------
 
@@ -152,9 +207,13 @@ class FilesystemBlobStore:
         await run_in_threadpool(remove)
 
     async def list_names(self, prefix: str) -> AsyncIterator[str]:
+        # Walk only the folder the prefix lies in: scanning incoming/ every few seconds
+        # must not cost a walk of every stored instance.
+        start = self.root / prefix.rpartition("/")[0]
+
         def walk() -> list[str]:
             names = []
-            for folder, dirs, files in os.walk(self.root):
+            for folder, dirs, files in os.walk(start):
                 dirs[:] = [d for d in dirs if d != ".staging"]
                 for file in files:
                     name = os.path.relpath(os.path.join(folder, file), self.root).replace(os.sep, "/")

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import hashlib
 
+INCOMING_PREFIX = "incoming/"
+"""The drop zone: files put here (bulk import, uploads too large for one request) are
+parsed, validated and moved into the instance layout by the blob-created event."""
+FAILED_PREFIX = "failed/"
+"""Where a dropped file that cannot be imported is moved, with a note giving the reason."""
+
 
 def instance_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
     digest = hashlib.sha256(f"{study_uid}/{series_uid}/{sop_uid}".encode()).hexdigest()
@@ -41,3 +47,9 @@ def key_from_name(name: str) -> str | None:
     if len(parts) == 4 and parts[0] == "instances":
         return parts[2]
     return None
+
+
+def key_of_instance_file(name: str) -> str | None:
+    """The instance key when ``name`` is an instance file (not a sidecar), else ``None``."""
+    key = key_from_name(name)
+    return key if key is not None and name == file_name(key) else None

@@ -80,6 +80,20 @@ class BlobStore(Protocol):
         """Remove a blob; a missing one is not an error."""
         ...
 
+    async def move(self, source: str, target: str) -> None:
+        """Give ``source``'s bytes the name ``target`` and remove ``source``, without the
+        bytes passing through this process (a link on a filesystem, a server-side copy in
+        Blob Storage), so moving a multi-gigabyte file costs no memory.
+
+        Exclusive at the target: raises :class:`BlobExistsError` (and leaves ``source``)
+        when ``target`` holds another blob. Idempotent: when ``target`` already holds this
+        very ``source`` (a move interrupted, or running concurrently), the move is finished
+        and returns normally. Raises :class:`BlobNotFoundError` when ``source`` does not
+        exist (already moved). ``source`` is removed only if it is still the blob that was
+        moved: one written again under its name meanwhile is kept.
+        """
+        ...
+
     def list_names(self, prefix: str) -> AsyncIterator[str]:
         """Names starting with ``prefix`` (for repair and import scans)."""
         ...

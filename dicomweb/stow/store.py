@@ -6,6 +6,7 @@ a bad instance: each part fails alone, so the rest of the request is still store
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -53,9 +54,12 @@ class Outcome:
         return self.failure is None
 
 
-def _parse(path: Path) -> ParsedInstance:
+def _read(path: Path, bulkdata_threshold: int) -> tuple[InstanceUids, ParsedInstance, sidecars.Sidecars]:
+    """Parse, validate and derive the sidecars in one trip to a worker thread."""
     with open(path, "rb") as reader:
-        return read_instance(reader)
+        parsed = read_instance(reader)
+    uids = validate_instance(parsed.dataset)
+    return uids, parsed, sidecars.build(parsed, uids, bulkdata_threshold)
 
 
 async def store_file(services: Services, path: Path, study_in_path: str | None) -> Outcome:
@@ -72,8 +76,7 @@ async def store_file(services: Services, path: Path, study_in_path: str | None) 
 
 async def _store(services: Services, path: Path, study_in_path: str | None) -> Outcome:
     try:
-        parsed = await run_in_threadpool(_parse, path)
-        uids = validate_instance(parsed.dataset)
+        uids, parsed, derived = await run_in_threadpool(_read, path, services.settings.bulkdata_threshold)
     except InvalidInstanceError as exc:
         return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE, message=str(exc))
     except ValidationError as exc:
@@ -82,17 +85,15 @@ async def _store(services: Services, path: Path, study_in_path: str | None) -> O
         return _outcome(uids, FailureReason.STUDY_UID_MISMATCH,
                         f"StudyInstanceUID {uids.study} does not match the study in the URL, {study_in_path}")
     key = layout.instance_key(uids.study, uids.series, uids.sop)
-    if await services.index.get_instance_by_key(key) is not None:
-        return _outcome(uids, FailureReason.ALREADY_STORED, ALREADY_STORED_MESSAGE)
-    derived = await run_in_threadpool(sidecars.build, parsed, uids, services.settings.bulkdata_threshold)
-    try:
+    try:  # the exclusive write is the duplicate check, atomic across processes
         await services.blobs.put_file(layout.file_name(key), path, exclusive=True)
     except BlobExistsError:
         await _repair_if_unindexed(services, key)
         return _outcome(uids, FailureReason.ALREADY_STORED, ALREADY_STORED_MESSAGE)
-    await sidecars.write(services, key, derived)
     record = build_record(parsed, uids, key, uuid.uuid4().hex, derived.attributes)
-    await index_instance(services, record)
+    # Together: a reader that finds the record before its sidecars are written gets them
+    # rebuilt from the file (indexing/sidecars.py).
+    await asyncio.gather(sidecars.write(services, key, derived), index_instance(services, record))
     return _outcome(uids, None)
 
 

@@ -207,3 +207,51 @@ async def test_list_names_by_prefix(store: BlobStore) -> None:
     assert [name async for name in store.list_names("a")] == ["a/1", "a/2", "ab/3"]
     assert [name async for name in store.list_names("")] == ["a/1", "a/2", "ab/3", "b/4"]
     assert [name async for name in store.list_names("zzz")] == []
+
+
+async def test_move_renames_a_large_blob(store: BlobStore) -> None:
+    data = os.urandom(BIG)
+    await store.put_file("incoming/batch/a.dcm", staged(store, data))
+    await store.move("incoming/batch/a.dcm", "instances/ab/abc/instance.dcm")
+    assert await store.get_bytes("instances/ab/abc/instance.dcm") == data
+    with pytest.raises(BlobNotFoundError):
+        await store.size("incoming/batch/a.dcm")
+    assert [name async for name in store.list_names("incoming/")] == []
+
+
+async def test_move_is_exclusive_at_the_target(store: BlobStore) -> None:
+    await store.put_bytes("incoming/new", b"new")
+    await store.put_bytes("kept", b"old")
+    with pytest.raises(BlobExistsError):
+        await store.move("incoming/new", "kept")
+    assert await store.get_bytes("kept") == b"old"
+    assert await store.get_bytes("incoming/new") == b"new"
+
+
+async def test_moving_a_missing_blob_is_not_found(store: BlobStore) -> None:
+    with pytest.raises(BlobNotFoundError):
+        await store.move("incoming/never", "target")
+    with pytest.raises(BlobNotFoundError):
+        await store.size("target")
+
+
+async def test_concurrent_moves_of_one_blob_all_finish_it(store: BlobStore) -> None:
+    """Repeated events move the same file at once: each ends well or finds it gone."""
+    await store.put_bytes("incoming/twice", b"payload")
+    results = await asyncio.gather(*(store.move("incoming/twice", "moved") for _ in range(5)), return_exceptions=True)
+    assert None in results
+    assert all(result is None or isinstance(result, BlobNotFoundError) for result in results)
+    assert await store.get_bytes("moved") == b"payload"
+    assert [name async for name in store.list_names("incoming/")] == []
+
+
+async def test_concurrent_moves_to_one_target_let_exactly_one_win(store: BlobStore) -> None:
+    for i in range(4):
+        await store.put_bytes(f"incoming/{i}", bytes([i]) * 100)
+    results = await asyncio.gather(*(store.move(f"incoming/{i}", "race") for i in range(4)), return_exceptions=True)
+    winners = [i for i, result in enumerate(results) if result is None]
+    assert len(winners) == 1
+    assert all(isinstance(result, BlobExistsError) for result in results if result is not None)
+    assert await store.get_bytes("race") == bytes([winners[0]]) * 100
+    left = [name async for name in store.list_names("incoming/")]
+    assert left == sorted(f"incoming/{i}" for i in range(4) if i != winners[0])
