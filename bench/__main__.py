@@ -44,6 +44,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 if __name__ == "__main__":
+    # Explicit, because a shell that starts us in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     sys.exit(main(parse_args(sys.argv[1:])))

@@ -28,6 +28,7 @@ POPULATION_BATCH = 100
 POPULATION_CLIENTS = 4
 CLIENT_BUSY_WARNING = 0.85
 NOISY_CORES = 0.3  # foreign CPU (in cores) above which a timed run is flagged as disturbed
+MIN_NOISE_WALL_S = 0.5
 
 
 @dataclass
@@ -56,8 +57,10 @@ class Run:
     runs: list[dict[str, Any]] = field(default_factory=list)
     noise: NoiseMeter = field(default_factory=NoiseMeter)
     foreign_at_start: float | None = None
+    foreign_average: float | None = None
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    machine: dict[str, Any] = field(default_factory=machine_info)  # taken at start (load average)
     ours_failed: bool = False
     aborted: bool = False
 
@@ -364,13 +367,20 @@ def measure_idle_load(run: Run) -> float:
 
 
 def noise_note(run: Run) -> None:
-    noisy = [r for r in run.runs if r.get("foreign_cores", 0) > NOISY_CORES]
+    """Flag disturbed runs. Runs shorter than MIN_NOISE_WALL_S are left out: /proc/stat counts
+    in 10 ms ticks, which makes a 30 ms window look busy or idle by chance."""
+    timed = [r for r in run.runs if r.get("wall_s", 0) >= MIN_NOISE_WALL_S]
+    if not timed:
+        return
+    average = sum(r["foreign_cores"] * r["wall_s"] for r in timed) / sum(r["wall_s"] for r in timed)
+    run.foreign_average = average
+    noisy = [r for r in timed if r["foreign_cores"] > NOISY_CORES]
     if noisy:
         worst = max(r["foreign_cores"] for r in noisy)
         run.note(
-            f"other processes used > {NOISY_CORES} cores during {len(noisy)} of {len(run.runs)} timed runs "
-            f"(up to {worst:.1f} of {os.cpu_count()} cores): those numbers are disturbed; "
-            "see foreign_cores in the JSON runs"
+            f"other processes used > {NOISY_CORES} cores during {len(noisy)} of {len(timed)} timed runs "
+            f"(average {average:.2f}, up to {worst:.1f} of {os.cpu_count()} cores): those numbers are "
+            "disturbed; see foreign_cores in the JSON runs"
         )
 
 
@@ -382,13 +392,14 @@ def to_json(run: Run) -> dict[str, Any]:
         "options": {"only": run.options.only, "workers": run.options.workers or None},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(run.started)),
         "duration_s": round(time.time() - run.started, 1),
-        "machine": machine_info(),
+        "machine": run.machine,
         "servers": {
             t.key: {"label": t.label, "url": t.url, "info": t.info, "accept": t.accept} for t in run.targets
         },
         "skipped": run.skipped,
         "calibration": run.calibration,
         "foreign_cores_at_start": run.foreign_at_start,
+        "foreign_cores_average": run.foreign_average,
         "loads": run.loads,
         "rows": [row.as_json() for row in run.results.rows.values()],
         "notes": run.notes,

@@ -23,6 +23,8 @@ from dicomweb.services import Services, build_services
 from dicomweb.settings import Settings
 from dicomweb.stow import routes as stow_routes
 from dicomweb.wado import routes as wado_routes
+from indexing import routes as indexing_routes
+from indexing.background import event_indexing
 
 EXPOSED_HEADERS = ["Content-Type", "Content-Length", "ETag", "Warning", "Content-Location"]
 
@@ -38,7 +40,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            yield
+            async with event_indexing(services):
+                yield
         finally:
             if own_services:
                 await services.close()
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *wado_routes.routes,
                 *delete_routes.routes,
                 *changefeed_routes.routes,
+                *indexing_routes.routes,
             ],
         )
     ]

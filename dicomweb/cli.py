@@ -1,4 +1,5 @@
-"""Command line: ``dicomweb serve`` starts the embedded server.
+"""Command line: ``dicomweb serve`` starts the embedded server; ``dicomweb ingest`` imports
+the files dropped into the drop zone once; ``dicomweb changefeed tail`` follows the feed.
 
 Options override the environment (see :class:`dicomweb.settings.Settings`).
 """
@@ -65,6 +66,38 @@ def _tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    import asyncio
+    from collections import Counter
+
+    from dicomweb.services import build_services
+    from dicomweb.settings import Settings
+    from indexing.dropzone import scan_once
+    from indexing.ingest import Outcome
+
+    settings = Settings.from_env()
+    if args.data:
+        settings = settings.with_(data_dir=Path(args.data).resolve())
+
+    async def run() -> dict[str, Outcome]:
+        services = build_services(settings)
+        try:
+            return await scan_once(services)
+        finally:
+            await services.close()
+
+    outcomes = asyncio.run(run())
+    for name, outcome in sorted(outcomes.items()):
+        print(f"{outcome.value:16} {name}")
+    counts = Counter(outcome.value for outcome in outcomes.values())
+    print("; ".join(f"{count} {value}" for value, count in sorted(counts.items())) or "nothing to import")
+    not_imported = {Outcome.DUPLICATE, Outcome.INVALID, Outcome.FAILED}
+    if any(outcome in not_imported for outcome in outcomes.values()):
+        print("files not imported are in failed/, each with a .failure.json note (GET /v1/operations/ingest-failures)")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicomweb", description="DICOMweb server (PS3.18)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_serve)
+
+    ingest = commands.add_parser(
+        "ingest", help="import the files dropped into the store's incoming/ folder (DATA/blobs/incoming), then exit")
+    ingest.add_argument("--data", default=None,
+                        help="folder of the embedded store (default: DICOMWEB_DATA_DIR or ./data)")
+    ingest.set_defaults(handler=_ingest)
 
     feed = commands.add_parser("changefeed", help="read the change feed").add_subparsers(dest="feed", required=True)
     tail = feed.add_parser("tail", help="print each change as a JSON line, resuming from a saved position")

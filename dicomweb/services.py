@@ -7,6 +7,7 @@ only :class:`Services`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.requests import Request
 
@@ -14,6 +15,7 @@ from changefeed.port import ChangeFeedStore, EventSink
 from changefeed.publisher import FeedPublisher
 from dicomweb.settings import Settings
 from dicomweb.storage.port import BlobStore
+from indexing.event_bus import BlobEventBus
 from indexing.port import IndexStore
 
 
@@ -25,6 +27,8 @@ class Services:
     feed: ChangeFeedStore
     events: EventSink
     publisher: FeedPublisher
+    blob_events: BlobEventBus | None = None
+    """The local store's blob-created events (``None`` where Event Grid delivers them)."""
 
     async def close(self) -> None:
         await self.publisher.drain()
@@ -35,7 +39,10 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
-    blobs = _blob_store(settings)
+    # A local folder announces its own writes; Blob Storage has Event Grid for that.
+    local = settings.blob_store == "filesystem"
+    blob_events = BlobEventBus(settings.blob_container, _blob_root(settings)) if local else None
+    blobs = _blob_store(settings, blob_events)
     index, feed = _index_and_feed(settings)
     events = _event_sink(settings)
     return Services(
@@ -45,14 +52,19 @@ def build_services(settings: Settings) -> Services:
         feed=feed,
         events=events,
         publisher=FeedPublisher(feed, events, blobs),
+        blob_events=blob_events,
     )
 
 
-def _blob_store(settings: Settings) -> BlobStore:
+def _blob_root(settings: Settings) -> Path:
+    return settings.data_dir / "blobs"
+
+
+def _blob_store(settings: Settings, blob_events: BlobEventBus | None) -> BlobStore:
     if settings.blob_store == "filesystem":
         from dicomweb.storage.filesystem import FilesystemBlobStore
 
-        return FilesystemBlobStore(settings.data_dir / "blobs")
+        return FilesystemBlobStore(_blob_root(settings), blob_events.announce if blob_events else None)
     if settings.blob_store == "azure":
         from dicomweb.storage.azure_blob import AzureBlobStore
 

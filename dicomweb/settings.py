@@ -40,6 +40,8 @@ class Settings:
     ``DICOMWEB_PUBLIC_URL``                 the service root as clients see it (in events)
     ``DICOMWEB_EVENTGRID_ENDPOINT``         Event Grid topic endpoint; empty: in-process events
     ``DICOMWEB_EVENTGRID_KEY``              its access key
+    ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
+                                            ``incoming/`` (2; 0: never, e.g. with Event Grid)
     ======================================  =====================================================
     """
 
@@ -58,6 +60,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080/v1"
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
+    ingest_scan_seconds: float = 2.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -78,6 +81,7 @@ class Settings:
             public_url=_env("DICOMWEB_PUBLIC_URL", "http://127.0.0.1:8080/v1"),
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
+            ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -1,0 +1,35 @@
+"""Event-driven indexing for the embedded server's lifetime: the in-process bus that
+delivers the store's blob-created events, and the periodic drop-zone scan.
+
+The Azure Functions app runs neither: there Event Grid delivers the events and files
+dropped into the container announce themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from functools import partial
+
+from dicomweb.services import Services
+from indexing.dropzone import DropZoneScanner
+from indexing.ingest import handle_event
+
+
+@contextlib.asynccontextmanager
+async def event_indexing(services: Services) -> AsyncIterator[None]:
+    bus = services.blob_events
+    if bus is not None:
+        bus.start(partial(handle_event, services))
+    interval = services.settings.ingest_scan_seconds
+    scanner = asyncio.get_running_loop().create_task(DropZoneScanner(services).run(interval)) if interval > 0 else None
+    try:
+        yield
+    finally:
+        if scanner is not None:
+            scanner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scanner
+        if bus is not None:
+            await bus.stop()
