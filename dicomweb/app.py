@@ -17,6 +17,7 @@ from starlette.routing import Mount
 from changefeed import routes as changefeed_routes
 from dicomweb.delete import routes as delete_routes
 from dicomweb.http.errors import HTTPError, handle_http_error
+from dicomweb.http.limits import HeaderLimits
 from dicomweb.http.urls import SERVICE_PREFIX
 from dicomweb.qido import routes as qido_routes
 from dicomweb.services import Services, build_services
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             if own_services:
                 await services.close()
 
-    middleware = []
+    middleware = [Middleware(HeaderLimits)]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -163,3 +163,11 @@ def test_invalid_study_uid_in_path_is_400(client: TestClient) -> None:
     response = client.post("/v1/studies/not-a-uid", content=to_bytes(make_dataset()),
                            headers={"Content-Type": DICOM})
     assert response.status_code == 400
+
+
+def test_oversized_headers_are_431(client: TestClient) -> None:
+    response = client.get("/v1/studies", headers={"X-Padding": "a" * 100_000})
+    assert response.status_code == 431
+    assert "headers too large" in response.json()["message"]
+    many = {f"X-H{i}": "1" for i in range(300)}
+    assert client.get("/v1/studies", headers=many).status_code == 431

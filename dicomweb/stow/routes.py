@@ -6,7 +6,9 @@ Status (PS3.18 §10.5.3): 200 all stored; 202 some failed; 409 all failed; 400 m
 
 from __future__ import annotations
 
-from starlette.requests import Request
+import logging
+
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -20,6 +22,8 @@ from dicomweb.stow.response import stow_response
 from dicomweb.stow.store import FailureReason, Outcome, store_file
 
 DICOM = "application/dicom"
+
+log = logging.getLogger(__name__)
 
 
 def _content_type(request: Request) -> tuple[str, dict[str, str]]:
@@ -103,6 +107,10 @@ async def store_instances(request: Request) -> Response:
     _check_size(request, services.settings.max_request_bytes)
     try:
         outcomes = await _receive(request, services, study)
+    except ClientDisconnect:
+        # Nobody is left to answer; what was stored before the break stays stored.
+        log.info("STOW client disconnected before the end of its request body")
+        return Response(status_code=400)
     except BodyTooLargeError as exc:
         raise HTTPError(413, str(exc)) from exc
     except MultipartError as exc:
