@@ -43,11 +43,11 @@ from dicomweb.cosmos import ContainerSpec
 from indexing.attributes import AttributeTable, Level
 from indexing.port import DicomJson, InstanceRecord
 from indexing.query import SERIES_UID_TAG, SOP_UID_TAG, STUDY_UID_TAG
+from indexing.results import instance_number
 from indexing.values import element_values, index_keys, name_words
 
 SOP_CLASS_TAG = "00080016"
 MODALITY_TAG = "00080060"
-INSTANCE_NUMBER_TAG = "00200013"
 MODALITIES_IN_STUDY_TAG = "00080061"
 SOP_CLASSES_IN_STUDY_TAG = "00080062"
 
@@ -171,15 +171,6 @@ def instance_document(
 def header_keys(table: AttributeTable, keys: dict[str, list[str]]) -> dict[str, list[str]]:
     """``keys`` without the computed ones (which only the study document keeps current)."""
     return {tag: values for tag, values in keys.items() if not any(e.computed for e in table.by_tag(tag))}
-
-
-def instance_number(dataset: DicomJson) -> int | None:
-    for value in element_values(dataset, (INSTANCE_NUMBER_TAG,)):
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            return None
-    return None
 
 
 def record_json(record: InstanceRecord) -> dict[str, Any]:

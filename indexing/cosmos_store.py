@@ -42,17 +42,10 @@ from indexing.attributes import AttributeTable, Level, standard_table
 from indexing.cosmos_search import CosmosQuery, compile_filter
 from indexing.port import DicomJson, InstanceRecord
 from indexing.query import Match, Query
+from indexing.results import compose_result
 
 log = logging.getLogger(__name__)
 
-# Computed attributes (tag, VR), as every index store returns them: Instance
-# Availability is ONLINE because every indexed instance is in the blob store.
-_AVAILABILITY = ("00080056", "CS")
-_MODALITIES = ("00080061", "CS")
-_SOP_CLASSES = ("00080062", "UI")
-_STUDY_SERIES = ("00201206", "IS")
-_STUDY_INSTANCES = ("00201208", "IS")
-_SERIES_INSTANCES = ("00201209", "IS")
 
 _RETRIES = 100
 """ETag retries before giving up; each retry means another writer made progress."""
@@ -372,19 +365,10 @@ def _record(document: dict[str, Any]) -> InstanceRecord:
 
 
 def _result(level: Level, study: dict[str, Any], series: dict[str, Any] | None, document: dict[str, Any]) -> DicomJson:
-    result: DicomJson = dict(study["attrs"])
-    result[_AVAILABILITY[0]] = _element(_AVAILABILITY[1], ["ONLINE"])
-    result[_MODALITIES[0]] = _element(_MODALITIES[1], study["modalities"])
-    result[_SOP_CLASSES[0]] = _element(_SOP_CLASSES[1], study["sop_classes"])
-    result[_STUDY_SERIES[0]] = _element(_STUDY_SERIES[1], [study["series_count"]])
-    result[_STUDY_INSTANCES[0]] = _element(_STUDY_INSTANCES[1], [study["instance_count"]])
-    if level is not Level.STUDY and series is not None:
-        result.update(series["attrs"])
-        result[_SERIES_INSTANCES[0]] = _element(_SERIES_INSTANCES[1], [series["instance_count"]])
-    if level is Level.INSTANCE:
-        result.update(document["attrs"])
-    return dict(sorted(result.items()))
-
-
-def _element(vr: str, values: list[Any]) -> dict[str, Any]:
-    return {"vr": vr, "Value": values} if values else {"vr": vr}
+    return compose_result(
+        level, study["attrs"], (study["series_count"], study["instance_count"]), study["modalities"],
+        study["sop_classes"],
+        series=series["attrs"] if series is not None else None,
+        series_instances=series["instance_count"] if series is not None else 0,
+        instance=document["attrs"],
+    )

@@ -47,23 +47,26 @@ def build_record(
     )
 
 
+def change_entry(record: InstanceRecord, action: Action) -> ChangeEntry:
+    """The feed entry for ``action`` on this stored copy; its id makes appending it idempotent."""
+    return ChangeEntry(
+        entry_id=f"{record.instance_key}:{record.incarnation}:{action.value}",
+        action=action,
+        study_uid=record.study_uid,
+        series_uid=record.series_uid,
+        sop_uid=record.sop_uid,
+        sop_class_uid=record.sop_class_uid,
+        instance_key=record.instance_key,
+        incarnation=record.incarnation,
+    )
+
+
 async def index_instance(services: Services, record: InstanceRecord) -> ChangeEntry:
     """Index the record (if new) and append its create entry (if new); publish it."""
     if not await services.index.add_instance(record):
         existing = await services.index.get_instance_by_key(record.instance_key)
         record = existing or record
-    entry = await services.feed.append(
-        ChangeEntry(
-            entry_id=f"{record.instance_key}:{record.incarnation}:{Action.CREATE.value}",
-            action=Action.CREATE,
-            study_uid=record.study_uid,
-            series_uid=record.series_uid,
-            sop_uid=record.sop_uid,
-            sop_class_uid=record.sop_class_uid,
-            instance_key=record.instance_key,
-            incarnation=record.incarnation,
-        )
-    )
+    entry = await services.feed.append(change_entry(record, Action.CREATE))
     services.publisher.kick()  # events go out in the background; the feed already holds the entry
     return entry
 

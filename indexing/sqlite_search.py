@@ -14,6 +14,7 @@ from typing import Any
 
 from indexing.attributes import Level
 from indexing.query import Match, MatchKind, Query
+from indexing.results import compose_result
 from indexing.sqlite_schema import value_table, word_table
 from indexing.values import split_name_words
 
@@ -38,14 +39,6 @@ _JOINS = {
     ),
 }
 
-# Computed attributes (tag, VR): Instance Availability is ONLINE because every indexed
-# instance is in the blob store, retrievable at once.
-_AVAILABILITY = ("00080056", "CS")
-_MODALITIES = ("00080061", "CS")
-_SOP_CLASSES = ("00080062", "UI")
-_STUDY_SERIES = ("00201206", "IS")
-_STUDY_INSTANCES = ("00201208", "IS")
-_SERIES_INSTANCES = ("00201209", "IS")
 
 
 def search(connection: sqlite3.Connection, query: Query) -> list[DicomJson]:
@@ -156,19 +149,10 @@ def literal_prefix(pattern: str) -> str:
 
 def _result(level: Level, row: tuple[Any, ...]) -> DicomJson:
     study_json, series_count, instance_count, modalities, sop_classes = row[:5]
-    result: DicomJson = json.loads(study_json)
-    result[_AVAILABILITY[0]] = _element(_AVAILABILITY[1], ["ONLINE"])
-    result[_MODALITIES[0]] = _element(_MODALITIES[1], json.loads(modalities))
-    result[_SOP_CLASSES[0]] = _element(_SOP_CLASSES[1], json.loads(sop_classes))
-    result[_STUDY_SERIES[0]] = _element(_STUDY_SERIES[1], [series_count])
-    result[_STUDY_INSTANCES[0]] = _element(_STUDY_INSTANCES[1], [instance_count])
-    if level is not Level.STUDY:
-        result.update(json.loads(row[5]))
-        result[_SERIES_INSTANCES[0]] = _element(_SERIES_INSTANCES[1], [row[6]])
-    if level is Level.INSTANCE:
-        result.update(json.loads(row[7]))
-    return dict(sorted(result.items()))
-
-
-def _element(vr: str, values: list[Any]) -> dict[str, Any]:
-    return {"vr": vr, "Value": values} if values else {"vr": vr}
+    return compose_result(
+        level, json.loads(study_json), (series_count, instance_count), json.loads(modalities),
+        json.loads(sop_classes),
+        series=json.loads(row[5]) if level is not Level.STUDY else None,
+        series_instances=row[6] if level is not Level.STUDY else 0,
+        instance=json.loads(row[7]) if level is Level.INSTANCE else None,
+    )

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from indexing.attributes import AttributeTable, Level, standard_table
 from indexing.port import DicomJson, InstanceRecord
 from indexing.query import SERIES_UID_TAG, SOP_UID_TAG, STUDY_UID_TAG, Query
+from indexing.results import instance_number
 from indexing.sqlite_schema import connect, create_schema, value_table, word_table, write_transaction
 from indexing.sqlite_search import search
 from indexing.values import element_values, index_keys, name_words
@@ -32,7 +33,6 @@ T = TypeVar("T")
 
 MODALITY_TAG = "00080060"
 SOP_CLASS_TAG = "00080016"
-INSTANCE_NUMBER_TAG = "00200013"
 MODALITIES_IN_STUDY_TAG = "00080061"
 SOP_CLASSES_IN_STUDY_TAG = "00080062"
 
@@ -202,7 +202,7 @@ class SqliteIndexStore:
         pk = connection.execute(
             "INSERT INTO instance (study_pk, series_pk, sop_uid, sop_class_uid, instance_key, instance_number)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (study_pk, series_pk, record.sop_uid, record.sop_class_uid, record.instance_key, _instance_number(dataset)),
+            (study_pk, series_pk, record.sop_uid, record.sop_class_uid, record.instance_key, instance_number(dataset)),
         ).lastrowid
         assert pk is not None
         connection.execute(
@@ -355,15 +355,6 @@ def _instance_filter(study_uid: str, series_uid: str | None, sop_uid: str | None
         conditions.append("i.sop_uid = ?")
         params.append(sop_uid)
     return f" WHERE {' AND '.join(conditions)}", params
-
-
-def _instance_number(dataset: DicomJson) -> int | None:
-    for value in element_values(dataset, (INSTANCE_NUMBER_TAG,)):
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            return None
-    return None
 
 
 def _delete_entities(connection: sqlite3.Connection, level: Level, pks: list[int]) -> None:

@@ -11,25 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from changefeed.port import Action, ChangeEntry
+from changefeed.port import Action
 from dicomweb.http.errors import not_found
 from dicomweb.services import Services, services_of
 from dicomweb.storage import layout
 from dicomweb.wado.lookup import path_uids
+from indexing.indexer import change_entry
 from indexing.port import InstanceRecord
-
-
-def _delete_entry(record: InstanceRecord) -> ChangeEntry:
-    return ChangeEntry(
-        entry_id=f"{record.instance_key}:{record.incarnation}:{Action.DELETE.value}",
-        action=Action.DELETE,
-        study_uid=record.study_uid,
-        series_uid=record.series_uid,
-        sop_uid=record.sop_uid,
-        sop_class_uid=record.sop_class_uid,
-        instance_key=record.instance_key,
-        incarnation=record.incarnation,
-    )
 
 
 async def _remove_blobs(services: Services, record: InstanceRecord) -> None:
@@ -46,7 +34,7 @@ async def delete(request: Request) -> Response:
         target = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
         raise not_found(f"{target} not found")
     for record in removed:
-        await services.feed.append(_delete_entry(record))
+        await services.feed.append(change_entry(record, Action.DELETE))
     for record in removed:
         await _remove_blobs(services, record)
     services.publisher.kick()
