@@ -85,6 +85,13 @@ async def read_metadata(services: Services, key: str) -> bytes:
     return (await rebuild(services, key)).metadata
 
 
+async def read_metadata_many(services: Services, keys: list[str]) -> list[bytes]:
+    """:func:`read_metadata` for many instances, read in one batch."""
+    found = await services.blobs.get_many([layout.metadata_name(key) for key in keys])
+    return [raw if raw is not None and _whole_json_object(raw) else await read_metadata(services, key)
+            for key, raw in zip(keys, found, strict=True)]
+
+
 async def read_frames(services: Services, key: str) -> dict:
     """The frame index as JSON, rebuilt from the instance file if missing or unreadable."""
     try:

@@ -193,6 +193,18 @@ class AzureBlobStore:
 
     # -- reads --------------------------------------------------------------------------
 
+    async def get_many(self, names: list[str]) -> list[bytes | None]:
+        limit = asyncio.Semaphore(32)  # concurrent downloads; each is a round trip
+
+        async def one(name: str) -> bytes | None:
+            async with limit:
+                try:
+                    return await self.get_bytes(name)
+                except BlobNotFoundError:
+                    return None
+
+        return list(await asyncio.gather(*(one(name) for name in names)))
+
     async def get_bytes(self, name: str) -> bytes:
         blob = (await self._client()).get_blob_client(name)
         try:

@@ -140,6 +140,19 @@ class FilesystemBlobStore:
     async def get_bytes(self, name: str) -> bytes:
         return await run_in_threadpool(self._get_bytes, name)
 
+    def _get_many(self, names: list[str]) -> list[bytes | None]:
+        found: list[bytes | None] = []
+        for name in names:
+            try:
+                found.append(self._path(name).read_bytes())
+            except FileNotFoundError:
+                found.append(None)
+        return found
+
+    async def get_many(self, names: list[str]) -> list[bytes | None]:
+        # One trip to a worker thread for all of them: each read is ~20 µs, a thread hop more.
+        return await run_in_threadpool(self._get_many, names)
+
     def read_range_now(self, name: str, offset: int, length: int) -> bytes | None:
         try:
             fd = os.open(self._path(name), os.O_RDONLY)

@@ -46,6 +46,11 @@ class BlobStore(Protocol):
         """The whole blob. Raises :class:`BlobNotFoundError`."""
         ...
 
+    async def get_many(self, names: list[str]) -> list[bytes | None]:
+        """Several small blobs at once (``None`` for a missing one): a series' metadata is
+        a thousand small files, and one call lets the store batch them."""
+        ...
+
     async def read_range(self, name: str, offset: int, length: int) -> bytes:
         """``length`` bytes from ``offset`` (fewer only at the end of the blob)."""
         ...

@@ -8,7 +8,6 @@ instances and their incarnations), so a 304 costs no blob read.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 
 from starlette.requests import Request
@@ -17,12 +16,10 @@ from starlette.responses import Response
 from dicomweb.http.accept import accepts_json
 from dicomweb.http.errors import not_acceptable
 from dicomweb.http.urls import service_root
-from dicomweb.services import Services, services_of
+from dicomweb.services import services_of
 from dicomweb.wado.lookup import find_instances
 from indexing.port import InstanceRecord
-from indexing.sidecars import ROOT_TOKEN, read_metadata
-
-READ_CONCURRENCY = 32
+from indexing.sidecars import ROOT_TOKEN, read_metadata_many
 
 
 def _etag(records: list[InstanceRecord], root: str) -> str:
@@ -30,16 +27,6 @@ def _etag(records: list[InstanceRecord], root: str) -> str:
     for record in records:
         digest.update(f"{record.instance_key}:{record.incarnation};".encode())
     return f'"{digest.hexdigest()[:32]}"'
-
-
-async def _read_all(services: Services, records: list[InstanceRecord]) -> list[bytes]:
-    limit = asyncio.Semaphore(READ_CONCURRENCY)
-
-    async def read(record: InstanceRecord) -> bytes:
-        async with limit:
-            return await read_metadata(services, record.instance_key)
-
-    return await asyncio.gather(*(read(record) for record in records))
 
 
 async def retrieve_metadata(request: Request) -> Response:
@@ -52,6 +39,6 @@ async def retrieve_metadata(request: Request) -> Response:
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
-    documents = await _read_all(services, records)
+    documents = await read_metadata_many(services, [record.instance_key for record in records])
     body = b"[" + b",".join(documents).replace(ROOT_TOKEN.encode(), root.encode()) + b"]"
     return Response(body, media_type="application/dicom+json", headers=headers)
