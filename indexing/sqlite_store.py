@@ -15,7 +15,6 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -207,7 +206,7 @@ class SqliteIndexStore:
         assert pk is not None
         connection.execute(
             "INSERT INTO instance_json (pk, attributes, record) VALUES (?, ?, ?)",
-            (pk, _dumps(self._level_json(Level.INSTANCE, dataset)), _dumps(asdict(record))),
+            (pk, _dumps(self._level_json(Level.INSTANCE, dataset)), _dumps(vars(record))),
         )
         self._index_values(connection, Level.INSTANCE, pk, dataset)
 

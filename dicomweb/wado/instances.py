@@ -22,6 +22,9 @@ from dicomweb.wado.lookup import find_instances
 from dicomweb.wado.negotiate import Plan, negotiate_instances
 from indexing.port import InstanceRecord
 
+CHUNK = 4 << 20
+"""Bytes read per trip to a worker thread while streaming files (fewer, larger trips)."""
+
 
 def _transcode(services: Services, record: InstanceRecord) -> bytes:
     """The instance in Explicit VR Little Endian (the only conversion offered)."""
@@ -37,7 +40,7 @@ def _transcode(services: Services, record: InstanceRecord) -> bytes:
 
 async def _instance_bytes(services: Services, record: InstanceRecord, plan: Plan) -> AsyncIterator[bytes]:
     if plan.transfer_syntax in (None, record.transfer_syntax_uid):
-        async for chunk in services.blobs.iter_chunks(layout.file_name(record.instance_key)):
+        async for chunk in services.blobs.iter_chunks(layout.file_name(record.instance_key), chunk_size=CHUNK):
             yield chunk
     else:
         yield await run_in_threadpool(_transcode, services, record)
