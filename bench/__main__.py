@@ -1,4 +1,7 @@
-"""``python -m bench [--quick] [--only ours|orthanc] [--out FILE] [--workers N]``."""
+"""``python -m bench [--quick] [--only ours|orthanc] [--out FILE] [--workers N]``.
+
+``python -m bench --wsi [--quick] ...`` runs the whole-slide-imaging benchmark instead (``bench.wsi``).
+"""
 
 from __future__ import annotations
 
@@ -48,4 +51,8 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
+    if "--wsi" in sys.argv[1:]:
+        from bench.wsi import cli
+
+        sys.exit(cli([arg for arg in sys.argv[1:] if arg != "--wsi"], prog="python -m bench --wsi"))
     sys.exit(main(parse_args(sys.argv[1:])))

@@ -13,6 +13,7 @@ The same JSON-lines protocol and operations as ``bench.client`` (get, stow, requ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -82,10 +83,8 @@ async def _exchange(
         return status, answer_headers, body, time.perf_counter() - start
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await writer.wait_closed()
-        except OSError:
-            pass
 
 
 def _failed_items(body: bytes, content_type: str) -> int | None:
@@ -163,8 +162,8 @@ def _split_multipart(body: bytes, content_type: str) -> list[bytes]:
 
 async def op_parts(cmd: dict[str, Any]) -> dict[str, Any]:
     """One GET whose multipart answer is split into parts: (length, sha256, sha256 with a pad byte)."""
-    status, headers, body, wall = await _exchange(
-        cmd["host"], cmd["port"], "GET", cmd["path"], cmd.get("headers", {}), []
+    status, headers, body, wall = await asyncio.wait_for(
+        _exchange(cmd["host"], cmd["port"], "GET", cmd["path"], cmd.get("headers", {}), []), cmd.get("timeout", 300)
     )
     content_type = headers.get("content-type", "")
     out: dict[str, Any] = {"status": status, "content_type": content_type, "length": len(body), "wall_s": wall}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite, the linter, and the benchmark smoke run.
+# Set up and run the linter and the whole test suite (arguments go to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test,azure
