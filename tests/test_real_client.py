@@ -125,7 +125,9 @@ def loaded(tmp_path_factory) -> Iterator[Loaded]:
                 if ds is None:
                     assert response.status_code in (200, 409), (path.name, response.text)
                     continue
-                if response.status_code == 200:
+                # 202 here is "stored with a warning": frames that cannot be located by offset
+                # (big endian, deflated) and are served by reading the whole file.
+                if response.status_code == 200 or (response.status_code == 202 and "00081199" in response.json()):
                     result.stored[ds.SOPInstanceUID] = (path, ds)
                     _check_round_trip(result, http, client, path, raw, ds)
                 else:

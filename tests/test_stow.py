@@ -171,3 +171,25 @@ def test_oversized_headers_are_431(client: TestClient) -> None:
     assert "headers too large" in response.json()["message"]
     many = {f"X-H{i}": "1" for i in range(300)}
     assert client.get("/v1/studies", headers=many).status_code == 431
+
+
+def test_unlocatable_frames_are_stored_with_a_warning(client: TestClient) -> None:
+    """Fragments that are not frames, no offset table, no frame markers: stored, retrievable
+    whole, and the sender is told why frames will be slow."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    ds = make_dataset(rows=8, columns=8, frames=2)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    fragments = [b"\x00\x01" * 10, b"\x02\x03" * 10, b"\x04\x05" * 10]  # 3 fragments, 2 frames, no markers
+    ds.PixelData = encapsulate(fragments, has_bot=False)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    raw = to_bytes(ds)
+    response = client.post("/v1/studies", content=raw, headers={"Content-Type": DICOM})
+    assert response.status_code == 202, response.text
+    assert "frames cannot be located" in response.headers["warning"]
+    (item,) = response.json()[SOP_SEQ]["Value"]
+    assert "frames cannot be located" in item["00000902"]["Value"][0]
+    url = f"/v1/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    assert client.get(url, headers={"Accept": DICOM}).content == raw

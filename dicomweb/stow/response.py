@@ -19,6 +19,9 @@ def _referenced(outcome: Outcome, root: str) -> dict[str, Any]:
         "00081190": {"vr": "UR", "Value": [
             instance_url(root, outcome.study_uid or "", outcome.series_uid or "", outcome.sop_uid or "")]},
     }
+    if outcome.warning:
+        # The caveat in words (ErrorComment); PS3.18 has no WarningReason code for it.
+        item["00000902"] = {"vr": "LO", "Value": [outcome.warning]}
     return item
 
 
@@ -35,8 +38,15 @@ def _failed(outcome: Outcome) -> dict[str, Any]:
     return item
 
 
+def warning_headers(outcomes: list[Outcome]) -> dict[str, str]:
+    """An HTTP Warning (RFC 7234 §5.5, code 299) naming each instance stored with a caveat."""
+    texts = [f"{o.sop_uid}: {o.warning}".replace('"', "'") for o in outcomes if o.stored and o.warning]
+    return {"Warning": ", ".join(f'299 dicomweb "{text}"' for text in texts)} if texts else {}
+
+
 def stow_response(outcomes: list[Outcome], root: str, retrieve_url: str | None) -> tuple[int, dict[str, Any]]:
-    """Status code and body for the outcomes of one request."""
+    """Status code and body for the outcomes of one request: 200 all stored, 202 some
+    failed or stored with warnings, 409 all failed."""
     stored = [o for o in outcomes if o.stored]
     failed = [o for o in outcomes if not o.stored]
     body: dict[str, Any] = {}
@@ -46,5 +56,6 @@ def stow_response(outcomes: list[Outcome], root: str, retrieve_url: str | None) 
         body["00081199"] = {"vr": "SQ", "Value": [_referenced(o, root) for o in stored]}
     if failed:
         body["00081198"] = {"vr": "SQ", "Value": [_failed(o) for o in failed]}
-    status = 200 if not failed else 409 if not stored else 202
+    warned = any(o.warning for o in stored)
+    status = 409 if not stored else 202 if failed or warned else 200
     return status, body

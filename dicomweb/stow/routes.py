@@ -18,7 +18,7 @@ from dicomweb.http.errors import HTTPError, bad_request, not_acceptable, unsuppo
 from dicomweb.http.multipart import BodyTooLargeError, MultipartError, read_parts, spool_body
 from dicomweb.http.urls import service_root, study_url
 from dicomweb.services import Services, services_of
-from dicomweb.stow.response import stow_response
+from dicomweb.stow.response import stow_response, warning_headers
 from dicomweb.stow.store import FailureReason, Outcome, store_file
 
 DICOM = "application/dicom"
@@ -117,7 +117,7 @@ async def store_instances(request: Request) -> Response:
         raise bad_request(str(exc)) from exc
     root = service_root(request)
     status, body = stow_response(outcomes, root, study_url(root, study) if study else None)
-    return JSONResponse(body, status, media_type="application/dicom+json")
+    return JSONResponse(body, status, media_type="application/dicom+json", headers=warning_headers(outcomes))
 
 
 routes = [

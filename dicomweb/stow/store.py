@@ -48,6 +48,8 @@ class Outcome:
     series_uid: str | None = None
     failure: FailureReason | None = None
     message: str = ""
+    warning: str = ""
+    """Stored, but with a caveat the sender should know (e.g. frames that cannot be located)."""
 
     @property
     def stored(self) -> bool:
@@ -94,7 +96,7 @@ async def _store(services: Services, path: Path, study_in_path: str | None) -> O
     # Together: a reader that finds the record before its sidecars are written gets them
     # rebuilt from the file (indexing/sidecars.py).
     await asyncio.gather(sidecars.write(services, key, derived), index_instance(services, record))
-    return _outcome(uids, None)
+    return _outcome(uids, None, warning=_frames_warning(parsed))
 
 
 async def _repair_if_unindexed(services: Services, key: str) -> None:
@@ -104,5 +106,12 @@ async def _repair_if_unindexed(services: Services, key: str) -> None:
         await index_stored_file(services, key)
 
 
-def _outcome(uids: InstanceUids, failure: FailureReason | None, message: str = "") -> Outcome:
-    return Outcome(uids.sop, uids.sop_class, uids.study, uids.series, failure, message)
+def _frames_warning(parsed: ParsedInstance) -> str:
+    if parsed.frames.warning is None:
+        return ""
+    return (f"{parsed.frames.warning}; the instance is stored and retrievable whole, and its frames "
+            "are served by reading the whole file")
+
+
+def _outcome(uids: InstanceUids, failure: FailureReason | None, message: str = "", warning: str = "") -> Outcome:
+    return Outcome(uids.sop, uids.sop_class, uids.study, uids.series, failure, message, warning)
