@@ -47,7 +47,7 @@ TILE_ACCEPT = plan.FRAME_ACCEPTS[0]  # multipart octet-stream, transfer-syntax=*
 VERIFY_TILES = 4
 NOISY_CORES = 0.3
 RSS_SAMPLE_S = 0.05
-ORTHANC_MEMORY_FACTOR = 4  # measured: peak RSS ~3x the instance (6.5 GB for 2.17 GB)
+ORTHANC_MEMORY_FACTOR = 4  # measured: Orthanc's RSS grows ~3x the instance during its STOW
 ORTHANC_REST_ROOT = ""  # Orthanc's own REST API (lookup, delete) is at the server root
 
 
@@ -292,7 +292,7 @@ def _free_port() -> int:
 
 
 def memory_too_low(slide: SlideFile) -> str:
-    """Orthanc holds a STOW body in memory several times over (~4x the instance at 300 MB);
+    """Orthanc holds a STOW body in memory several times over (RSS +6.2 GB for 2.17 GB);
     do not let it push a shared machine into swapping or the OOM killer."""
     available = status_kb_meminfo("MemAvailable") * 1024
     needed = ORTHANC_MEMORY_FACTOR * slide.size
