@@ -20,6 +20,13 @@ def _tail(root: str, state, out) -> subprocess.Popen:
          "--poll", "0.05"], stdout=out, stderr=subprocess.DEVNULL)
 
 
+def _saved(state) -> int:
+    try:
+        return json.loads(state.read_text())["sequence"]
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
 def _lines(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -46,7 +53,9 @@ def test_tail_resumes_after_kill(tmp_path) -> None:
             store(20)  # changes made while the subscriber is down
             follower = _tail(server.root, state, out)
             deadline = time.monotonic() + 20
-            while len({e["sequence"] for e in _lines(output)}) < 50 and time.monotonic() < deadline:
+            # caught up: every entry handed over, and the position saved after the last one
+            while not (len({e["sequence"] for e in _lines(output)}) == 50 and _saved(state) == 50) \
+                    and time.monotonic() < deadline:
                 time.sleep(0.05)
             follower.terminate()
             follower.wait()
