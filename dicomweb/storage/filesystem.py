@@ -106,9 +106,9 @@ class FilesystemBlobStore:
         except FileNotFoundError as exc:
             raise BlobNotFoundError(source) from exc
         except FileExistsError as exc:
-            if not src.exists():
-                raise BlobNotFoundError(source) from exc  # a concurrent move finished first
             if not _same_file(src, dst):
+                if not src.exists():  # checked after: a concurrent move may finish in between
+                    raise BlobNotFoundError(source) from exc
                 raise BlobExistsError(target) from exc
             # else: an interrupted or concurrent move of this very file; finish it
         _fsync_dir(dst.parent)
