@@ -156,10 +156,12 @@ class ManagedProcess:
 class ClientProcess:
     """The load generator (``bench.client``), spoken to with one JSON line per command."""
 
+    module = "bench.client"
+
     def __init__(self, prefix: list[str], log_path: Path) -> None:
         self._log: IO[str] = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "bench.client"],
+            [*prefix, sys.executable, "-m", self.module],
             cwd=REPO_ROOT,
             env=child_env(),
             stdin=subprocess.PIPE,

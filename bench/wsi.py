@@ -21,7 +21,6 @@ import random
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,11 +29,11 @@ import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 from bench import plan
 from bench.noise import NoiseMeter, groups_cpu_seconds
-from bench.procs import REPO_ROOT, ClientProcess, Namespace, child_env
+from bench.procs import ClientProcess, Namespace
 from bench.report import SERVER_KEYS, Results, machine_info, table
 from bench.servers import HOST, ServerUnavailable, Target, start_orthanc, start_ours
 from bench.wsi_data import SlideFile, describe, fragment_hashes, same_length_uid, set_sop_uid, write_native_slide
@@ -87,18 +86,7 @@ class Options:
 class WsiClientProcess(ClientProcess):
     """``bench.wsi_client`` (``bench.client`` plus file STOW and part checks), same protocol."""
 
-    def __init__(self, prefix: list[str], log_path: Path) -> None:
-        self._log: IO[str] = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "bench.wsi_client"],
-            cwd=REPO_ROOT,
-            env=child_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            start_new_session=True,
-            text=True,
-        )
+    module = "bench.wsi_client"
 
 
 # --- memory of a server ------------------------------------------------------------------------
