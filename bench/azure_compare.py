@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,69 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from emulators import azure_environment, start_azurite, start_cosmos  # noqa: E402
+from servers import ServerProcess  # noqa: E402
 
 FRAME_ACCEPT = "application/octet-stream; transfer-syntax=*"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """``python -m dicomweb serve`` with the given environment, until :meth:`stop`."""
-
-    def __init__(self, data: Path, env: dict[str, str]) -> None:
-        port = _free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dicomweb",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--data",
-                str(data),
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            found = re.search(r"(http://\S+/v1)", line)
-            if found:
-                self.root = found.group(1)
-                break
-            if not line and self.process.poll() is not None:
-                raise RuntimeError("server exited")
-        else:
-            raise RuntimeError("server did not start")
-        # Drain its output so a full pipe never blocks it.
-        self._drain = ThreadPoolExecutor(1)
-        self._drain.submit(lambda: [None for _ in self.process.stdout])  # type: ignore[union-attr]
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._drain.shutdown(wait=False)
 
 
 def _percentile(ordered: list[float], pct: float) -> float:
@@ -164,7 +100,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="azure-compare-") as workspace:
         if args.only in (None, "embedded"):
-            server = Server(Path(workspace) / "embedded", {})
+            server = ServerProcess(Path(workspace) / "embedded")
             try:
                 results["embedded"] = measure(server.root, args.stow, args.frames, args.clients)
             finally:
@@ -172,7 +108,7 @@ def main() -> None:
         if args.only in (None, "azure"):
             azurite, cosmos = start_azurite(), start_cosmos()
             try:
-                server = Server(Path(workspace) / "azure", azure_environment(azurite, cosmos))
+                server = ServerProcess(Path(workspace) / "azure", env=azure_environment(azurite, cosmos))
                 try:
                     results["azure"] = measure(server.root, args.stow, args.frames, args.clients)
                 finally:

@@ -274,13 +274,14 @@ async def op_wait(cmd: dict[str, Any]) -> dict[str, Any]:
 OPS = {"get": op_get, "stow": op_stow, "request": op_request, "wait": op_wait}
 
 
-def main() -> None:
+def main(ops: dict[str, Any] = OPS) -> None:
+    """Answer one JSON command per stdin line with one JSON line (``ops`` by name)."""
     for line in sys.stdin:
         if not line.strip():
             continue
         cmd = json.loads(line)
         try:
-            result = {"ok": True, **asyncio.run(OPS[cmd["op"]](cmd))}
+            result = {"ok": True, **asyncio.run(ops[cmd["op"]](cmd))}
         except Exception as exc:  # report it to the orchestrator, keep serving
             traceback.print_exc(file=sys.stderr)
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -166,3 +168,22 @@ def machine_info() -> dict[str, Any]:
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "packages": {p: _version(p) for p in ("pydicom", "numpy", "pillow", "uvicorn", "starlette")},
     }
+
+
+class Journal:
+    """What every benchmark run does with its log, its notes and its load client."""
+
+    started: float
+    notes: list[str]
+    client: Any
+
+    def log(self, message: str) -> None:
+        print(f"[{time.time() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        self.log(f"NOTE: {message}")
+
+    def call(self, **cmd: Any) -> dict[str, Any]:
+        assert self.client is not None
+        return self.client.call(**cmd)

@@ -18,7 +18,7 @@ from typing import Any
 from bench import plan
 from bench.noise import NoiseMeter
 from bench.procs import ClientProcess, ManagedProcess, Namespace
-from bench.report import SERVER_KEYS, Results, machine_info, table
+from bench.report import SERVER_KEYS, Journal, Results, machine_info, table
 from bench.servers import HOST, ServerUnavailable, Target, start_orthanc, start_ours
 
 # Inside a private namespace every port is free, so fixed ones keep logs easy to read.
@@ -43,7 +43,7 @@ class Options:
 
 
 @dataclass
-class Run:
+class Run(Journal):
     """Everything a run accumulates; serialised at the end."""
 
     options: Options
@@ -64,16 +64,6 @@ class Run:
     ours_failed: bool = False
     aborted: bool = False
 
-    def log(self, message: str) -> None:
-        print(f"[{time.time() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-        self.log(f"NOTE: {message}")
-
-    def call(self, **cmd: Any) -> dict[str, Any]:
-        assert self.client is not None
-        return self.client.call(**cmd)
 
 
 def free_port() -> int:

@@ -34,7 +34,7 @@ from typing import Any
 from bench import plan
 from bench.noise import NoiseMeter, groups_cpu_seconds
 from bench.procs import ClientProcess, Namespace
-from bench.report import SERVER_KEYS, Results, machine_info, table
+from bench.report import SERVER_KEYS, Journal, Results, machine_info, table
 from bench.servers import HOST, ServerUnavailable, Target, start_orthanc, start_ours
 from bench.wsi_data import SlideFile, describe, fragment_hashes, same_length_uid, set_sop_uid, write_native_slide
 
@@ -167,7 +167,7 @@ class RssWatch:
 
 
 @dataclass
-class WsiRun:
+class WsiRun(Journal):
     options: Options
     profile: WsiProfile
     client: WsiClientProcess | None = None
@@ -190,16 +190,6 @@ class WsiRun:
     aborted: bool = False
     uid_rng: random.Random = field(default_factory=lambda: random.Random(os.getpid()))
 
-    def log(self, message: str) -> None:
-        print(f"[{time.time() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-    def note(self, message: str) -> None:
-        self.notes.append(message)
-        self.log(f"NOTE: {message}")
-
-    def call(self, **cmd: Any) -> dict[str, Any]:
-        assert self.client is not None
-        return self.client.call(**cmd)
 
     def fail(self, target: Target, message: str) -> None:
         if target.key == "ours":

@@ -18,9 +18,7 @@ import hashlib
 import json
 import os
 import socket
-import sys
 import time
-import traceback
 from typing import Any
 
 from bench import client as base
@@ -191,17 +189,7 @@ OPS = {**base.OPS, "stow_file": op_stow_file, "parts": op_parts, "http": op_http
 
 
 def main() -> None:
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        cmd = json.loads(line)
-        try:
-            result = {"ok": True, **asyncio.run(OPS[cmd["op"]](cmd))}
-        except Exception as exc:  # reported to the orchestrator; keep serving
-            traceback.print_exc(file=sys.stderr)
-            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        sys.stdout.write(json.dumps(result) + "\n")
-        sys.stdout.flush()
+    base.main(OPS)
 
 
 if __name__ == "__main__":

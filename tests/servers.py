@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ class ServerProcess:
         command = [sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--data", str(data), "--workers", str(workers)]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env={**os.environ, **(env or {})})
+                                        env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parent.parent)
         self.root = self._wait_for_root()
 
     def _wait_for_root(self) -> str:
@@ -37,9 +38,16 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             match = re.search(r"(http://\S+/v1)", line)
             if match:
+                # Keep reading its output so a full pipe never blocks the server.
+                threading.Thread(target=self._drain, daemon=True).start()
                 self._wait_until_listening()
                 return match.group(1)
         raise RuntimeError("server did not print its service root in 30 s")
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for _ in self.process.stdout:
+            pass
 
     def _wait_until_listening(self) -> None:
         for _ in range(100):

@@ -9,8 +9,6 @@ from dicomweb.http.errors import bad_request, not_found
 from dicomweb.services import Services
 from indexing.port import InstanceRecord
 
-LEVEL_NAMES = {"study": "study", "series": "series", "instance": "instance"}
-
 
 def path_uids(request: Request) -> tuple[str, str | None, str | None]:
     """Study, series and instance UIDs from the URL, each checked (PS3.5 9.1)."""
