@@ -7,7 +7,7 @@ delivers blob events to the trigger below.
 
 Blob created: an Event Grid blob trigger (``source=EventGrid``: pushed within about a
 second, no container polling) hands every new blob of the container to
-:func:`indexing.ingest.handle_blob_created`, the handler the embedded server's in-process
+:func:`dicomweb.usecases.blob_created.BlobCreatedHandler`, the handler the embedded server's in-process
 bus calls. Why a blob trigger bound as an SDK ``BlobClient`` rather than an
 ``event_grid_trigger``: with the blob trigger the host owns delivery (the Event Grid
 webhook, retries of a failed invocation, the path filter), and the SDK-type binding
@@ -15,7 +15,7 @@ webhook, retries of a failed invocation, the path filter), and the SDK-type bind
 name, not its content (the default binding would load the whole blob into the worker), so
 a multi-GB upload dropped into ``incoming/`` costs no memory; the handler then reads only
 its header, with ranged reads through the same blob store as the HTTP app. The trigger
-does not pass the event's time; the handler copes (see indexing/ingest.py).
+does not pass the event's time; the handler copes (see dicomweb/usecases/blob_created.py).
 
 Configuration comes from the app settings (``local.settings.json`` ``Values`` locally);
 the trigger's ``connection`` names the same setting as the blob store's connection string
@@ -27,10 +27,9 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_sdk
 
 from dicomweb.app import create_app
-from dicomweb.services import build_services
+from dicomweb.composition import build_services
 from dicomweb.settings import Settings
-from indexing.blob_events import BlobCreated
-from indexing.ingest import handle_blob_created
+from dicomweb.storage.blob_events import BlobCreated
 
 BLOB_CONNECTION = "DICOMWEB_BLOB_CONNECTION_STRING"
 BLOB_PATH = "%DICOMWEB_BLOB_CONTAINER%/{name}"
@@ -44,4 +43,4 @@ app = func.AsgiFunctionApp(app=create_app(services.settings, services), http_aut
 
 @app.blob_trigger(arg_name="blob", path=BLOB_PATH, connection=BLOB_CONNECTION, source=func.BlobSource.EVENT_GRID)
 async def blob_created(blob: blob_sdk.BlobClient) -> None:
-    await handle_blob_created(services, BlobCreated(container=blob.container_name, name=blob.blob_name, url=blob.url))
+    await services.blob_created.handle(BlobCreated(container=blob.container_name, name=blob.blob_name, url=blob.url))

@@ -18,7 +18,6 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +26,11 @@ from pathlib import Path
 import httpx
 
 from bench.datagen import MultiFrameSpec, Population
+from tests.support.emulators import azure_environment, start_azurite, start_cosmos
+from tests.support.servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from emulators import azure_environment, start_azurite, start_cosmos  # noqa: E402
-from servers import ServerProcess  # noqa: E402
 
 FRAME_ACCEPT = "application/octet-stream; transfer-syntax=*"
 

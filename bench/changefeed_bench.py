@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,11 +21,9 @@ from pathlib import Path
 import httpx
 
 from changefeed.port import Action, ChangeEntry
-from changefeed.sqlite_store import SqliteChangeFeedStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from builders import DICOM, make_dataset, to_bytes  # noqa: E402
-from servers import ServerProcess  # noqa: E402
+from indexing.sqlite.feed_store import SqliteChangeFeedStore
+from tests.support.builders import DICOM, make_dataset, to_bytes
+from tests.support.servers import ServerProcess
 
 
 def _entry(i: int) -> ChangeEntry:

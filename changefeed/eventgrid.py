@@ -3,7 +3,7 @@
 Types follow the cloud DICOM service's (DicomImageCreated, DicomImageDeleted,
 DicomImageUpdated); data carries the UIDs, the feed's sequence number and the service
 root, so a subscriber can fetch the instance or resume the change feed from the event.
-A send that fails raises: the :class:`changefeed.publisher.FeedPublisher` retries it
+A send that fails raises: the :class:`dicomweb.usecases.publish_events.FeedPublisher` retries it
 from the feed.
 """
 

@@ -82,7 +82,7 @@ class EventSink(Protocol):
         ...
 
     async def publish(self, entries: list[ChangeEntry]) -> None:
-        """Deliver events, or raise: :class:`changefeed.publisher.FeedPublisher` retries."""
+        """Deliver events, or raise: :class:`dicomweb.usecases.publish_events.FeedPublisher` retries."""
         ...
 
     async def close(self) -> None:

@@ -1,7 +1,8 @@
 """The ASGI application: one route table, the same under uvicorn and Azure Functions.
 
-Each DICOMweb transaction lives in its own package (``stow``, ``qido``, ``wado``,
-``delete``) and contributes a ``routes`` list; they are mounted under the service root.
+Each DICOMweb transaction and feature lives in its own package under :mod:`dicomweb.api`
+(``stow``, ``qido``, ``wado``, ``delete``, ``changefeed``, ``operations``) and contributes a
+``routes`` list; they are mounted under the service root.
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
-from changefeed import routes as changefeed_routes
-from dicomweb.delete import routes as delete_routes
+from dicomweb.api.changefeed import routes as changefeed_routes
+from dicomweb.api.context import Services
+from dicomweb.api.delete import routes as delete_routes
+from dicomweb.api.operations import routes as operations_routes
+from dicomweb.api.qido import routes as qido_routes
+from dicomweb.api.stow import routes as stow_routes
+from dicomweb.api.wado import routes as wado_routes
+from dicomweb.background import event_indexing
+from dicomweb.composition import build_services
 from dicomweb.http.errors import HTTPError, handle_http_error
 from dicomweb.http.limits import HeaderLimits
 from dicomweb.http.urls import SERVICE_PREFIX
-from dicomweb.qido import routes as qido_routes
-from dicomweb.services import Services, build_services
 from dicomweb.settings import Settings
-from dicomweb.stow import routes as stow_routes
-from dicomweb.wado import routes as wado_routes
-from indexing import routes as indexing_routes
-from indexing.background import event_indexing
 
 EXPOSED_HEADERS = ["Content-Type", "Content-Length", "ETag", "Warning", "Content-Location"]
 
@@ -36,16 +38,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Built now, not in the lifespan: Azure Functions' ASGI adapter may never send the
     # lifespan startup event. Constructing the adapters does no I/O.
     own_services = services is None
-    services = services or build_services(settings)
+    wired = services or build_services(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            async with event_indexing(services):
+            async with event_indexing(wired):
                 yield
         finally:
             if own_services:
-                await services.close()
+                await wired.close()
 
     middleware = [Middleware(HeaderLimits)]
     if settings.cors_origins:
@@ -67,16 +69,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *wado_routes.routes,
                 *delete_routes.routes,
                 *changefeed_routes.routes,
-                *indexing_routes.routes,
+                *operations_routes.routes,
             ],
         )
     ]
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPError: handle_http_error},
+        exception_handlers={HTTPError: handle_http_error},  # type: ignore[dict-item]
         lifespan=lifespan,
     )
-    app.state.services = services
+    app.state.services = wired
     return app
-

@@ -58,7 +58,7 @@ def _announce_when_ready(server: object, root: str, data: str) -> None:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from changefeed.follow import Position, follow, print_entry
+    from dicomweb.follow import Position, follow, print_entry
 
     with contextlib.suppress(KeyboardInterrupt):
         follow(args.url.rstrip("/"), print_entry, Position(Path(args.state)), metadata=args.metadata,
@@ -70,10 +70,10 @@ def _ingest(args: argparse.Namespace) -> int:
     import asyncio
     from collections import Counter
 
-    from dicomweb.services import build_services
+    from dicomweb.composition import build_services
     from dicomweb.settings import Settings
-    from indexing.dropzone import scan_once
-    from indexing.ingest import Outcome
+    from dicomweb.usecases.blob_created import Outcome
+    from dicomweb.usecases.dropzone import scan_once
 
     settings = Settings.from_env()
     if args.data:
@@ -82,7 +82,7 @@ def _ingest(args: argparse.Namespace) -> int:
     async def run() -> dict[str, Outcome]:
         services = build_services(settings)
         try:
-            return await scan_once(services)
+            return await scan_once(services.blob_created)
         finally:
             await services.close()
 

@@ -1,7 +1,7 @@
 """The index store port: what QIDO, WADO and delete need from an index.
 
 An :class:`InstanceRecord` is a projection of a stored file; the blob is the source of
-truth. Adapters: :mod:`indexing.sqlite_store` (embedded) and a Cosmos DB store (cloud).
+truth. Adapters: :mod:`indexing.sqlite.index_store` (embedded) and a Cosmos DB store (cloud).
 Every adapter passes the same contract tests (``tests/contract``).
 """
 
@@ -25,7 +25,7 @@ class InstanceRecord:
     sop_uid: str
     sop_class_uid: str
     instance_key: str
-    """Folder of the instance's blobs (see :mod:`dicomweb.storage.layout`)."""
+    """Folder of the instance's blobs (see :mod:`dicomcore.layout`)."""
     incarnation: str
     """Unique id of this stored copy; a deleted and re-stored instance gets a new one."""
     transfer_syntax_uid: str

@@ -44,7 +44,7 @@ from urllib.parse import unquote
 
 from pydicom.datadict import tag_for_keyword
 
-from dicomweb.dicom.uids import is_valid_uid
+from dicomcore.uids import is_valid_uid
 from indexing.attributes import Attribute, AttributeTable, Level, standard_table
 from indexing.values import (
     DECIMAL_VRS,

@@ -12,8 +12,8 @@ from starlette.testclient import TestClient
 
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
-from emulators import Azurite, CosmosServer, missing_tools, start_azurite, start_cosmos
-from servers import ServerProcess
+from tests.support.emulators import Azurite, CosmosServer, missing_tools, start_azurite, start_cosmos
+from tests.support.servers import ServerProcess
 
 AZURE = "azure"
 EMBEDDED = "embedded"

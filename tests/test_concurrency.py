@@ -8,9 +8,9 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
-from emulators import azure_environment
-from servers import ServerProcess
+from tests.support.builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
+from tests.support.emulators import azure_environment
+from tests.support.servers import ServerProcess
 
 CLIENTS = 8
 PER_CLIENT = 12

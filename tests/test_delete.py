@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
-from builders import make_dataset, multipart_body, to_bytes
+from tests.support.builders import make_dataset, multipart_body, to_bytes
 
 pytestmark = pytest.mark.both_backends
 

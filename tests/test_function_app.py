@@ -19,13 +19,13 @@ import pytest
 from azurefunctions.extensions.base import Datum
 from azurefunctions.extensions.base.utils import get_raw_bindings
 
-from blob_drops import drop, event_grid_event
-from builders import make_dataset, to_bytes
-from dicomweb.services import build_services
+from dicomcore import layout
+from dicomweb.composition import build_services
 from dicomweb.settings import Settings
-from dicomweb.storage import layout
-from emulators import Azurite, CosmosServer
-from indexing.ingest import Outcome, handle_event
+from dicomweb.usecases.blob_created import Outcome
+from tests.support.blob_drops import drop, event_grid_event
+from tests.support.builders import make_dataset, to_bytes
+from tests.support.emulators import Azurite, CosmosServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,7 +115,7 @@ def test_the_blob_trigger_imports_a_dropped_file_once(
             await trigger(_bound_client(settings.blob_container, "incoming/upload.dcm"))  # late: already moved
             stored_event = event_grid_event(settings, layout.file_name(key), len(raw))
             return (await services.index.get_instance_by_key(key), await services.feed.read(0, 10),
-                    await handle_event(services, stored_event))
+                    await services.blob_created.handle_event(stored_event))
         finally:
             await services.close()
 

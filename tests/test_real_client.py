@@ -19,9 +19,9 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
 
-from builders import DICOM, make_dataset, multipart_body, parse_multipart
-from dicomweb.dicom.uids import is_valid_uid
-from servers import ServerProcess
+from dicomcore.uids import is_valid_uid
+from tests.support.builders import DICOM, make_dataset, multipart_body, parse_multipart
+from tests.support.servers import ServerProcess
 
 MULTIFRAME_MUST_STORE = {
     "emri_small.dcm", "emri_small_RLE.dcm", "emri_small_jpeg_ls_lossless.dcm",

@@ -11,9 +11,9 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from starlette.testclient import TestClient
 
-from builders import DICOM, make_dataset, to_bytes
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
+from tests.support.builders import DICOM, make_dataset, to_bytes
 
 
 def _instance_url(ds) -> str:

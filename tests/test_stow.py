@@ -6,7 +6,7 @@ import pytest
 from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 
-from builders import DICOM, make_dataset, multipart_body, to_bytes
+from tests.support.builders import DICOM, make_dataset, multipart_body, to_bytes
 
 pytestmark = pytest.mark.both_backends
 

@@ -7,8 +7,8 @@ import time
 
 import httpx
 
-from builders import make_dataset, multipart_body, to_bytes
-from servers import ServerProcess
+from tests.support.builders import make_dataset, multipart_body, to_bytes
+from tests.support.servers import ServerProcess
 
 
 def test_connection_cut_mid_request_keeps_what_was_stored(tmp_path) -> None:

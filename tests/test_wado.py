@@ -11,7 +11,7 @@ from pydicom import dcmread
 from pydicom.uid import ImplicitVRLittleEndian
 from starlette.testclient import TestClient
 
-from builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
+from tests.support.builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
 
 pytestmark = pytest.mark.both_backends
 
@@ -231,7 +231,7 @@ def test_frames_of_compressed_data_decoded_to_native(client: TestClient) -> None
 
 def test_lost_sidecars_are_rebuilt_from_the_file(client: TestClient, multiframe) -> None:
     """Sidecars are written without fsync; a crash may lose or truncate them."""
-    from dicomweb.storage import layout
+    from dicomcore import layout
 
     key = layout.instance_key(multiframe.StudyInstanceUID, multiframe.SeriesInstanceUID, multiframe.SOPInstanceUID)
     blobs = client.app.state.services.blobs

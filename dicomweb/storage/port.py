@@ -1,6 +1,6 @@
 """The blob store port: the narrow interface every file store adapter implements.
 
-Blob names are opaque keys chosen by :mod:`dicomweb.storage.layout`; they never carry
+Blob names are opaque keys chosen by :mod:`dicomcore.layout`; they never carry
 patient data. Writes of instance files are exclusive (a second write of the same name
 fails with :class:`BlobExistsError`), which is how a re-sent instance is detected
 atomically, even between several server processes.

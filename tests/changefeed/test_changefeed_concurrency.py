@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from builders import DICOM, make_dataset, to_bytes
-from servers import ServerProcess
+from tests.support.builders import DICOM, make_dataset, to_bytes
+from tests.support.servers import ServerProcess
 
 WRITERS = 6
 PER_WRITER = 40

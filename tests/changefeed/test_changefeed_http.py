@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.testclient import TestClient
 
-from builders import make_dataset, multipart_body, to_bytes
+from tests.support.builders import make_dataset, multipart_body, to_bytes
 
 
 def _store(client: TestClient, *datasets) -> None:

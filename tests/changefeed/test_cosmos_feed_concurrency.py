@@ -19,8 +19,8 @@ import time
 import uuid
 from pathlib import Path
 
-from changefeed.cosmos_store import CosmosChangeFeedStore
 from changefeed.port import Action, ChangeEntry
+from indexing.cosmos.feed_store import CosmosChangeFeedStore
 
 ROOT = Path(__file__).resolve().parents[2]
 PER_WRITER = 25
@@ -44,9 +44,9 @@ async def _write(store: CosmosChangeFeedStore, writer: str) -> None:
 
 _WRITER_PROCESS = textwrap.dedent("""
     import asyncio, sys, threading
-    sys.path[:0] = [{root!r}, {tests!r}]
-    from changefeed.cosmos_store import CosmosChangeFeedStore
-    from test_cosmos_feed_concurrency import _write
+    sys.path[:0] = [{root!r}]
+    from indexing.cosmos.feed_store import CosmosChangeFeedStore
+    from tests.changefeed.test_cosmos_feed_concurrency import _write
     store = CosmosChangeFeedStore.connect({endpoint!r}, {key!r}, {database!r})
     threads = [threading.Thread(target=lambda n=n: asyncio.run(_write(store, f"{name}-t{{n}}")))
                for n in range({threads})]
@@ -86,7 +86,7 @@ def test_threads_and_processes_append_gaplessly_while_readers_page(cosmos_server
     started = time.perf_counter()
     processes = [
         subprocess.Popen([sys.executable, "-c", _WRITER_PROCESS.format(
-            root=str(ROOT), tests=str(Path(__file__).parent), endpoint=cosmos_server.endpoint,
+            root=str(ROOT), endpoint=cosmos_server.endpoint,
             key=cosmos_server.key, database=database, name=f"p{n}", threads=THREADS_PER_PROCESS)],
             env={**os.environ, "PYTHONWARNINGS": "ignore"})
         for n in range(PROCESSES)

@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from starlette.testclient import TestClient
 
-from builders import DICOM, make_dataset, to_bytes
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
+from tests.support.builders import DICOM, make_dataset, to_bytes
 
 
 def test_in_process_subscriber_gets_every_change(settings: Settings) -> None:

@@ -10,8 +10,8 @@ import time
 
 import httpx
 
-from builders import DICOM, make_dataset, to_bytes
-from servers import ServerProcess
+from tests.support.builders import DICOM, make_dataset, to_bytes
+from tests.support.servers import ServerProcess
 
 
 def _tail(root: str, state, out) -> subprocess.Popen:

@@ -38,7 +38,7 @@ import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from servers import ServerProcess, free_port
+from tests.support.servers import ServerProcess, free_port
 from tools.wsi_generate import generate_pyramid
 
 REPO = Path(__file__).resolve().parents[2]

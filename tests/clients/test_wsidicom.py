@@ -25,7 +25,7 @@ import requests
 from pydicom.uid import JPEG2000, UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
 from wsidicom import WsiDicom, WsiDicomWebClient
 
-from servers import ServerProcess
+from tests.support.servers import ServerProcess
 from tools.wsi_generate import generate_pyramid
 
 # Level 0 spans 8×6 tiles of 256, so a whole-level read asks for 48 frames in one request.

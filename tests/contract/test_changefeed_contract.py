@@ -27,11 +27,11 @@ def anyio_backend() -> str:
 @pytest.fixture(params=["sqlite", "cosmos"])
 async def feed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ChangeFeedStore]:
     if request.param == "sqlite":
-        from changefeed.sqlite_store import SqliteChangeFeedStore
+        from indexing.sqlite.feed_store import SqliteChangeFeedStore
 
         store: ChangeFeedStore = SqliteChangeFeedStore(tmp_path / "feed.sqlite")
     else:
-        from changefeed.cosmos_store import CosmosChangeFeedStore
+        from indexing.cosmos.feed_store import CosmosChangeFeedStore
 
         server = request.getfixturevalue("cosmos_server")
         store = CosmosChangeFeedStore.connect(server.endpoint, server.key, f"contract-{uuid.uuid4().hex[:12]}")

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from pydicom.uid import MRImageStorage, generate_uid
 
-from builders import make_dataset
-from dicomweb.storage.layout import instance_key
+from dicomcore.layout import instance_key
 from indexing.attributes import Level
 from indexing.port import IndexStore, InstanceRecord
 from indexing.query import parse_query
+from tests.support.builders import make_dataset
 
 pytestmark = pytest.mark.anyio
 
@@ -34,10 +34,10 @@ def anyio_backend() -> str:
 
 def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> IndexStore:
     if kind == "sqlite":
-        from indexing.sqlite_store import SqliteIndexStore
+        from indexing.sqlite.index_store import SqliteIndexStore
 
         return SqliteIndexStore(tmp_path / f"index-{uuid.uuid4().hex[:6]}.sqlite")
-    from indexing.cosmos_store import CosmosIndexStore
+    from indexing.cosmos.index_store import CosmosIndexStore
 
     server = request.getfixturevalue("cosmos_server")
     return CosmosIndexStore.connect(server.endpoint, server.key, f"index-{uuid.uuid4().hex[:12]}")

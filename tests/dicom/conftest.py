@@ -1,4 +1,4 @@
-"""Builders of small synthetic Part 10 files for the dicomweb.dicom tests."""
+"""Builders of small synthetic Part 10 files for the dicomcore tests."""
 
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ from pydicom.data import get_testdata_files
 from pydicom.encaps import generate_frames
 from pydicom.pixels.utils import get_expected_length, get_nr_frames
 
-from dicomweb.dicom.frames import FrameIndex
-from dicomweb.dicom.instance import PIXEL_DATA_TAGS, InvalidInstanceError, read_frame_fallback, read_instance
-from dicomweb.dicom.json import element_at_path, to_dicom_json
+from dicomcore.dicomjson import element_at_path, to_dicom_json
+from dicomcore.frames import FrameIndex
+from dicomcore.instance import PIXEL_DATA_TAGS, InvalidInstanceError, read_frame_fallback, read_instance
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 

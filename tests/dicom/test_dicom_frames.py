@@ -11,8 +11,8 @@ import pytest
 from pydicom.encaps import encapsulate, encapsulate_extended, parse_basic_offsets
 from pydicom.pixels.utils import pack_bits
 
-from dicomweb.dicom.frames import FrameIndex
-from dicomweb.dicom.instance import read_frame_fallback, read_instance
+from dicomcore.frames import FrameIndex
+from dicomcore.instance import read_frame_fallback, read_instance
 
 
 def frames_via_spans(data: bytes, index: FrameIndex) -> list[bytes]:

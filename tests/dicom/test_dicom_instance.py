@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.filereader import data_element_offset_to_value
 
-from dicomweb.dicom.instance import InvalidInstanceError, read_instance
+from dicomcore.instance import InvalidInstanceError, read_instance
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

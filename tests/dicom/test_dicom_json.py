@@ -10,9 +10,9 @@ import pytest
 from pydicom import Dataset
 from pydicom.data import get_testdata_file
 
-from dicomweb.dicom.frames import FrameIndex
-from dicomweb.dicom.instance import read_instance
-from dicomweb.dicom.json import element_at_path, to_dicom_json
+from dicomcore.dicomjson import element_at_path, to_dicom_json
+from dicomcore.frames import FrameIndex
+from dicomcore.instance import read_instance
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dicomweb.dicom.uids import is_valid_uid
+from dicomcore.uids import is_valid_uid
 
 
 @pytest.mark.parametrize(

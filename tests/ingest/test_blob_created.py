@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from blob_drops import cloud_event, drop, event_grid_event, stored_names
-from builders import DICOM, make_dataset, to_bytes
-from dicomweb.services import Services
+from dicomcore import layout
+from dicomweb.api.context import Services
 from dicomweb.settings import Settings
-from dicomweb.storage import layout
-from indexing import ingest
-from indexing.ingest import Outcome, handle_event
+from dicomweb.usecases import blob_created
+from dicomweb.usecases.blob_created import Outcome
+from tests.support.blob_drops import cloud_event, drop, event_grid_event, stored_names
+from tests.support.builders import DICOM, make_dataset, to_bytes
 
 pytestmark = pytest.mark.both_backends
 
@@ -37,7 +37,7 @@ def settings(settings: Settings) -> Settings:
 
 @pytest.fixture(autouse=True)
 def short_settle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest, "SETTLE_SECONDS", 0.3)
+    monkeypatch.setattr(blob_created, "SETTLE_SECONDS", 0.3)
 
 
 @pytest.fixture
@@ -52,8 +52,8 @@ def deliver(
 
     async def run() -> list[Outcome]:
         if concurrently:
-            return list(await asyncio.gather(*(handle_event(services, event) for event in events)))
-        return [await handle_event(services, event) for event in events]
+            return list(await asyncio.gather(*(services.blob_created.handle_event(event) for event in events)))
+        return [await services.blob_created.handle_event(event) for event in events]
 
     return client.portal.call(run)  # type: ignore[union-attr]
 

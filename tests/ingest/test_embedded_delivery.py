@@ -13,29 +13,30 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from blob_drops import drop, stored_names
-from builders import DICOM, make_dataset, to_bytes
+from dicomweb.api.context import Services
 from dicomweb.app import create_app
 from dicomweb.cli import main
-from dicomweb.services import Services, build_services
+from dicomweb.composition import build_services
 from dicomweb.settings import Settings
-from indexing import background, dropzone, ingest
-from indexing.ingest import Outcome
+from dicomweb.usecases import blob_created, dropzone
+from dicomweb.usecases.blob_created import BlobCreatedHandler, Outcome
+from tests.support.blob_drops import drop, stored_names
+from tests.support.builders import DICOM, make_dataset, to_bytes
 
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, Outcome]]]:
     """Every (blob name, outcome) the bus's handler produces."""
     seen: list[tuple[str, Outcome]] = []
-    original = background.handle_event
+    original = BlobCreatedHandler.handle_event
 
-    async def record(services: Services, payload: dict[str, Any]) -> Outcome:
-        outcome = await original(services, payload)
+    async def record(handler: BlobCreatedHandler, payload: dict[str, Any]) -> Outcome:
+        outcome = await original(handler, payload)
         seen.append((payload["subject"].split("/blobs/", 1)[1], outcome))
         return outcome
 
-    monkeypatch.setattr(background, "handle_event", record)
-    monkeypatch.setattr(ingest, "SETTLE_SECONDS", 0.3)
+    monkeypatch.setattr(BlobCreatedHandler, "handle_event", record)
+    monkeypatch.setattr(blob_created, "SETTLE_SECONDS", 0.3)
     yield seen
 
 
@@ -90,16 +91,16 @@ def test_dicomweb_ingest_imports_the_drop_folder_once(settings: Settings, capsys
 def test_a_file_whose_import_keeps_failing_is_set_aside_after_a_few_scans(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(services: Services, payload: dict[str, Any]) -> Outcome:
+    async def broken(handler: BlobCreatedHandler, payload: dict[str, Any]) -> Outcome:
         raise ConnectionError("index unreachable")
 
-    monkeypatch.setattr(dropzone, "handle_event", broken)
+    monkeypatch.setattr(BlobCreatedHandler, "handle_event", broken)
     drop(settings, "incoming/stuck.dcm", b"anything")
 
     async def scans() -> list[dict[str, Outcome]]:
         services = build_services(settings)
         try:
-            scanner = dropzone.DropZoneScanner(services)
+            scanner = dropzone.DropZoneScanner(services.blob_created)
             return [await scanner.scan() for _ in range(dropzone.MAX_ATTEMPTS + 1)]
         finally:
             await services.close()

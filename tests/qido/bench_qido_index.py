@@ -20,7 +20,7 @@ from typing import Any
 
 from indexing.port import InstanceRecord
 from indexing.query import Level, parse_query
-from indexing.sqlite_store import SqliteIndexStore
+from indexing.sqlite.index_store import SqliteIndexStore
 
 SERIES_PER_STUDY = 2
 INSTANCES_PER_SERIES = 10

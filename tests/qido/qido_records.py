@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydicom import Dataset
 
-from builders import make_dataset
-from dicomweb.storage.layout import instance_key
+from dicomcore.layout import instance_key
 from indexing.port import InstanceRecord
+from tests.support.builders import make_dataset
 
 
 def record_of(ds: Dataset) -> InstanceRecord:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from pydicom.uid import generate_uid
-from qido_records import make_record
 from starlette.testclient import TestClient
 
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
+from tests.qido.qido_records import make_record
 
 ROOT = "http://testserver/v1"
 STUDY_DEFAULTS = {

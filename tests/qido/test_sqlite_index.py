@@ -14,13 +14,13 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import MRImageStorage, generate_uid
-from qido_records import make_record, record_of
 
-from builders import make_dataset
 from indexing.port import InstanceRecord
 from indexing.query import Level, parse_query
-from indexing.sqlite_search import compile_search
-from indexing.sqlite_store import SqliteIndexStore
+from indexing.sqlite.index_store import SqliteIndexStore
+from indexing.sqlite.search import compile_search
+from tests.qido.qido_records import make_record, record_of
+from tests.support.builders import make_dataset
 
 STUDY, SERIES, INSTANCE = Level.STUDY, Level.SERIES, Level.INSTANCE
 

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 
-# tools/ is a repo-local helper package, not installed with the server; make the repo root importable
-# however pytest was launched (plain `pytest` does not put the working directory on sys.path).
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from tools.wsi_generate import CODECS, generate_pyramid, main  # noqa: E402
+from tools.wsi_generate import CODECS, generate_pyramid, main
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 ITEM_TAG = b"\xfe\xff\x00\xe0"

@@ -1,0 +1,1 @@
+"""The change feed over HTTP (GET /changefeed, /changefeed/latest)."""

@@ -1,0 +1,57 @@
+"""What a route reaches through its request: the ports and the use cases, wired once.
+
+The composition root (:mod:`dicomweb.composition`) builds one :class:`Services` per process
+and the app keeps it in ``app.state``. Routes take what they need from it; use cases never
+see it (each takes its ports as arguments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from starlette.requests import Request
+
+from changefeed.port import ChangeFeedStore, EventSink
+from dicomweb.settings import Settings
+from dicomweb.storage.blob_events import BlobEventSource
+from dicomweb.storage.port import BlobStore
+from dicomweb.usecases.blob_created import BlobCreatedHandler
+from dicomweb.usecases.delete_instances import DeleteInstances
+from dicomweb.usecases.publish_events import FeedPublisher
+from dicomweb.usecases.sidecars import SidecarFiles
+from dicomweb.usecases.store_instance import StoreInstance
+from indexing.port import IndexStore
+
+
+class Closeable(Protocol):
+    async def close(self) -> None: ...
+
+
+@dataclass
+class Services:
+    settings: Settings
+    blobs: BlobStore
+    index: IndexStore
+    feed: ChangeFeedStore
+    events: EventSink
+    publisher: FeedPublisher
+    sidecars: SidecarFiles
+    store: StoreInstance
+    delete: DeleteInstances
+    blob_created: BlobCreatedHandler
+    blob_events: BlobEventSource | None = None
+    """The local store's blob-created events (``None`` where Event Grid delivers them)."""
+
+    async def close(self) -> None:
+        await self.publisher.drain()
+        await self.events.close()
+        await self.index.close()
+        await self.feed.close()
+        await self.blobs.close()
+
+
+def services_of(request: Request) -> Services:
+    """The ports and use cases behind the app serving ``request`` (set in ``create_app``)."""
+    services: Services = request.app.state.services
+    return services

@@ -1,0 +1,126 @@
+"""STOW-RS routes: check the request, stream its parts into the store, answer per PS3.18.
+
+Status (PS3.18 §10.5.3): 200 all stored; 202 some failed; 409 all failed; 400 malformed;
+406 unacceptable Accept; 413 over the size limit; 415 unsupported content type.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dicomcore.uids import is_valid_uid
+from dicomweb.api.context import Services, services_of
+from dicomweb.api.stow.response import stow_response, warning_headers
+from dicomweb.http.accept import accepts_json
+from dicomweb.http.errors import HTTPError, bad_request, not_acceptable, unsupported_media_type
+from dicomweb.http.multipart import BodyTooLargeError, MultipartError, read_parts, spool_body
+from dicomweb.http.urls import service_root, study_url
+from dicomweb.usecases.store_instance import FailureReason, Outcome, store_upload
+
+DICOM = "application/dicom"
+
+log = logging.getLogger(__name__)
+
+
+def _content_type(request: Request) -> tuple[str, dict[str, str]]:
+    raw = request.headers.get("content-type", "")
+    media_type, *params = [piece.strip() for piece in raw.split(";")]
+    parsed: dict[str, str] = {}
+    for param in params:
+        name, _, value = param.partition("=")
+        parsed[name.strip().lower()] = value.strip().strip('"')
+    return media_type.lower(), parsed
+
+
+def _check_size(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPError(413, f"request body of {declared} bytes is larger than the {limit}-byte limit")
+
+
+async def _store_multipart(
+    request: Request, services: Services, boundary: str, root_type: str, study: str | None
+) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    parts = read_parts(request.stream(), boundary, services.blobs.new_staging_path,
+                       max_bytes=services.settings.max_request_bytes)
+    async for part in parts:
+        part_type = (part.content_type or root_type).split(";")[0].strip().lower()
+        if part_type != DICOM:
+            if part.path.exists():
+                part.path.unlink()
+            outcomes.append(Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE,
+                                    message=f"part Content-Type {part_type!r} is not {DICOM}"))
+        elif part.size == 0:
+            outcomes.append(Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE,
+                                    message="part is empty"))
+        else:
+            outcomes.append(await store_upload(services.store, part.path, study))
+    return outcomes
+
+
+async def _store_single(request: Request, services: Services, study: str | None) -> list[Outcome]:
+    path = services.blobs.new_staging_path()
+    try:
+        size = await spool_body(request.stream(), path, max_bytes=services.settings.max_request_bytes)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise bad_request("request body is empty")
+    return [await store_upload(services.store, path, study)]
+
+
+async def _receive(request: Request, services: Services, study: str | None) -> list[Outcome]:
+    media_type, params = _content_type(request)
+    if media_type == "multipart/related":
+        root_type = params.get("type", DICOM).lower()
+        if root_type != DICOM:
+            raise unsupported_media_type(
+                f"multipart/related type {root_type!r} is not supported; send type=\"{DICOM}\"")
+        boundary = params.get("boundary")
+        if not boundary:
+            raise bad_request("multipart/related Content-Type has no boundary parameter")
+        outcomes = await _store_multipart(request, services, boundary, root_type, study)
+        if not outcomes:
+            raise bad_request("multipart body has no parts")
+        return outcomes
+    if media_type == DICOM:
+        return await _store_single(request, services, study)
+    raise unsupported_media_type(
+        f"Content-Type {media_type or '(none)'!r} is not supported; send "
+        f"multipart/related; type=\"{DICOM}\" or {DICOM}")
+
+
+async def store_instances(request: Request) -> Response:
+    services = services_of(request)
+    study = request.path_params.get("study")
+    if study is not None and not is_valid_uid(study):
+        raise bad_request(f"study UID {study!r} in the URL is not a valid UID")
+    if not accepts_json(request.headers.get("accept")):
+        raise not_acceptable("STOW answers application/dicom+json; the Accept header does not allow it")
+    _check_size(request, services.settings.max_request_bytes)
+    try:
+        outcomes = await _receive(request, services, study)
+    except ClientDisconnect:
+        # Nobody is left to answer; what was stored before the break stays stored.
+        log.info("STOW client disconnected before the end of its request body")
+        return Response(status_code=400)
+    except BodyTooLargeError as exc:
+        raise HTTPError(413, str(exc)) from exc
+    except MultipartError as exc:
+        raise bad_request(str(exc)) from exc
+    root = service_root(request)
+    status, body = stow_response(outcomes, root, study_url(root, study) if study else None)
+    return JSONResponse(body, status, media_type="application/dicom+json", headers=warning_headers(outcomes))
+
+
+routes = [
+    Route("/studies", store_instances, methods=["POST"]),
+    Route("/studies/{study}", store_instances, methods=["POST"]),
+]

@@ -1,0 +1,187 @@
+"""Retrieve frames (PS3.18 §10.4.1.1.3): index lookup, frame range, one ranged read.
+
+The frame index (where each frame's bytes lie in the stored file) was computed at STOW;
+it is cached here per stored copy, so a hot tile on the embedded store costs a ``stat``
+and one read (see :func:`locate`). No decoding unless the client asks for native frames of a compressed
+instance. Files whose frames could not be located fall back to pydicom reading the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from dicomcore import layout
+from dicomcore.frames import FrameIndex
+from dicomcore.instance import read_frame_fallback
+from dicomcore.pixels import decode_frame, encode_frame
+from dicomweb.api.context import Services, services_of
+from dicomweb.api.wado.lookup import find_instance, path_uids
+from dicomweb.api.wado.negotiate import OCTET_STREAM, Plan, negotiate_frames
+from dicomweb.http import multipart
+from dicomweb.http.errors import bad_request, not_acceptable, not_found
+from dicomweb.storage.port import BlobNotFoundError
+
+CACHE_FRAMES = 1_000_000
+"""How many frames' locations the cache holds (~150 bytes each: ~150 MB at most). A slide
+level of 100,000 tiles is one entry weighing 100,000; a CT slice weighs 1."""
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    """One stored copy of an instance: its blob folder and a tag that changes if the file
+    is replaced (a local file's inode, or the index record's incarnation)."""
+
+    key: str
+    version: str
+
+
+async def locate(services: Services, request: Request) -> StoredCopy:
+    """The instance file the URL names. On a local store, a ``stat`` answers without an
+    index lookup (the blob name is derived from the UIDs), so a hot tile costs one
+    ``stat`` and one ``pread``; a network store asks the index."""
+    study, series, sop = path_uids(request)
+    assert series is not None and sop is not None
+    key = layout.instance_key(study, series, sop)
+    try:
+        version = services.blobs.version_now(layout.file_name(key))
+    except BlobNotFoundError as exc:
+        raise not_found(f"instance {sop} not found in series {series} of study {study}") from exc
+    if version is not None:
+        return StoredCopy(key, version)
+    record = await find_instance(services, request)
+    return StoredCopy(record.instance_key, record.incarnation)
+
+
+class FrameIndexCache:
+    """A bounded LRU of frame indexes, keyed by stored copy, weighed by frame count."""
+
+    def __init__(self, budget: int = CACHE_FRAMES) -> None:
+        self.budget = budget
+        self.weight = 0
+        self._entries: OrderedDict[StoredCopy, FrameIndex] = OrderedDict()
+
+    async def get(self, services: Services, copy: StoredCopy) -> FrameIndex:
+        index = self._entries.get(copy)
+        if index is not None:
+            self._entries.move_to_end(copy)
+            return index
+        try:
+            index = FrameIndex.from_json(await services.sidecars.read_frames(copy.key))
+        except BlobNotFoundError as exc:  # deleted a moment ago
+            raise not_found("the instance is no longer stored") from exc
+        self._entries[copy] = index
+        self.weight += _weight(index)
+        while self.weight > self.budget and len(self._entries) > 1:
+            _, evicted = self._entries.popitem(last=False)
+            self.weight -= _weight(evicted)
+        return index
+
+
+def _weight(index: FrameIndex) -> int:
+    return max(1, index.number_of_frames)
+
+
+frame_indexes = FrameIndexCache()
+
+
+def parse_frame_list(text: str) -> list[int]:
+    """``"1,3,5"`` → [1, 3, 5]; frame numbers start at 1 (PS3.18 §8.3.5.1)."""
+    numbers = []
+    for piece in text.split(","):
+        piece = piece.strip()
+        if not piece.isdigit() or int(piece) < 1:
+            raise bad_request(f"frame number {piece!r} in {text!r} is not a positive integer (frames start at 1)")
+        numbers.append(int(piece))
+    return numbers
+
+
+async def stored_frame(services: Services, key: str, index: FrameIndex, number: int) -> bytes:
+    """Frame ``number`` as stored: one ranged read (or pydicom for unindexable files)."""
+    name = layout.file_name(key)
+    if not index.locatable():
+        def fallback() -> bytes:
+            with services.blobs.open_reader(name) as reader:
+                return read_frame_fallback(reader, number)
+
+        return await run_in_threadpool(fallback)
+    start, end = index.frame_span(number)
+    data = services.blobs.read_range_now(name, start, end - start)
+    if data is None:
+        data = await services.blobs.read_range(name, start, end - start)
+    return index.frame_from_span(number, data)
+
+
+async def pixel_attributes(services: Services, key: str) -> dict:
+    """The instance's stored metadata (DICOM JSON), which holds what decoding needs."""
+    return json.loads(await services.sidecars.read_metadata(key))
+
+
+def _converted(attributes: dict, index: FrameIndex, frame: bytes, plan: Plan) -> bytes:
+    """The stored frame decoded, then left native or encoded in the media type asked for."""
+    pixels = decode_frame(attributes, index.transfer_syntax_uid, frame)
+    if plan.media_type == OCTET_STREAM:
+        return pixels.tobytes()
+    return encode_frame(pixels, plan.media_type)
+
+
+async def _frame(services: Services, copy: StoredCopy, index: FrameIndex, number: int, plan: Plan) -> bytes:
+    frame = await stored_frame(services, copy.key, index, number)
+    if plan.transfer_syntax is None:
+        return frame
+    attributes = await pixel_attributes(services, copy.key)
+    try:
+        return await run_in_threadpool(_converted, attributes, index, frame, plan)
+    except (NotImplementedError, RuntimeError, ValueError) as exc:
+        raise not_acceptable(f"cannot convert frame {number} to {plan.media_type}: {exc}") from exc
+
+
+def _part_type(plan: Plan, index: FrameIndex) -> str:
+    return f"{plan.media_type}; transfer-syntax={plan.transfer_syntax or index.transfer_syntax_uid}"
+
+
+async def _multipart_frames(services: Services, copy: StoredCopy, index: FrameIndex, numbers: list[int],
+                            plan: Plan, boundary: str) -> AsyncIterator[bytes]:
+    """The multipart body, frame by frame; the first frame is made before returning, so
+    a frame that cannot be converted is a 406 rather than a broken response."""
+    header = multipart.part_header(boundary, _part_type(plan, index))
+    first = await _frame(services, copy, index, numbers[0], plan)  # errors before the response starts
+    return _stream(services, copy, index, numbers, plan, header, first, boundary)
+
+
+async def _stream(services: Services, copy: StoredCopy, index: FrameIndex, numbers: list[int], plan: Plan,
+                  header: bytes, first: bytes, boundary: str) -> AsyncIterator[bytes]:
+    yield header + first + multipart.CRLF
+    for number in numbers[1:]:
+        yield header + await _frame(services, copy, index, number, plan) + multipart.CRLF
+    yield multipart.closing(boundary)
+
+
+def _multipart_type(plan: Plan, index: FrameIndex, boundary: str) -> str:
+    syntax = plan.transfer_syntax or index.transfer_syntax_uid
+    return multipart.multipart_content_type(plan.media_type, boundary, syntax)
+
+
+async def retrieve_frames(request: Request) -> Response:
+    services = services_of(request)
+    numbers = parse_frame_list(request.path_params["frames"])
+    copy = await locate(services, request)
+    index = await frame_indexes.get(services, copy)
+    beyond = [n for n in numbers if n > index.number_of_frames]
+    if beyond:
+        raise not_found(f"frame {beyond[0]} does not exist: the instance has {index.number_of_frames} frame(s)")
+    plan = negotiate_frames(request.headers.get("accept"), index.transfer_syntax_uid, len(numbers))
+    if not plan.multipart:
+        body = await _frame(services, copy, index, numbers[0], plan)
+        return Response(body, media_type=_part_type(plan, index))
+    boundary = multipart.new_boundary()
+    parts = await _multipart_frames(services, copy, index, numbers, plan, boundary)
+    if len(numbers) == 1:  # small enough to answer in one piece (with a Content-Length)
+        return Response(b"".join([part async for part in parts]), media_type=_multipart_type(plan, index, boundary))
+    return StreamingResponse(parts, media_type=_multipart_type(plan, index, boundary))

@@ -1,0 +1,94 @@
+"""The composition root: settings → adapters → use cases, once per process.
+
+This is the only module that knows which adapter backs each port; routes see only
+:class:`~dicomweb.api.context.Services`, use cases only the ports they are given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from changefeed.port import ChangeFeedStore, EventSink
+from dicomweb.api.context import Services
+from dicomweb.settings import Settings
+from dicomweb.storage.local_events import BlobEventBus
+from dicomweb.storage.port import BlobStore
+from dicomweb.usecases.blob_created import BlobCreatedHandler
+from dicomweb.usecases.delete_instances import DeleteInstances
+from dicomweb.usecases.publish_events import FeedPublisher
+from dicomweb.usecases.sidecars import SidecarFiles
+from dicomweb.usecases.store_instance import StoreInstance
+from indexing.port import IndexStore
+
+
+def build_services(settings: Settings) -> Services:
+    """Adapters for ``settings`` and the use cases over them. Does no I/O."""
+    # A local folder announces its own writes; Blob Storage has Event Grid for that.
+    local = settings.blob_store == "filesystem"
+    blob_events = BlobEventBus(settings.blob_container, _blob_root(settings)) if local else None
+    blobs = _blob_store(settings, blob_events)
+    index, feed = _index_and_feed(settings)
+    events = _event_sink(settings)
+    publisher = FeedPublisher(feed, events, blobs)
+    sidecars = SidecarFiles(blobs, settings.bulkdata_threshold)
+    store = StoreInstance(blobs, index, feed, sidecars, on_change=publisher.kick)
+    return Services(
+        settings=settings,
+        blobs=blobs,
+        index=index,
+        feed=feed,
+        events=events,
+        publisher=publisher,
+        sidecars=sidecars,
+        store=store,
+        delete=DeleteInstances(blobs, index, feed, on_change=publisher.kick),
+        blob_created=BlobCreatedHandler(settings.blob_container, blobs, index, store),
+        blob_events=blob_events,
+    )
+
+
+def _blob_root(settings: Settings) -> Path:
+    return settings.data_dir / "blobs"
+
+
+def _blob_store(settings: Settings, blob_events: BlobEventBus | None) -> BlobStore:
+    if settings.blob_store == "filesystem":
+        from dicomweb.storage.filesystem import FilesystemBlobStore
+
+        return FilesystemBlobStore(_blob_root(settings), blob_events.announce if blob_events else None)
+    if settings.blob_store == "azure":
+        from dicomweb.storage.azure_blob import AzureBlobStore
+
+        return AzureBlobStore(settings.blob_container, connection_string=settings.blob_connection_string,
+                              account_url=settings.blob_account_url)
+    raise ValueError(f"DICOMWEB_BLOB_STORE={settings.blob_store!r} is not supported; use 'filesystem' or 'azure'")
+
+
+def _index_and_feed(settings: Settings) -> tuple[IndexStore, ChangeFeedStore]:
+    if settings.index_store == "sqlite":
+        from indexing.sqlite.feed_store import SqliteChangeFeedStore
+        from indexing.sqlite.index_store import SqliteIndexStore
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = settings.data_dir / "index.sqlite"
+        return SqliteIndexStore(database), SqliteChangeFeedStore(database)
+    if settings.index_store == "cosmos":
+        from indexing.cosmos.containers import containers
+        from indexing.cosmos.database import CosmosDatabase
+        from indexing.cosmos.feed_store import CosmosChangeFeedStore
+        from indexing.cosmos.index_store import CosmosIndexStore
+
+        database = CosmosDatabase(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
+                                  containers())
+        return CosmosIndexStore(database), CosmosChangeFeedStore(database)
+    raise ValueError(f"DICOMWEB_INDEX_STORE={settings.index_store!r} is not supported; use 'sqlite' or 'cosmos'")
+
+
+def _event_sink(settings: Settings) -> EventSink:
+    if settings.eventgrid_endpoint:
+        from changefeed.eventgrid import EventGridSink
+
+        return EventGridSink(settings.eventgrid_endpoint, settings.eventgrid_key, settings.public_url)
+    from changefeed.inprocess import InProcessEventBus
+
+    return InProcessEventBus()

@@ -1,0 +1,79 @@
+"""Dropped files that cannot be imported: moved to ``failed/`` with a note saying why.
+
+A file that fails validation, or duplicates an instance already stored, must be neither
+lost nor retried forever. It is moved out of the drop zone to ``failed/{its name under
+incoming/}`` and a JSON note beside it (``{name}.failure.json``) gives the reason and the
+time, for an operator to read (``GET /v1/operations/ingest-failures``), fix the file and
+drop it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from dicomcore import layout
+from dicomcore.clock import utc_now
+from dicomcore.validation import InstanceUids
+from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, BlobStore
+
+NOTE_SUFFIX = ".failure.json"
+
+log = logging.getLogger(__name__)
+
+
+async def quarantine(blobs: BlobStore, name: str, reason: str, uids: InstanceUids | None = None) -> str | None:
+    """Move the dropped file ``name`` to ``failed/`` and write its note beside it.
+
+    Returns the new name, or ``None`` when the file is already gone (another delivery of
+    the same event handled it).
+    """
+    relative = name.removeprefix(layout.INCOMING_PREFIX)
+    target = await _move_aside(blobs, name, layout.FAILED_PREFIX + relative)
+    if target is None:
+        return None
+    note: dict[str, Any] = {"blob": target, "source": name, "reason": reason, "failedAt": utc_now()}
+    if uids is not None:
+        note |= {"studyInstanceUid": uids.study, "seriesInstanceUid": uids.series, "sopInstanceUid": uids.sop}
+    await blobs.put_bytes(target + NOTE_SUFFIX, json.dumps(note, indent=2).encode())
+    log.warning("dropped file %s not imported (%s); moved to %s", name, reason, target)
+    return target
+
+
+async def _move_aside(blobs: BlobStore, name: str, target: str) -> str | None:
+    try:
+        await blobs.move(name, target)
+        return target
+    except BlobNotFoundError:
+        return None
+    except BlobExistsError:
+        pass  # an earlier file of the same name failed too: keep both
+    unique = f"{target}.{uuid.uuid4().hex[:8]}"
+    try:
+        await blobs.move(name, unique)
+        return unique
+    except BlobNotFoundError:
+        return None
+
+
+async def list_failures(blobs: BlobStore, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` files in ``failed/``, by name, each with its note."""
+    failures: list[dict[str, Any]] = []
+    async for name in blobs.list_names(layout.FAILED_PREFIX):
+        if name.endswith(NOTE_SUFFIX):
+            continue
+        failures.append(await _read_note(blobs, name))
+        if len(failures) >= limit:
+            break
+    return failures
+
+
+async def _read_note(blobs: BlobStore, name: str) -> dict[str, Any]:
+    try:
+        note = json.loads(await blobs.get_bytes(name + NOTE_SUFFIX))
+    except (BlobNotFoundError, ValueError):
+        # Moved aside, then stopped before the note was written.
+        note = {"reason": "unknown (no note was written)"}
+    return {**note, "blob": name}

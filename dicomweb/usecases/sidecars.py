@@ -1,0 +1,105 @@
+"""The files kept beside an instance file: its metadata (DICOM JSON) and its frame index.
+
+They are a cache of what parsing the file gives. STOW makes only the instance file and the
+index durable before answering; sidecars are written without fsync and rebuilt from the
+file whenever one is missing or unreadable (after a crash, or if someone removed them), so
+a reader never depends on them surviving.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from dicomcore import layout
+from dicomcore.dicomjson import to_dicom_json
+from dicomcore.instance import ParsedInstance, read_instance
+from dicomcore.validation import InstanceUids, validate_instance
+from dicomweb.storage.port import BlobNotFoundError, BlobStore
+
+ROOT_TOKEN = "{{service-root}}"
+"""Stands for the service root in stored metadata; replaced per request, since the root
+a client sees (host, port, proxy) is known only then."""
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What parsing an instance file gives: its sidecars' bytes and its header as DICOM JSON."""
+
+    metadata: bytes
+    frames: bytes
+    attributes: dict[str, Any]
+
+
+def derive(parsed: ParsedInstance, uids: InstanceUids, bulkdata_threshold: int) -> Derived:
+    """Metadata (BulkDataURIs under :data:`ROOT_TOKEN`) and the frame index of a parsed file."""
+    base = f"{ROOT_TOKEN}/studies/{uids.study}/series/{uids.series}/instances/{uids.sop}/bulkdata/"
+    attributes = to_dicom_json(parsed.dataset, lambda path: base + path, bulkdata_threshold, pixel_data=parsed.frames)
+    return Derived(
+        metadata=json.dumps(attributes, separators=(",", ":")).encode(),
+        frames=json.dumps(parsed.frames.to_json(), separators=(",", ":")).encode(),
+        attributes=attributes,
+    )
+
+
+def _whole_json_object(raw: bytes) -> bool:
+    # A sidecar cut short by a crash is empty or lacks its closing brace.
+    stripped = raw.strip()
+    return stripped.startswith(b"{") and stripped.endswith(b"}")
+
+
+class SidecarFiles:
+    """Reading and writing the sidecars of stored instances in ``blobs``."""
+
+    def __init__(self, blobs: BlobStore, bulkdata_threshold: int) -> None:
+        self.blobs = blobs
+        self.bulkdata_threshold = bulkdata_threshold
+
+    async def write(self, key: str, derived: Derived) -> None:
+        await self.blobs.put_bytes(layout.metadata_name(key), derived.metadata, durable=False)
+        await self.blobs.put_bytes(layout.frames_name(key), derived.frames, durable=False)
+
+    async def parse_stored(self, key: str) -> tuple[ParsedInstance, InstanceUids]:
+        """Parse a stored instance file (header and item headers only) and validate it."""
+
+        def parse() -> ParsedInstance:
+            with self.blobs.open_reader(layout.file_name(key)) as reader:
+                return read_instance(reader)
+
+        parsed = await run_in_threadpool(parse)
+        return parsed, validate_instance(parsed.dataset)
+
+    async def rebuild(self, key: str) -> Derived:
+        """Write the sidecars of a stored instance file again."""
+        parsed, uids = await self.parse_stored(key)
+        derived = await run_in_threadpool(derive, parsed, uids, self.bulkdata_threshold)
+        await self.write(key, derived)
+        return derived
+
+    async def read_metadata(self, key: str) -> bytes:
+        """The stored metadata JSON, rebuilt from the instance file if it is missing or cut
+        short. Raises :class:`BlobNotFoundError` when the instance file itself is gone."""
+        try:
+            raw = await self.blobs.get_bytes(layout.metadata_name(key))
+            if _whole_json_object(raw):
+                return raw
+        except BlobNotFoundError:
+            pass
+        return (await self.rebuild(key)).metadata
+
+    async def read_metadata_many(self, keys: list[str]) -> list[bytes]:
+        """:meth:`read_metadata` for many instances, read in one batch."""
+        found = await self.blobs.get_many([layout.metadata_name(key) for key in keys])
+        return [raw if raw is not None and _whole_json_object(raw) else await self.read_metadata(key)
+                for key, raw in zip(keys, found, strict=True)]
+
+    async def read_frames(self, key: str) -> dict[str, Any]:
+        """The frame index as JSON, rebuilt from the instance file if missing or unreadable."""
+        try:
+            frames: dict[str, Any] = json.loads(await self.blobs.get_bytes(layout.frames_name(key)))
+            return frames
+        except (BlobNotFoundError, ValueError):
+            return json.loads((await self.rebuild(key)).frames)

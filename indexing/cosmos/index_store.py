@@ -1,0 +1,374 @@
+"""The cloud index: :class:`~indexing.port.IndexStore` on Cosmos DB (NoSQL API).
+
+Documents and partitioning: :mod:`indexing.cosmos.schema`; searching:
+:mod:`indexing.cosmos.search`.
+
+Adding an instance: the study and series documents are read (and created if missing,
+a lost creation race reads the winner's), then the instance document is created; its
+id is made of the UIDs, so a second add of the same instance fails atomically (409) and
+is reported as already indexed.
+
+Summaries (counts, Modalities and SOP Classes in Study) are *recomputed* from the
+study's own partition and written with an ETag precondition, retried on 412, never
+incremented. Each writer recomputes after its own instance exists, and a write based
+on a stale read fails its precondition, so the last write to succeed counted every
+instance then present: parallel adds to one study cannot lose an update. Recomputing is
+idempotent, so an add interrupted before the summaries were written is finished by
+running it again (the indexer's repair and the blob event do): the repeated add finds
+the instance and refreshes the summaries anyway.
+
+limit/offset: results are ordered by ``pos``; ``offset`` is skipped by reading only the
+``pos`` of the skipped documents (``TOP offset``), then the page is ``pos > last``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.cosmos.exceptions import (
+    CosmosAccessConditionFailedError,
+    CosmosResourceExistsError,
+    CosmosResourceNotFoundError,
+)
+
+from dicomcore.clock import utc_now
+from indexing.attributes import AttributeTable, Level, standard_table
+from indexing.cosmos import schema
+from indexing.cosmos.database import CosmosDatabase
+from indexing.cosmos.search import CosmosQuery, compile_filter
+from indexing.port import DicomJson, InstanceRecord
+from indexing.query import Match, Query
+from indexing.results import compose_result
+
+log = logging.getLogger(__name__)
+
+
+_RETRIES = 100
+"""ETag retries before giving up; each retry means another writer made progress."""
+
+
+class CosmosIndexStore:
+    """The index in container ``index`` of the given database."""
+
+    def __init__(self, database: CosmosDatabase, table: AttributeTable | None = None) -> None:
+        self._database = database
+        self._table = table or standard_table()
+        self._computed = frozenset(entry.tag for entry in self._table.entries if entry.computed)
+
+    @classmethod
+    def connect(cls, endpoint: str, key: str, database: str, table: AttributeTable | None = None) -> CosmosIndexStore:
+        return cls(CosmosDatabase(endpoint, key, database, [schema.CONTAINER]), table)
+
+    async def _container(self) -> Any:
+        return await self._database.container(schema.CONTAINER.name)
+
+    async def close(self) -> None:
+        await self._database.close()
+
+    # -- adding -------------------------------------------------------------------------
+
+    async def add_instance(self, record: InstanceRecord) -> bool:
+        container = await self._container()
+        dataset = schema.with_identity(record)
+        pos = f"{utc_now()}|"
+        study, series = await asyncio.gather(
+            _read(container, schema.STUDY_ID, record.study_uid),
+            _read(container, schema.series_id(record.series_uid), record.study_uid),
+        )
+        if study is None:
+            study = await _create_or_read(
+                container, schema.study_document(self._table, record, dataset, pos + record.study_uid))
+        if series is None:
+            series = await _create_or_read(
+                container, schema.series_document(self._table, record, dataset, pos + record.series_uid, study))
+        document = schema.instance_document(self._table, record, dataset, pos + record.sop_uid, series)
+        try:
+            await container.create_item(document)
+            added = True
+        except CosmosResourceExistsError:
+            added = False  # already indexed; still refresh, in case that add was interrupted
+        refresh_series = self._refresh_series(container, record.study_uid, record.series_uid, series)
+        refresh_study = self._refresh_study(container, record.study_uid, study, add_sop_class=record.sop_class_uid)
+        if series["instance_count"] > 0:
+            # The series already counts in the study's summary (series count, modalities)
+            # whatever its own count becomes: both summaries can be refreshed at once.
+            await asyncio.gather(refresh_series, refresh_study)
+        else:
+            # A new series must be counted before the study looks for non-empty series.
+            await refresh_series
+            await refresh_study
+        return added
+
+    async def _refresh_series(
+        self, container: Any, study_uid: str, series_uid: str, document: dict[str, Any] | None = None
+    ) -> None:
+        """Recount the series' instances; an emptied series document is removed."""
+        for _ in range(_RETRIES):
+            if document is None:
+                document = await _read(container, schema.series_id(series_uid), study_uid)
+                if document is None:
+                    return
+            count = await _scalar(
+                container, study_uid,
+                "SELECT VALUE COUNT(1) FROM c WHERE c.study_uid = @study AND c.type = 'instance'"
+                " AND c.series_uid = @series", {"@series": series_uid})
+            try:
+                if count == 0:
+                    await _delete_if_unchanged(container, document)
+                elif count != document["instance_count"]:
+                    await _replace_if_unchanged(container, {**document, "instance_count": count})
+                return
+            except CosmosAccessConditionFailedError:
+                document = None  # changed meanwhile: read it again
+        raise RuntimeError(f"series summary of {series_uid} kept changing; gave up after {_RETRIES} tries")
+
+    async def _refresh_study(
+        self, container: Any, study_uid: str, document: dict[str, Any] | None = None, *,
+        add_sop_class: str | None = None, recount_sop_classes: bool = False,
+    ) -> None:
+        """Recompute the study's counts, Modalities and SOP Classes in Study."""
+        for _ in range(_RETRIES):
+            if document is None:
+                document = await _read(container, schema.STUDY_ID, study_uid)
+                if document is None:
+                    return
+            count, series, classes = await asyncio.gather(
+                _scalar(container, study_uid,
+                        "SELECT VALUE COUNT(1) FROM c WHERE c.study_uid = @study AND c.type = 'instance'", {}),
+                _query(container, study_uid,
+                       "SELECT c.modality FROM c WHERE c.study_uid = @study AND c.type = 'series'"
+                       " AND c.instance_count > 0", {}),
+                self._sop_classes(container, study_uid) if recount_sop_classes else _none(),
+            )
+            updated = dict(document)
+            updated["instance_count"] = count
+            updated["series_count"] = len(series)
+            updated["modalities"] = sorted({row["modality"] for row in series if row.get("modality")})
+            if classes is not None:
+                updated["sop_classes"] = classes
+            elif add_sop_class and add_sop_class not in updated["sop_classes"]:
+                updated["sop_classes"] = [*updated["sop_classes"], add_sop_class]  # kept in order of arrival
+            updated["m"] = self._computed_keys(updated)
+            try:
+                if count == 0:
+                    await _delete_if_unchanged(container, document)
+                elif any(updated[key] != document.get(key) for key in
+                         ("instance_count", "series_count", "modalities", "sop_classes", "m")):
+                    await _replace_if_unchanged(container, updated)
+                return
+            except CosmosAccessConditionFailedError:
+                document = None
+        raise RuntimeError(f"study summary of {study_uid} kept changing; gave up after {_RETRIES} tries")
+
+    async def _sop_classes(self, container: Any, study_uid: str) -> list[str]:
+        rows = await _query(
+            container, study_uid,
+            "SELECT VALUE c.sop_class_uid FROM c WHERE c.study_uid = @study AND c.type = 'instance'", {})
+        return sorted(set(rows))
+
+    def _computed_keys(self, study: dict[str, Any]) -> dict[str, list[str]]:
+        """The study's match keys with the searchable computed attributes brought up to date."""
+        keys = schema.header_keys(self._table, study["m"])
+        for tag, values in ((schema.MODALITIES_IN_STUDY_TAG, study["modalities"]),
+                            (schema.SOP_CLASSES_IN_STUDY_TAG, study["sop_classes"])):
+            if values and any(entry.matchable for entry in self._table.by_tag(tag)):
+                keys[tag] = list(values)
+        return keys
+
+    # -- reading records ----------------------------------------------------------------
+
+    async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
+        document = await _read(await self._container(), schema.instance_id(series_uid, sop_uid), study_uid)
+        return _record(document) if document is not None else None
+
+    async def get_instance_by_key(self, instance_key: str) -> InstanceRecord | None:
+        container = await self._container()
+        items = container.query_items(  # across studies: the key does not name its study
+            "SELECT * FROM c WHERE c.type = 'instance' AND c.instance_key = @key",
+            parameters=[{"name": "@key", "value": instance_key}],
+        )
+        async for document in items:
+            return _record(document)
+        return None
+
+    async def list_instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        return [_record(document) for document in await self._instances(study_uid, series_uid, sop_uid)]
+
+    async def _instances(
+        self, study_uid: str, series_uid: str | None, sop_uid: str | None
+    ) -> list[dict[str, Any]]:
+        if series_uid is not None and sop_uid is not None:  # one instance: a point read
+            document = await _read(await self._container(), schema.instance_id(series_uid, sop_uid), study_uid)
+            return [document] if document is not None else []
+        sql = "SELECT * FROM c WHERE c.study_uid = @study AND c.type = 'instance'"
+        parameters: dict[str, Any] = {}
+        if series_uid is not None:
+            sql += " AND c.series_uid = @series"
+            parameters["@series"] = series_uid
+        if sop_uid is not None:
+            sql += " AND c.sop_uid = @sop"
+            parameters["@sop"] = sop_uid
+        documents = await _query(await self._container(), study_uid, sql, parameters)
+        # (series, instance number, SOP UID), series in the order they were indexed.
+        documents.sort(key=lambda d: (d["series_pos"], d["instance_number"] is None, d["instance_number"] or 0,
+                                      d["sop_uid"]))
+        return documents
+
+    # -- removing -----------------------------------------------------------------------
+
+    async def remove_instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        container = await self._container()
+        documents = await self._instances(study_uid, series_uid, sop_uid)
+        if not documents:
+            return []
+
+        async def remove(document: dict[str, Any]) -> None:
+            with contextlib.suppress(CosmosResourceNotFoundError):  # a concurrent delete was first
+                await container.delete_item(document["id"], partition_key=study_uid)
+
+        await asyncio.gather(*(remove(document) for document in documents))
+        for affected in sorted({document["series_uid"] for document in documents}):
+            await self._refresh_series(container, study_uid, affected)
+        await self._refresh_study(container, study_uid, recount_sop_classes=True)
+        return [_record(document) for document in documents]
+
+    # -- searching ----------------------------------------------------------------------
+
+    async def search(self, query: Query) -> list[DicomJson]:
+        container = await self._container()
+        matches, studies = query.matches, None
+        if query.level is not Level.STUDY:
+            # Computed study attributes are current on the study document only: find
+            # those studies first, then search within them.
+            computed = tuple(match for match in matches if match.tag in self._computed)
+            if computed:
+                studies = await self._matching_studies(container, query, computed)
+                if not studies:
+                    return []
+                matches = tuple(match for match in matches if match.tag not in self._computed)
+        compiled = compile_filter(query, matches, studies)
+        documents = await self._page(container, compiled, query.offset, query.limit)
+        return await self._results(container, query.level, documents)
+
+    async def _matching_studies(self, container: Any, query: Query, matches: tuple[Match, ...]) -> list[str]:
+        study_query = Query(level=Level.STUDY, study_uid=query.study_uid, limit=0)
+        compiled = compile_filter(study_query, matches)
+        rows = await _run(container, compiled, f"SELECT VALUE c.study_uid FROM c WHERE {compiled.where()}")
+        return rows
+
+    async def _page(self, container: Any, compiled: CosmosQuery, offset: int, limit: int) -> list[dict[str, Any]]:
+        where = compiled.where()
+        if offset > 0:
+            skipped = await _run(
+                container, compiled,
+                f"SELECT TOP {int(offset)} VALUE c.pos FROM c WHERE {where} ORDER BY c.pos")
+            if len(skipped) < offset:
+                return []
+            where += f" AND c.pos > {compiled.parameter(skipped[-1])}"
+        return await _run(container, compiled, f"SELECT TOP {int(limit)} * FROM c WHERE {where} ORDER BY c.pos")
+
+    async def _results(self, container: Any, level: Level, documents: list[dict[str, Any]]) -> list[DicomJson]:
+        studies = await _read_many(container, {(schema.STUDY_ID, d["study_uid"]) for d in documents}
+                                   if level is not Level.STUDY else set())
+        series = await _read_many(container, {(schema.series_id(d["series_uid"]), d["study_uid"]) for d in documents}
+                                  if level is Level.INSTANCE else set())
+        results = []
+        for document in documents:
+            if level is Level.STUDY:
+                study, in_series = document, None
+            elif level is Level.SERIES:
+                study, in_series = studies.get((schema.STUDY_ID, document["study_uid"])), document
+            else:
+                study = studies.get((schema.STUDY_ID, document["study_uid"]))
+                in_series = series.get((schema.series_id(document["series_uid"]), document["study_uid"]))
+            if study is None or (level is not Level.STUDY and in_series is None):
+                continue  # its study or series was removed after the page was read
+            results.append(_result(level, study, in_series, document))
+        return results
+
+
+# -- documents ----------------------------------------------------------------------------
+
+
+async def _none() -> None:
+    return None
+
+
+async def _read(container: Any, item: str, study_uid: str) -> dict[str, Any] | None:
+    try:
+        return await container.read_item(item, partition_key=study_uid)
+    except CosmosResourceNotFoundError:
+        return None
+
+
+async def _read_many(container: Any, keys: set[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    ordered = sorted(keys)
+    found = await asyncio.gather(*(_read(container, item, study) for item, study in ordered))
+    return {key: document for key, document in zip(ordered, found, strict=True) if document is not None}
+
+
+async def _create_or_read(container: Any, document: dict[str, Any]) -> dict[str, Any]:
+    """Create ``document``; if another writer created it first, theirs (the first wins)."""
+    try:
+        return await container.create_item(document)
+    except CosmosResourceExistsError:
+        existing = await _read(container, document["id"], document["study_uid"])
+        if existing is None:  # created and removed again in between: try once more
+            return await container.create_item(document)
+        return existing
+
+
+async def _replace_if_unchanged(container: Any, document: dict[str, Any]) -> None:
+    await container.replace_item(document["id"], document, etag=document["_etag"],
+                                 match_condition=MatchConditions.IfNotModified)
+
+
+async def _delete_if_unchanged(container: Any, document: dict[str, Any]) -> None:
+    with contextlib.suppress(CosmosResourceNotFoundError):
+        await container.delete_item(document["id"], partition_key=document["study_uid"], etag=document["_etag"],
+                                    match_condition=MatchConditions.IfNotModified)
+
+
+async def _query(container: Any, study_uid: str, sql: str, parameters: dict[str, Any]) -> list[Any]:
+    """A query within one study's partition (``@study`` is bound to it)."""
+    items = container.query_items(
+        sql, parameters=[{"name": name, "value": value} for name, value in {**parameters, "@study": study_uid}.items()],
+        partition_key=study_uid,
+    )
+    return [item async for item in items]
+
+
+async def _scalar(container: Any, study_uid: str, sql: str, parameters: dict[str, Any]) -> Any:
+    rows = await _query(container, study_uid, sql, parameters)
+    return rows[0] if rows else 0
+
+
+async def _run(container: Any, compiled: CosmosQuery, sql: str) -> list[Any]:
+    options: dict[str, Any] = {}
+    if compiled.partition is not None:
+        options["partition_key"] = compiled.partition
+    items = container.query_items(
+        sql, parameters=[{"name": name, "value": value} for name, value in compiled.parameters.items()], **options)
+    return [item async for item in items]
+
+
+def _record(document: dict[str, Any]) -> InstanceRecord:
+    return InstanceRecord(**document["record"])
+
+
+def _result(level: Level, study: dict[str, Any], series: dict[str, Any] | None, document: dict[str, Any]) -> DicomJson:
+    return compose_result(
+        level, study["attrs"], (study["series_count"], study["instance_count"]), study["modalities"],
+        study["sop_classes"],
+        series=series["attrs"] if series is not None else None,
+        series_instances=series["instance_count"] if series is not None else 0,
+        instance=document["attrs"],
+    )

@@ -1,0 +1,150 @@
+"""The change feed in SQLite (the embedded default), in the index's database file.
+
+Order without gaps: an entry's sequence is assigned inside a ``BEGIN IMMEDIATE``
+transaction, and SQLite admits one writer at a time across threads and processes, so
+entries commit in sequence order. A reader paging by sequence can therefore never see
+k+1 before k has committed (the failure the leading open server had with a counter).
+``AUTOINCREMENT`` numbers are not reused after a delete, and a rolled-back insert does
+not consume one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from changefeed.port import Action, ChangeEntry, State
+from dicomcore.clock import utc_now
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS changefeed (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_id TEXT NOT NULL UNIQUE,
+    timestamp TEXT NOT NULL,
+    action TEXT NOT NULL,
+    state TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    sop_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    instance_key TEXT NOT NULL,
+    incarnation TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changefeed_by_time ON changefeed (timestamp, sequence);
+CREATE INDEX IF NOT EXISTS changefeed_by_instance ON changefeed (instance_key, state);
+"""
+
+COLUMNS = (
+    "sequence, entry_id, timestamp, action, state, study_uid, series_uid, sop_uid, "
+    "sop_class_uid, instance_key, incarnation"
+)
+
+
+def _entry(row: sqlite3.Row) -> ChangeEntry:
+    return ChangeEntry(
+        entry_id=row["entry_id"],
+        action=Action(row["action"]),
+        study_uid=row["study_uid"],
+        series_uid=row["series_uid"],
+        sop_uid=row["sop_uid"],
+        sop_class_uid=row["sop_class_uid"],
+        instance_key=row["instance_key"],
+        incarnation=row["incarnation"],
+        sequence=row["sequence"],
+        timestamp=row["timestamp"],
+        state=State(row["state"]),
+    )
+
+
+class SqliteChangeFeedStore:
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self._local = threading.local()
+        with self._connect() as connection:
+            connection.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.database, timeout=30, isolation_level=None, check_same_thread=False)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+        return connection
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await run_in_threadpool(lambda: work(self._connection()))
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _append(self, connection: sqlite3.Connection, entry: ChangeEntry) -> ChangeEntry:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            existing = connection.execute(
+                f"SELECT {COLUMNS} FROM changefeed WHERE entry_id = ?", (entry.entry_id,)
+            ).fetchone()
+            if existing is not None:
+                connection.execute("COMMIT")
+                return _entry(existing)
+            last = connection.execute("SELECT max(timestamp) FROM changefeed").fetchone()[0]
+            # Never let the clock make time order disagree with sequence order.
+            timestamp = max(utc_now(), last or "")
+            state = State.DELETED if entry.action is Action.DELETE else State.CURRENT
+            if entry.action is Action.DELETE:
+                connection.execute(
+                    "UPDATE changefeed SET state = 'deleted' WHERE instance_key = ? AND state = 'current'",
+                    (entry.instance_key,),
+                )
+            cursor = connection.execute(
+                "INSERT INTO changefeed (entry_id, timestamp, action, state, study_uid, series_uid, sop_uid,"
+                " sop_class_uid, instance_key, incarnation) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (entry.entry_id, timestamp, entry.action.value, state.value, entry.study_uid,
+                 entry.series_uid, entry.sop_uid, entry.sop_class_uid, entry.instance_key,
+                 entry.incarnation),
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        entry.sequence, entry.timestamp, entry.state = cursor.lastrowid, timestamp, state
+        return entry
+
+    async def append(self, entry: ChangeEntry) -> ChangeEntry:
+        return await self._run(lambda c: self._append(c, entry))
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def read(self, after: int, limit: int) -> list[ChangeEntry]:
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT {COLUMNS} FROM changefeed WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            (after, limit)).fetchall())
+        return [_entry(row) for row in rows]
+
+    async def read_window(self, start: str | None, end: str | None, offset: int, limit: int) -> list[ChangeEntry]:
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT {COLUMNS} FROM changefeed WHERE timestamp >= ? AND timestamp < ?"
+            " ORDER BY sequence LIMIT ? OFFSET ?",
+            (start or "", end or "9999", limit, offset)).fetchall())
+        return [_entry(row) for row in rows]
+
+    async def latest(self) -> ChangeEntry | None:
+        row = await self._run(lambda c: c.execute(
+            f"SELECT {COLUMNS} FROM changefeed ORDER BY sequence DESC LIMIT 1").fetchone())
+        return None if row is None else _entry(row)
+
+    async def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None

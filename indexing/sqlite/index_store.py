@@ -1,0 +1,380 @@
+"""The embedded index: :class:`~indexing.port.IndexStore` on one SQLite file.
+
+SQLite calls are blocking, so each runs in a worker thread. Connections are pooled
+rather than kept per thread: AnyIO retires idle worker threads, and a per-thread
+connection would be left open behind each one. A connection is used by one thread at a
+time. Writes are single ``BEGIN IMMEDIATE`` transactions, so counters and Modalities in
+Study stay right when several threads or server processes add to one study at once.
+
+Schema: :mod:`indexing.sqlite.schema`; searching: :mod:`indexing.sqlite.search`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from indexing.attributes import AttributeTable, Level, standard_table
+from indexing.port import DicomJson, InstanceRecord
+from indexing.query import SERIES_UID_TAG, SOP_UID_TAG, STUDY_UID_TAG, Query
+from indexing.results import instance_number
+from indexing.sqlite.schema import connect, create_schema, value_table, word_table, write_transaction
+from indexing.sqlite.search import search
+from indexing.values import element_values, index_keys, name_words
+
+T = TypeVar("T")
+
+MODALITY_TAG = "00080060"
+SOP_CLASS_TAG = "00080016"
+MODALITIES_IN_STUDY_TAG = "00080061"
+SOP_CLASSES_IN_STUDY_TAG = "00080062"
+
+_IDLE_CONNECTIONS = 8
+"""Connections kept open between calls; more are opened under load and closed after."""
+
+_INSTANCE_FROM = """
+FROM instance AS i
+JOIN instance_json AS ij ON ij.pk = i.pk
+JOIN series AS se ON se.pk = i.series_pk
+JOIN study AS s ON s.pk = i.study_pk
+"""
+_INSTANCE_ORDER = " ORDER BY i.series_pk, i.instance_number IS NULL, i.instance_number, i.sop_uid"
+
+
+class SqliteIndexStore:
+    """The index in ``database``; the file may be shared with other processes."""
+
+    def __init__(self, database: Path, table: AttributeTable | None = None) -> None:
+        # No I/O here: the app builds its adapters before any event loop runs.
+        self._database = Path(database)
+        self._table = table or standard_table()
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._schema_ready = False
+        self._closed = False
+
+    # -- the port -----------------------------------------------------------------------
+
+    async def add_instance(self, record: InstanceRecord) -> bool:
+        return await self._run_write(self._add, record)
+
+    async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
+        records = await self._run(self._list, study_uid, series_uid, sop_uid)
+        return records[0] if records else None
+
+    async def get_instance_by_key(self, instance_key: str) -> InstanceRecord | None:
+        return await self._run(self._by_key, instance_key)
+
+    async def list_instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        return await self._run(self._list, study_uid, series_uid, sop_uid)
+
+    async def remove_instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        return await self._run_write(self._remove, study_uid, series_uid, sop_uid)
+
+    async def search(self, query: Query) -> list[DicomJson]:
+        return await self._run(search, query)
+
+    async def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    # -- connections --------------------------------------------------------------------
+
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        return await run_in_threadpool(self._with_connection, work, *args)
+
+    async def _run_write(self, work: Callable[..., T], *args: Any) -> T:
+        return await run_in_threadpool(self._with_write_lock, work, *args)
+
+    def _with_write_lock(self, work: Callable[..., T], *args: Any) -> T:
+        # Writers of this process queue here rather than on SQLite's lock: its busy
+        # handler sleeps in steps of up to 100 ms, which made concurrent adds crawl.
+        # Other processes still meet at BEGIN IMMEDIATE and wait via busy_timeout.
+        with self._write_lock:
+            return self._with_connection(work, *args)
+
+    def _with_connection(self, work: Callable[..., T], *args: Any) -> T:
+        connection = self._acquire()
+        try:
+            return work(connection, *args)
+        finally:
+            self._release(connection)
+
+    def _acquire(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the index store is closed")
+            if self._idle:
+                return self._idle.pop()
+        connection = connect(self._database)
+        with self._lock:
+            if not self._schema_ready:
+                create_schema(connection)
+                self._schema_ready = True
+        return connection
+
+    def _release(self, connection: sqlite3.Connection) -> None:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        with self._lock:
+            if not self._closed and len(self._idle) < _IDLE_CONNECTIONS:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _add(self, connection: sqlite3.Connection, record: InstanceRecord) -> bool:
+        dataset = _with_identity(record)
+        with write_transaction(connection):
+            if _exists(connection, "SELECT 1 FROM instance WHERE instance_key = ?", record.instance_key):
+                return False
+            study_pk = self._ensure_study(connection, record.study_uid, dataset)
+            series_pk, new_series = self._ensure_series(connection, study_pk, record.series_uid, dataset)
+            if not new_series and _exists(
+                connection,
+                "SELECT 1 FROM instance WHERE series_pk = ? AND sop_uid = ?",
+                series_pk,
+                record.sop_uid,
+            ):
+                return False  # same UIDs stored under another key: already indexed
+            self._insert_instance(connection, study_pk, series_pk, record, dataset)
+            _add_to_count(connection, "series", "instance_count", series_pk, 1)
+            _add_to_count(connection, "study", "instance_count", study_pk, 1)
+            _add_to_count(connection, "study", "series_count", study_pk, int(new_series))
+            self._add_sop_class(connection, study_pk, record.sop_class_uid)
+            if new_series:
+                self._refresh_modalities(connection, study_pk)
+        return True
+
+    def _ensure_study(self, connection: sqlite3.Connection, study_uid: str, dataset: DicomJson) -> int:
+        row = connection.execute("SELECT pk FROM study WHERE study_uid = ?", (study_uid,)).fetchone()
+        if row:
+            return row[0]
+        pk = connection.execute(
+            "INSERT INTO study (study_uid, attributes) VALUES (?, ?)",
+            (study_uid, _dumps(self._level_json(Level.STUDY, dataset))),
+        ).lastrowid
+        assert pk is not None
+        self._index_values(connection, Level.STUDY, pk, dataset)
+        return pk
+
+    def _ensure_series(
+        self, connection: sqlite3.Connection, study_pk: int, series_uid: str, dataset: DicomJson
+    ) -> tuple[int, bool]:
+        row = connection.execute(
+            "SELECT pk FROM series WHERE study_pk = ? AND series_uid = ?", (study_pk, series_uid)
+        ).fetchone()
+        if row:
+            return row[0], False
+        modality = next(iter(element_values(dataset, (MODALITY_TAG,))), None)
+        pk = connection.execute(
+            "INSERT INTO series (study_pk, series_uid, modality, attributes) VALUES (?, ?, ?, ?)",
+            (study_pk, series_uid, modality, _dumps(self._level_json(Level.SERIES, dataset))),
+        ).lastrowid
+        assert pk is not None
+        self._index_values(connection, Level.SERIES, pk, dataset)
+        return pk, True
+
+    def _insert_instance(
+        self,
+        connection: sqlite3.Connection,
+        study_pk: int,
+        series_pk: int,
+        record: InstanceRecord,
+        dataset: DicomJson,
+    ) -> None:
+        pk = connection.execute(
+            "INSERT INTO instance (study_pk, series_pk, sop_uid, sop_class_uid, instance_key, instance_number)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (study_pk, series_pk, record.sop_uid, record.sop_class_uid, record.instance_key, instance_number(dataset)),
+        ).lastrowid
+        assert pk is not None
+        connection.execute(
+            "INSERT INTO instance_json (pk, attributes, record) VALUES (?, ?, ?)",
+            (pk, _dumps(self._level_json(Level.INSTANCE, dataset)), _dumps(vars(record))),
+        )
+        self._index_values(connection, Level.INSTANCE, pk, dataset)
+
+    def _level_json(self, level: Level, dataset: DicomJson) -> DicomJson:
+        """The returnable header attributes of ``level``; bulk data references are
+        dropped (a search result carries no bulk data)."""
+        kept: DicomJson = {}
+        for entry in self._table.stored(level):
+            element = dataset.get(entry.top_tag)
+            if isinstance(element, dict) and "BulkDataURI" not in element and "InlineBinary" not in element:
+                kept[entry.top_tag] = element
+        return kept
+
+    def _index_values(self, connection: sqlite3.Connection, level: Level, pk: int, dataset: DicomJson) -> None:
+        values, words = [], []
+        for entry in self._table.stored(level):
+            if not entry.matchable:
+                continue
+            raw = element_values(dataset, entry.path)
+            values += [(pk, entry.tag, key) for key in index_keys(entry.vr, raw)]
+            if entry.vr == "PN":
+                words += [(pk, entry.tag, word) for word in name_words(raw)]
+        connection.executemany(
+            f"INSERT OR IGNORE INTO {value_table(level)} (entity_pk, tag, value) VALUES (?, ?, ?)", values
+        )
+        connection.executemany(
+            f"INSERT OR IGNORE INTO {word_table(level)} (entity_pk, tag, word) VALUES (?, ?, ?)", words
+        )
+
+    def _add_sop_class(self, connection: sqlite3.Connection, study_pk: int, sop_class_uid: str) -> None:
+        (current,) = connection.execute("SELECT sop_classes FROM study WHERE pk = ?", (study_pk,)).fetchone()
+        classes = json.loads(current)
+        if sop_class_uid in classes:
+            return
+        classes.append(sop_class_uid)
+        self._set_computed(connection, study_pk, "sop_classes", SOP_CLASSES_IN_STUDY_TAG, classes)
+
+    def _refresh_modalities(self, connection: sqlite3.Connection, study_pk: int) -> None:
+        rows = connection.execute(
+            "SELECT DISTINCT modality FROM series WHERE study_pk = ? AND modality IS NOT NULL ORDER BY modality",
+            (study_pk,),
+        )
+        modalities = [modality for (modality,) in rows]
+        self._set_computed(connection, study_pk, "modalities", MODALITIES_IN_STUDY_TAG, modalities)
+
+    def _refresh_sop_classes(self, connection: sqlite3.Connection, study_pk: int) -> None:
+        rows = connection.execute(
+            "SELECT DISTINCT sop_class_uid FROM instance WHERE study_pk = ? ORDER BY sop_class_uid",
+            (study_pk,),
+        )
+        classes = [sop_class for (sop_class,) in rows]
+        self._set_computed(connection, study_pk, "sop_classes", SOP_CLASSES_IN_STUDY_TAG, classes)
+
+    def _set_computed(
+        self, connection: sqlite3.Connection, study_pk: int, column: str, tag: str, values: list[str]
+    ) -> None:
+        """Write a computed study attribute and, if it is searchable, its match rows."""
+        connection.execute(f"UPDATE study SET {column} = ? WHERE pk = ?", (_dumps(values), study_pk))
+        if not any(entry.matchable for entry in self._table.by_tag(tag)):
+            return
+        connection.execute("DELETE FROM study_value WHERE entity_pk = ? AND tag = ?", (study_pk, tag))
+        connection.executemany(
+            "INSERT OR IGNORE INTO study_value (entity_pk, tag, value) VALUES (?, ?, ?)",
+            [(study_pk, tag, value) for value in values],
+        )
+
+    def _remove(
+        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
+    ) -> list[InstanceRecord]:
+        with write_transaction(connection):
+            where, params = _instance_filter(study_uid, series_uid, sop_uid)
+            columns = "i.pk, i.series_pk, i.study_pk, ij.record"
+            rows = connection.execute(f"SELECT {columns} {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params).fetchall()
+            if not rows:
+                return []
+            _delete_entities(connection, Level.INSTANCE, [row[0] for row in rows])
+            for series_pk, count in _count_by(row[1] for row in rows).items():
+                _add_to_count(connection, "series", "instance_count", series_pk, -count)
+            for study_pk, count in _count_by(row[2] for row in rows).items():
+                _add_to_count(connection, "study", "instance_count", study_pk, -count)
+            self._drop_empty(connection, {row[1] for row in rows}, {row[2] for row in rows})
+        return [_record(row[3]) for row in rows]
+
+    def _drop_empty(self, connection: sqlite3.Connection, series_pks: set[int], study_pks: set[int]) -> None:
+        """Delete series and studies left without instances; fix the studies that remain."""
+        marks = ", ".join("?" for _ in series_pks)
+        empty = connection.execute(
+            f"SELECT pk, study_pk FROM series WHERE pk IN ({marks}) AND instance_count <= 0", list(series_pks)
+        ).fetchall()
+        for study_pk, count in _count_by(study_pk for _, study_pk in empty).items():
+            _add_to_count(connection, "study", "series_count", study_pk, -count)
+        _delete_entities(connection, Level.SERIES, [pk for pk, _ in empty])
+        for study_pk in study_pks:
+            if _exists(connection, "SELECT 1 FROM study WHERE pk = ? AND instance_count <= 0", study_pk):
+                _delete_entities(connection, Level.STUDY, [study_pk])
+            else:
+                self._refresh_modalities(connection, study_pk)
+                self._refresh_sop_classes(connection, study_pk)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def _list(
+        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
+    ) -> list[InstanceRecord]:
+        where, params = _instance_filter(study_uid, series_uid, sop_uid)
+        rows = connection.execute(f"SELECT ij.record {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
+        return [_record(text) for (text,) in rows]
+
+    def _by_key(self, connection: sqlite3.Connection, instance_key: str) -> InstanceRecord | None:
+        row = connection.execute(
+            "SELECT ij.record FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk WHERE i.instance_key = ?",
+            (instance_key,),
+        ).fetchone()
+        return _record(row[0]) if row else None
+
+
+def _with_identity(record: InstanceRecord) -> DicomJson:
+    """The header with the record's UIDs written in, so an entity is always findable
+    by the UIDs it is stored under even if the header disagrees or lacks them."""
+    return {
+        **record.attributes,
+        STUDY_UID_TAG: {"vr": "UI", "Value": [record.study_uid]},
+        SERIES_UID_TAG: {"vr": "UI", "Value": [record.series_uid]},
+        SOP_UID_TAG: {"vr": "UI", "Value": [record.sop_uid]},
+        SOP_CLASS_TAG: {"vr": "UI", "Value": [record.sop_class_uid]},
+    }
+
+
+def _exists(connection: sqlite3.Connection, sql: str, *params: Any) -> bool:
+    return connection.execute(sql, params).fetchone() is not None
+
+
+def _add_to_count(connection: sqlite3.Connection, table: str, column: str, pk: int, delta: int) -> None:
+    if delta:
+        connection.execute(f"UPDATE {table} SET {column} = {column} + ? WHERE pk = ?", (delta, pk))
+
+
+def _instance_filter(study_uid: str, series_uid: str | None, sop_uid: str | None) -> tuple[str, list[str]]:
+    # Only the given UIDs become conditions, so each lookup uses its unique index.
+    conditions, params = ["s.study_uid = ?"], [study_uid]
+    if series_uid is not None:
+        conditions.append("se.series_uid = ?")
+        params.append(series_uid)
+    if sop_uid is not None:
+        conditions.append("i.sop_uid = ?")
+        params.append(sop_uid)
+    return f" WHERE {' AND '.join(conditions)}", params
+
+
+def _delete_entities(connection: sqlite3.Connection, level: Level, pks: list[int]) -> None:
+    rows = [(pk,) for pk in pks]
+    connection.executemany(f"DELETE FROM {value_table(level)} WHERE entity_pk = ?", rows)
+    connection.executemany(f"DELETE FROM {word_table(level)} WHERE entity_pk = ?", rows)
+    connection.executemany(f"DELETE FROM {level.value} WHERE pk = ?", rows)
+    if level is Level.INSTANCE:
+        connection.executemany("DELETE FROM instance_json WHERE pk = ?", rows)
+
+
+def _count_by(keys: Any) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _record(text: str) -> InstanceRecord:
+    return InstanceRecord(**json.loads(text))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,65 @@
+"""Real server processes for tests: ``python -m dicomweb serve`` on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """``python -m dicomweb serve`` on 127.0.0.1, stopped when the test ends."""
+
+    def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        command = [sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--data", str(data), "--workers", str(workers)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[2])
+        self.root = self._wait_for_root()
+
+    def _wait_for_root(self) -> str:
+        deadline = time.monotonic() + 30
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line and self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            match = re.search(r"(http://\S+/v1)", line)
+            if match:
+                # Keep reading its output so a full pipe never blocks the server.
+                threading.Thread(target=self._drain, daemon=True).start()
+                self._wait_until_listening()
+                return match.group(1)
+        raise RuntimeError("server did not print its service root in 30 s")
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for _ in self.process.stdout:
+            pass
+
+    def _wait_until_listening(self) -> None:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
