@@ -5,7 +5,7 @@
 
 Each configuration gets a fresh ``python -m dicomweb serve`` (one worker) on a free
 loopback port; the Azure one points at Azurite and the Cosmos DB test server started by
-``tests/emulators.py``. STOW: small CT instances (8×8), one per request, from
+``tests/support/emulators.py``. STOW: small CT instances (8×8), one per request, from
 ``--clients`` threads. Frame GET: single-part ``application/octet-stream`` frames of a
 64-frame 256×256 JPEG instance, one client, random frames. The emulators are
 single-process Node servers on the same 2 cores, so the Azure figures measure our

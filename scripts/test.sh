@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test,azure
 # The Azure emulators (Azurite, the Cosmos test server) for the Azure-backend tests;
-# tests/emulators.py does the same when pytest is run directly.
+# tests/support/emulators.py does the same when pytest is run directly.
 if command -v npm >/dev/null && { [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
   npm ci --no-audit --no-fund
 fi
@@ -12,4 +12,5 @@ fi
 bash tests/clients/setup_browser.sh
 . .venv/bin/activate
 ruff check .
+lint-imports          # the layers of docs/architecture.md (contracts in pyproject.toml)
 python -m pytest -q "$@"

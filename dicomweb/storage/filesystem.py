@@ -18,8 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from starlette.concurrency import run_in_threadpool
-
+from dicomcore.threads import in_thread
 from dicomweb.storage.port import BlobExistsError, BlobNotFoundError
 
 
@@ -85,7 +84,7 @@ class FilesystemBlobStore:
 
     async def put_file(self, name: str, path: Path, *, exclusive: bool = True) -> None:
         size = path.stat().st_size
-        await run_in_threadpool(self._put_file, name, path, exclusive)
+        await in_thread(self._put_file, name, path, exclusive)
         self._announce(name, size)
 
     def _put_bytes(self, name: str, data: bytes, durable: bool) -> None:
@@ -95,7 +94,7 @@ class FilesystemBlobStore:
         self._put_file(name, staged, exclusive=False, durable=durable)
 
     async def put_bytes(self, name: str, data: bytes, *, durable: bool = True) -> None:
-        await run_in_threadpool(self._put_bytes, name, data, durable)
+        await in_thread(self._put_bytes, name, data, durable)
         self._announce(name, len(data))
 
     def _move(self, source: str, target: str) -> int:
@@ -119,7 +118,7 @@ class FilesystemBlobStore:
         return size
 
     async def move(self, source: str, target: str) -> None:
-        size = await run_in_threadpool(self._move, source, target)
+        size = await in_thread(self._move, source, target)
         self._announce(target, size)
 
     def _prune_empty_folder(self, folder: Path) -> None:
@@ -138,7 +137,7 @@ class FilesystemBlobStore:
             raise BlobNotFoundError(name) from exc
 
     async def get_bytes(self, name: str) -> bytes:
-        return await run_in_threadpool(self._get_bytes, name)
+        return await in_thread(self._get_bytes, name)
 
     def _get_many(self, names: list[str]) -> list[bytes | None]:
         found: list[bytes | None] = []
@@ -151,7 +150,7 @@ class FilesystemBlobStore:
 
     async def get_many(self, names: list[str]) -> list[bytes | None]:
         # One trip to a worker thread for all of them: each read is ~20 µs, a thread hop more.
-        return await run_in_threadpool(self._get_many, names)
+        return await in_thread(self._get_many, names)
 
     def read_range_now(self, name: str, offset: int, length: int) -> bytes | None:
         try:
@@ -174,14 +173,14 @@ class FilesystemBlobStore:
     async def read_range(self, name: str, offset: int, length: int) -> bytes:
         if length <= 4 << 20:
             return self.read_range_now(name, offset, length)  # type: ignore[return-value]
-        return await run_in_threadpool(self.read_range_now, name, offset, length)  # type: ignore[arg-type]
+        return await in_thread(self.read_range_now, name, offset, length)  # type: ignore[arg-type]
 
     async def iter_chunks(
         self, name: str, *, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
     ) -> AsyncIterator[bytes]:
         path = self._path(name)
         try:
-            handle = await run_in_threadpool(open, path, "rb")
+            handle = await in_thread(open, path, "rb")
         except FileNotFoundError as exc:
             raise BlobNotFoundError(name) from exc
         try:
@@ -189,7 +188,7 @@ class FilesystemBlobStore:
             remaining = length
             while remaining is None or remaining > 0:
                 size = chunk_size if remaining is None else min(chunk_size, remaining)
-                chunk = await run_in_threadpool(handle.read, size)
+                chunk = await in_thread(handle.read, size)
                 if not chunk:
                     break
                 if remaining is not None:
@@ -217,7 +216,7 @@ class FilesystemBlobStore:
             with contextlib.suppress(OSError):  # drop the instance folder when it is empty
                 path.parent.rmdir()
 
-        await run_in_threadpool(remove)
+        await in_thread(remove)
 
     async def list_names(self, prefix: str) -> AsyncIterator[str]:
         # Walk only the folder the prefix lies in: scanning incoming/ every few seconds
@@ -234,7 +233,7 @@ class FilesystemBlobStore:
                         names.append(name)
             return sorted(names)
 
-        for name in await run_in_threadpool(walk):
+        for name in await in_thread(walk):
             yield name
 
     async def close(self) -> None:

@@ -30,10 +30,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from dicomcore import layout
 from dicomcore.instance import InvalidInstanceError, read_instance
+from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, ValidationError
 from dicomweb.storage.blob_events import BlobCreated, parse_event
 from dicomweb.storage.port import BlobNotFoundError, BlobStore
@@ -128,7 +127,7 @@ class BlobCreatedHandler:
 
     async def _import_dropped(self, name: str) -> Outcome:
         try:
-            instance = await run_in_threadpool(self._prepare_blob, name)
+            instance = await in_thread(self._prepare_blob, name)
         except BlobNotFoundError:
             return Outcome.GONE
         except (InvalidInstanceError, ValidationError) as exc:

@@ -12,11 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
 from dicomcore import layout
 from dicomcore.dicomjson import to_dicom_json
 from dicomcore.instance import ParsedInstance, read_instance
+from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, validate_instance
 from dicomweb.storage.port import BlobNotFoundError, BlobStore
 
@@ -69,13 +68,13 @@ class SidecarFiles:
             with self.blobs.open_reader(layout.file_name(key)) as reader:
                 return read_instance(reader)
 
-        parsed = await run_in_threadpool(parse)
+        parsed = await in_thread(parse)
         return parsed, validate_instance(parsed.dataset)
 
     async def rebuild(self, key: str) -> Derived:
         """Write the sidecars of a stored instance file again."""
         parsed, uids = await self.parse_stored(key)
-        derived = await run_in_threadpool(derive, parsed, uids, self.bulkdata_threshold)
+        derived = await in_thread(derive, parsed, uids, self.bulkdata_threshold)
         await self.write(key, derived)
         return derived
 

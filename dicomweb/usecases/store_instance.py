@@ -27,11 +27,10 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Protocol
 
-from starlette.concurrency import run_in_threadpool
-
 from changefeed.port import Action, ChangeEntry, ChangeFeedStore
 from dicomcore import layout
 from dicomcore.instance import InvalidInstanceError, ParsedInstance, read_instance
+from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, ValidationError, validate_instance
 from dicomweb.storage.port import BlobExistsError, BlobStore
 from dicomweb.usecases.sidecars import Derived, SidecarFiles, derive
@@ -128,7 +127,7 @@ class StoreInstance:
     async def repair(self, key: str) -> ChangeEntry:
         """Index an instance whose file is already stored (reads its header and item headers)."""
         parsed, _ = await self.sidecars.parse_stored(key)
-        instance = await run_in_threadpool(prepare, parsed, self.sidecars.bulkdata_threshold)
+        instance = await in_thread(prepare, parsed, self.sidecars.bulkdata_threshold)
         return await self._commit(key, instance)
 
     async def _commit(self, key: str, instance: Prepared) -> ChangeEntry:
@@ -199,7 +198,7 @@ async def store_upload(use_case: StoreInstance, path: Path, study_in_path: str |
 
 async def _store_upload(use_case: StoreInstance, path: Path, study_in_path: str | None) -> Outcome:
     try:
-        instance = await run_in_threadpool(_read_staged, path, use_case.sidecars.bulkdata_threshold)
+        instance = await in_thread(_read_staged, path, use_case.sidecars.bulkdata_threshold)
     except InvalidInstanceError as exc:
         return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE, message=str(exc))
     except ValidationError as exc:

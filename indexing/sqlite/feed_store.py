@@ -16,10 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from starlette.concurrency import run_in_threadpool
-
 from changefeed.port import Action, ChangeEntry, State
 from dicomcore.clock import utc_now
+from dicomcore.threads import in_thread
 
 T = TypeVar("T")
 
@@ -84,7 +83,7 @@ class SqliteChangeFeedStore:
         return connection
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await run_in_threadpool(lambda: work(self._connection()))
+        return await in_thread(lambda: work(self._connection()))
 
     # -- writes -------------------------------------------------------------------------
 

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from starlette.concurrency import run_in_threadpool
-
+from dicomcore.threads import in_thread
 from indexing.attributes import AttributeTable, Level, standard_table
 from indexing.port import DicomJson, InstanceRecord
 from indexing.query import SERIES_UID_TAG, SOP_UID_TAG, STUDY_UID_TAG, Query
@@ -95,10 +94,10 @@ class SqliteIndexStore:
     # -- connections --------------------------------------------------------------------
 
     async def _run(self, work: Callable[..., T], *args: Any) -> T:
-        return await run_in_threadpool(self._with_connection, work, *args)
+        return await in_thread(self._with_connection, work, *args)
 
     async def _run_write(self, work: Callable[..., T], *args: Any) -> T:
-        return await run_in_threadpool(self._with_write_lock, work, *args)
+        return await in_thread(self._with_write_lock, work, *args)
 
     def _with_write_lock(self, work: Callable[..., T], *args: Any) -> T:
         # Writers of this process queue here rather than on SQLite's lock: its busy

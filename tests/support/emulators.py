@@ -7,7 +7,7 @@ so a fresh clone needs nothing but node and npm. Each emulator writes its output
 file rather than a pipe (a pipe nobody drains would block it), and the port is chosen by
 the emulator itself (port 0) and read back from its log: no race for a "free" port.
 
-Run ``python tests/emulators.py`` to start both for a local server and print the settings
+Run ``python -m tests.support.emulators`` to start both for a local server and print the settings
 (see the README, "Run against the Azure emulators").
 """
 

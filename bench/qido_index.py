@@ -1,6 +1,6 @@
 """Search timings of the SQLite index at 100,000 instances (not a pytest test).
 
-    python tests/qido/bench_qido_index.py [--instances 100000] [--database PATH]
+    python -m bench.qido_index [--instances 100000] [--database PATH]
 
 Indexes synthetic records through the public ``add_instance`` (10 instances per series,
 2 series per study), then reports the median time of each search, store-level and
