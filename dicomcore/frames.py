@@ -337,8 +337,8 @@ def locate_encapsulated_frames(
         starts = [i for i, fragment in enumerate(fragments) if is_frame_start(peek(fragment))]
         if len(starts) == frames and starts[0] == 0:
             return _split(fragments, starts), None
-    table = "an unusable offset table" if extended_offsets or basic_offsets else "no offset table"
-    return None, f"frames cannot be located: {len(fragments)} fragments, {frames} frames and {table}"
+    tables = "an unusable offset table" if extended_offsets or basic_offsets else "no offset table"
+    return None, f"frames cannot be located: {len(fragments)} fragments, {frames} frames and {tables}"
 
 
 def _starts_from_offsets(fragments: Sequence[Fragment], offsets: Sequence[int]) -> list[int] | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import BinaryIO, cast
 
+import numpy
 import pydicom
 from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
@@ -140,7 +141,7 @@ def _native_frame(value: bytes, dataset: Dataset, number: int, frames: int) -> b
         return value[(number - 1) * size : number * size]
     # 1-bit frames sharing bytes with their neighbours: take the frame's bits and pack them
     # again so the frame stands alone, as a frame of its own file would be stored.
-    bits_of_all = unpack_bits(value)
+    bits_of_all = numpy.asarray(unpack_bits(bytes(value)))
     return pack_bits(bits_of_all[(number - 1) * bits : number * bits])
 
 
@@ -159,7 +160,7 @@ class _ReadTracker:
         self.partial_read = False
 
     def read(self, size: int | None = -1) -> bytes:
-        data = self._fp.read(size)
+        data = self._fp.read(-1 if size is None else size)
         if size is not None and 0 < len(data) < size:
             self.partial_read = True
         return data
@@ -368,6 +369,7 @@ def _index_encapsulated(
     fp: BinaryIO, dataset: Dataset, transfer_syntax: str, header: _ElementHeader, size: int
 ) -> FrameIndex:
     basic_offsets, fragments = _walk_fragments(fp, header.value_offset, size)
+    warning: str | None
     try:
         frames = fr.number_of_frames(dataset)
     except ValueError as exc:

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPError: handle_http_error},  # type: ignore[dict-item]
+        exception_handlers={HTTPError: handle_http_error},
         lifespan=lifespan,
     )
     app.state.services = wired

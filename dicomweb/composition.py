@@ -78,9 +78,9 @@ def _index_and_feed(settings: Settings) -> tuple[IndexStore, ChangeFeedStore]:
         from indexing.cosmos.feed_store import CosmosChangeFeedStore
         from indexing.cosmos.index_store import CosmosIndexStore
 
-        database = CosmosDatabase(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
-                                  containers())
-        return CosmosIndexStore(database), CosmosChangeFeedStore(database)
+        cosmos = CosmosDatabase(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
+                                containers())
+        return CosmosIndexStore(cosmos), CosmosChangeFeedStore(cosmos)
     raise ValueError(f"DICOMWEB_INDEX_STORE={settings.index_store!r} is not supported; use 'sqlite' or 'cosmos'")
 
 

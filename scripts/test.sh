@@ -13,4 +13,5 @@ bash tests/clients/setup_browser.sh
 . .venv/bin/activate
 ruff check .
 lint-imports          # the layers of docs/architecture.md (contracts in pyproject.toml)
+mypy                  # the type checker ([tool.mypy] in pyproject.toml)
 python -m pytest -q "$@"

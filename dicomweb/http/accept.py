@@ -64,7 +64,9 @@ class MediaRange:
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    pieces, current, quoted = [], [], False
+    pieces: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted

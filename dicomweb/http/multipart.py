@@ -107,7 +107,7 @@ async def read_parts(
     removed on error; the caller owns (and removes) yielded files.
     """
     collector = _PartCollector(new_path)
-    parser = MultipartParser(boundary, collector.callbacks(), max_header_count=16)
+    parser = MultipartParser(boundary, collector.callbacks(), max_header_count=16)  # type: ignore[arg-type]
     received = 0
     try:
         async for chunk in body:

@@ -267,7 +267,7 @@ class AzureBlobStore:
         except ResourceNotFoundError as exc:
             raise BlobNotFoundError(name) from exc
         raw = _RangedBlobReader(blob, properties.size, properties.etag)
-        return io.BufferedReader(raw, buffer_size=READ_AHEAD)  # type: ignore[return-value]
+        return io.BufferedReader(raw, buffer_size=READ_AHEAD)
 
     async def delete(self, name: str) -> None:
         blob = (await self._client()).get_blob_client(name)

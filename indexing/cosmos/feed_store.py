@@ -218,7 +218,7 @@ class CosmosChangeFeedStore:
                 {"@start": start})
             if not rows:
                 return []
-            first = rows[0]
+            first = int(rows[0])  # type: ignore[call-overload]  # a VALUE query: the rows are numbers
         # Timestamps never decrease along the sequence, so the window is the run of
         # sequence numbers from ``first`` whose timestamps are before ``end``.
         rows = await self._query(

@@ -281,6 +281,8 @@ class CosmosIndexStore:
         series = await _read_many(container, {(schema.series_id(d["series_uid"]), d["study_uid"]) for d in documents}
                                   if level is Level.INSTANCE else set())
         results = []
+        study: dict[str, Any] | None
+        in_series: dict[str, Any] | None
         for document in documents:
             if level is Level.STUDY:
                 study, in_series = document, None

@@ -116,6 +116,7 @@ class SqliteChangeFeedStore:
         except BaseException:
             connection.execute("ROLLBACK")
             raise
+        assert cursor.lastrowid is not None
         entry.sequence, entry.timestamp, entry.state = cursor.lastrowid, timestamp, state
         return entry
 
