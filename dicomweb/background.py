@@ -1,5 +1,5 @@
-"""Event-driven indexing for the embedded server's lifetime: the in-process bus that
-delivers the store's blob-created events, and the periodic drop-zone scan.
+"""Background work for the embedded server's lifetime: the in-process bus that delivers
+the store's blob-created events, the periodic drop-zone scan, and the local operation runner.
 
 The Azure Functions app runs neither: there Event Grid delivers the events and files
 dropped into the container announce themselves.
@@ -32,3 +32,17 @@ async def event_indexing(services: Services) -> AsyncIterator[None]:
                 await scanner
         if bus is not None:
             await bus.stop()
+
+
+@contextlib.asynccontextmanager
+async def operations_running(services: Services) -> AsyncIterator[None]:
+    """The local operation runner: unfinished operations resume now, and stop (where they
+    are, checkpointed) when the server stops."""
+    runner = services.local_runner
+    if runner is not None:
+        await runner.resume_unfinished()
+    try:
+        yield
+    finally:
+        if runner is not None:
+            await runner.stop()

@@ -43,6 +43,11 @@ class Settings:
     ``DICOMWEB_EVENTGRID_KEY``              its access key
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_IMPORT_DIR``                 the embedded import area (default ``DATA/import``)
+    ``DICOMWEB_IMPORT_CONTAINER``           the Azure import area: a container (``import``)
+    ``DICOMWEB_OPERATIONS_RUNNER``          ``local`` (in the server process) or ``durable``
+    ``DICOMWEB_OPERATIONS_QUEUE``           the queue that starts Durable orchestrations
+    ``DICOMWEB_UPLOAD_EXPIRY_SECONDS``      how long an upload URL is valid (3600)
     ======================================  =====================================================
     """
 
@@ -62,6 +67,11 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    import_dir: str = ""
+    import_container: str = "import"
+    operations_runner: str = "local"
+    operations_queue: str = "dicomweb-operations"
+    upload_expiry_seconds: int = 3600
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,7 +93,17 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            import_dir=_env("DICOMWEB_IMPORT_DIR", ""),
+            import_container=_env("DICOMWEB_IMPORT_CONTAINER", "import"),
+            operations_runner=_env("DICOMWEB_OPERATIONS_RUNNER", "local"),
+            operations_queue=_env("DICOMWEB_OPERATIONS_QUEUE", "dicomweb-operations"),
+            upload_expiry_seconds=int(_env("DICOMWEB_UPLOAD_EXPIRY_SECONDS", "3600")),
         )
+
+    @property
+    def import_path(self) -> Path:
+        """The embedded import area."""
+        return Path(self.import_dir) if self.import_dir else self.data_dir / "import"
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -45,7 +45,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContainerClient as SyncContainerClient
 from azure.storage.blob.aio import ContainerClient
 
-from dicomweb.storage.port import BlobExistsError, BlobNotFoundError
+from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, ImportAreaError
 
 log = logging.getLogger(__name__)
 
@@ -400,3 +400,59 @@ class _RangedBlobReader(io.RawIOBase):
         data = downloader.readall()
         self._position += len(data)
         return data
+
+
+class AzureImportArea:
+    """A bulk import's source in Azure: a container of the account (``DICOMWEB_IMPORT_CONTAINER``),
+    read with the app's identity. Blob names cannot leave their container, so only the
+    rule every import area shares (relative, no ``..``) is checked.
+
+    Pages follow Blob Storage's own listing: the cursor is its continuation token.
+    """
+
+    def __init__(self, store: AzureBlobStore) -> None:
+        self.store = store
+
+    def check_prefix(self, prefix: str) -> None:
+        _check_relative(prefix, "prefix")
+
+    async def count(self, prefix: str) -> int:
+        self.check_prefix(prefix)
+        return sum([1 async for _ in self.store.list_names(prefix)])
+
+    async def list_page(self, prefix: str, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        self.check_prefix(prefix)
+        client = await self.store._client()
+        pages: Any = client.list_blobs(name_starts_with=prefix, results_per_page=limit).by_page(
+            continuation_token=cursor)
+        names: list[str] = []
+        async for page in pages:
+            names = [blob.name async for blob in page]
+            break
+        return names, (pages.continuation_token or None)
+
+    def open_reader(self, name: str) -> BinaryIO:
+        _check_relative(name, "file name")
+        return self.store.open_reader(name)
+
+    async def copy_to(self, name: str, path: Path) -> None:
+        # Streamed through this process (bounded memory); a server-side copy into the
+        # instance container would save the round trip (see docs/operations.md).
+        with open(path, "wb") as out:
+            async for chunk in self.store.iter_chunks(name, chunk_size=DOWNLOAD_CHUNK):
+                out.write(chunk)
+
+    async def delete(self, name: str) -> None:
+        await self.store.delete(name)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def _check_relative(name: str, what: str) -> None:
+    if not name:
+        raise ImportAreaError(f"the {what} is empty")
+    if name.startswith(("/", "\\")):
+        raise ImportAreaError(f"the {what} must be relative to the import area, not absolute")
+    if ".." in name.replace("\\", "/").split("/"):
+        raise ImportAreaError(f"the {what} must not contain '..'")
