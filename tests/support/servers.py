@@ -63,3 +63,9 @@ class ServerProcess:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def kill_hard(server: ServerProcess) -> None:
+    """``kill -9``: the process gets no chance to clean up (a crash, a power cut)."""
+    server.process.kill()
+    server.process.wait(timeout=10)
