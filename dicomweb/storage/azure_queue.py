@@ -27,8 +27,6 @@ def start_message(state: OperationState) -> dict[str, str]:
 
 class QueueOperationStarter:
     def __init__(self, queue: str, *, connection_string: str = "", account_url: str = "") -> None:
-        if not connection_string and not account_url:
-            raise ValueError("the operations queue needs a storage connection string or an account URL")
         self.queue = queue
         self._connection_string = connection_string
         self._account_url = account_url
@@ -38,6 +36,8 @@ class QueueOperationStarter:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
+            if not self._connection_string and not self._account_url:
+                raise ValueError("the operations queue needs a storage connection string or an account URL")
             # The Functions queue trigger expects base64 message text (its default encoding).
             encode, decode = BinaryBase64EncodePolicy(), BinaryBase64DecodePolicy()
             if self._connection_string:

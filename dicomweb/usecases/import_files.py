@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 TYPE = "import"
 PAGE_SIZE = 400
 """Names listed per page; one checkpoint per page."""
-PARALLEL = 4
+PARALLEL = 8
 """Chunks of a page imported at once (the bound on the fan-out)."""
 PAGES_PER_GENERATION = 25
 """Pages before ContinueAsNew (keeps a Durable history to a few hundred events)."""

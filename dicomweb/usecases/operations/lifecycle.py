@@ -13,6 +13,7 @@ import uuid
 from typing import Any, Protocol
 
 from dicomcore.clock import utc_now
+from dicomweb.usecases.operations.steps import OperationKind
 from indexing.operation_store import OperationState, OperationStore, Status
 
 
@@ -89,10 +90,30 @@ class Bookkeeping:
                                           results=results, checkpoint=checkpoint, last_updated_time=utc_now()))
         return await self.store.cancel_requested(operation_id)
 
-    async def finish(self, operation_id: str, status: Status, results: dict[str, Any], error: str = "") -> None:
+    async def finish(self, operation_id: str, status: Status, results: dict[str, Any] | None,
+                     error: str = "") -> None:
+        """End the operation (``results=None``: keep the last checkpoint's)."""
         state = await self._state(operation_id)
         if state.status.terminal:
             return  # a repeated finish (a replayed activity) changes nothing
         percent = 100 if status is Status.SUCCEEDED else state.percent_complete
-        await self.store.save(state.with_(status=status, results=results, percent_complete=percent, error=error,
-                                          last_updated_time=utc_now()))
+        await self.store.save(state.with_(status=status, results=state.results if results is None else results,
+                                          percent_complete=percent, error=error, last_updated_time=utc_now()))
+
+    async def run(self, kinds: dict[str, OperationKind], request: dict[str, Any]) -> Any:
+        """One activity, as a runner without direct calls (Durable) sends it: a bookkeeping
+        step (``{"bookkeeping": "begin" | "progress" | "finish", ...}``) or an operation
+        type's activity (``{"type", "activity", "input"}``)."""
+        operation_id = request.get("operationId", "")
+        match request.get("bookkeeping"):
+            case "begin":
+                return await self.begin(operation_id)
+            case "progress":
+                return await self.progress(operation_id, request["percent"], request["results"],
+                                           request["checkpoint"])
+            case "finish":
+                return await self.finish(operation_id, Status(request["status"]), request.get("results"),
+                                         request.get("error", ""))
+            case None:
+                return await kinds[request["type"]].run_activity(request["activity"], request["input"])
+        raise ValueError(f"unknown bookkeeping step {request.get('bookkeeping')!r}")
