@@ -50,6 +50,19 @@ def bindings(function: Any) -> list[dict[str, Any]]:
     return json.loads(function.get_function_json())["bindings"]
 
 
+def test_operations_run_as_durable_functions_started_from_a_queue(functions: dict[str, Any]) -> None:
+    def trigger(name: str) -> dict[str, Any]:
+        (found,) = [b for b in bindings(functions[name]) if b["type"].endswith("Trigger")]
+        return found
+
+    assert trigger("operation_orchestrator")["type"] == "orchestrationTrigger"
+    assert trigger("operation_activity")["type"] == "activityTrigger"
+    queue = trigger("start_operation")
+    assert queue["type"] == "queueTrigger" and queue["queueName"] == "dicomweb-operations"
+    assert queue["connection"] == "DICOMWEB_BLOB_CONNECTION_STRING"
+    assert any(b["type"] == "durableClient" for b in bindings(functions["start_operation"]))
+
+
 def test_the_http_function_serves_the_service_root_only(functions: dict[str, Any]) -> None:
     (http_function,) = [f for f in functions.values() if bindings(f)[0]["type"] == "httpTrigger"]
     trigger, output = bindings(http_function)
