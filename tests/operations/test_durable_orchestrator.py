@@ -69,7 +69,7 @@ class Context:
         for attempt in range(1, retry.max_number_of_attempts + 1):  # what Durable's retry policy does
             task = self.call_activity(name, request)
             try:
-                task.result
+                _ = task.result
                 return task
             except Exception:
                 self.retried.append(attempt)
@@ -79,7 +79,7 @@ class Context:
         self.fan_outs.append(len(tasks))
         for task in tasks:
             try:
-                task.result
+                _ = task.result
             except Exception as exc:
                 return Task(error=exc)
         return Task([task.result for task in tasks])
