@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                 allow_headers=["Accept", "Authorization", "Content-Type", "If-None-Match"],
                 expose_headers=EXPOSED_HEADERS,
             )

@@ -22,6 +22,7 @@ from dicomweb.usecases.operations.steps import OperationKind
 from dicomweb.usecases.publish_events import FeedPublisher
 from dicomweb.usecases.sidecars import SidecarFiles
 from dicomweb.usecases.store_instance import StoreInstance
+from dicomweb.usecases.upload_sessions import UploadSessions
 from indexing.operation_store import OperationStore
 from indexing.port import IndexStore
 
@@ -61,6 +62,8 @@ def build_services(settings: Settings) -> Services:
         operation_kinds=kinds,
         operation_starter=starter,
         import_areas=import_areas,
+        uploads=UploadSessions(None if local else blobs, settings.data_dir / "upload-key",  # type: ignore[arg-type]
+                               settings.upload_expiry_seconds),
         local_runner=runner,
         closers=[import_areas, *([starter] if runner is None else [])],  # type: ignore[list-item]
     )

@@ -25,6 +25,7 @@ from dicomweb.usecases.operations.steps import OperationKind
 from dicomweb.usecases.publish_events import FeedPublisher
 from dicomweb.usecases.sidecars import SidecarFiles
 from dicomweb.usecases.store_instance import StoreInstance
+from dicomweb.usecases.upload_sessions import UploadSessions
 from indexing.operation_store import OperationStore
 from indexing.port import IndexStore
 
@@ -50,6 +51,7 @@ class Services:
     """Every operation type, by name (what both runners drive)."""
     operation_starter: OperationStarter
     import_areas: ImportAreas
+    uploads: UploadSessions
     blob_events: BlobEventSource | None = None
     """The local store's blob-created events (``None`` where Event Grid delivers them)."""
     local_runner: LocalRunner | None = None

@@ -31,6 +31,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -42,8 +43,9 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 from azure.storage.blob import ContainerClient as SyncContainerClient
-from azure.storage.blob.aio import ContainerClient
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, ImportAreaError
 
@@ -320,6 +322,26 @@ class AzureBlobStore:
         client = await self._client()
         async for name in client.list_blob_names(name_starts_with=prefix or None):
             yield name
+
+    # -- upload sessions ----------------------------------------------------------------
+
+    async def write_only_url(self, name: str, expires: datetime) -> str:
+        """A SAS URL for ``name`` with create and write permissions only (no read, list or
+        delete): an account-key SAS with a connection string (Azurite), a user-delegation SAS
+        signed with the app's identity (managed identity) otherwise."""
+        client = await self._client()
+        blob = client.get_blob_client(name)
+        permission = BlobSasPermissions(create=True, write=True)
+        key = getattr(client.credential, "account_key", None)
+        if key:
+            sas = generate_blob_sas(client.account_name or "", self.container, name, account_key=key,
+                                    permission=permission, expiry=expires)
+        else:
+            service = BlobServiceClient(client.primary_endpoint.rsplit("/", 1)[0], credential=client.credential)
+            delegation = await service.get_user_delegation_key(datetime.now(UTC) - timedelta(minutes=5), expires)
+            sas = generate_blob_sas(client.account_name or "", self.container, name, user_delegation_key=delegation,
+                                    permission=permission, expiry=expires)
+        return f"{blob.url}?{sas}"
 
 
 async def _wait_for_copy(blob: Any) -> None:

@@ -9,6 +9,7 @@ atomically, even between several server processes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -146,4 +147,12 @@ class ImportArea(Protocol):
         ...
 
     async def close(self) -> None:
+        ...
+
+
+class UploadUrlSigner(Protocol):
+    """Signs URLs a client uploads one blob to directly (Blob Storage's SAS)."""
+
+    async def write_only_url(self, name: str, expires: datetime) -> str:
+        """A URL allowing only the creation and writing of the blob ``name`` until ``expires``."""
         ...

@@ -111,3 +111,25 @@ def many_instances(study: str, count: int) -> list[bytes]:
     data = to_bytes(template)
     assert data.count(placeholder.encode()) == 2  # file meta and dataset
     return [data.replace(placeholder.encode(), f"{study}.1{i:0{width}d}".encode()) for i in range(count)]
+
+
+def write_large_instance(path: str, size: int, study: str | None = None) -> str:
+    """A valid multi-frame 8-bit instance of about ``size`` bytes, written
+    sparsely: pydicom writes the header, the Pixel Data element header is appended by hand
+    and the frames are a hole (zeros), so a 2 GB file costs no time or disk to make.
+    Returns its SOP Instance UID."""
+    import struct
+
+    side = 1024
+    frames = max(1, size // (side * side))
+    ds = make_dataset(study=study, rows=side, columns=side)
+    del ds.PixelData
+    ds.NumberOfFrames = frames
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    header = to_bytes(ds)
+    length = frames * side * side
+    with open(path, "wb") as out:
+        out.write(header)
+        out.write(b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", length))
+        out.truncate(len(header) + 12 + length)
+    return str(ds.SOPInstanceUID)

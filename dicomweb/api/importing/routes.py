@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dicomweb.api.context import services_of
+from dicomweb.api.importing import uploads
 from dicomweb.api.operations.status import operation_url
 from dicomweb.http.errors import bad_request
 from dicomweb.storage.port import ImportAreaError
@@ -67,5 +68,5 @@ async def start_import(request: Request) -> Response:
     return JSONResponse({"id": state.operation_id, "href": href}, 202, headers={"Location": href})
 
 
-routes = [Route("/import", start_import, methods=["POST"])]
+routes = [Route("/import", start_import, methods=["POST"]), *uploads.routes]
 
