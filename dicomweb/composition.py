@@ -89,8 +89,9 @@ class _ImportAreas:
 
         name = container or settings.import_container
         if name not in self._areas:
-            self._areas[name] = AzureImportArea(AzureBlobStore(
-                name, connection_string=settings.blob_connection_string, account_url=settings.blob_account_url))
+            store = AzureBlobStore(name, connection_string=settings.blob_connection_string,
+                                   account_url=settings.blob_account_url)
+            self._areas[name] = AzureImportArea(store, create=name == settings.import_container)
         return self._areas[name]
 
     async def close(self) -> None:

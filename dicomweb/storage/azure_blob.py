@@ -432,8 +432,11 @@ class AzureImportArea:
     Pages follow Blob Storage's own listing: the cursor is its continuation token.
     """
 
-    def __init__(self, store: AzureBlobStore) -> None:
+    def __init__(self, store: AzureBlobStore, *, create: bool = False) -> None:
         self.store = store
+        # Only the configured import container is made when missing; a container a request
+        # names is read as it is (a missing one fails the operation, nothing is created).
+        self.store._container_ready = not create
 
     def check_prefix(self, prefix: str) -> None:
         _check_relative(prefix, "prefix")

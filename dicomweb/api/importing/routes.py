@@ -8,6 +8,7 @@ operation to watch (``GET /operations/{id}``).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from dicomweb.usecases.import_files import TYPE, import_input
 from dicomweb.usecases.operations.lifecycle import start_operation
 
 MAX_BODY = 64 * 1024
+CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -47,8 +49,9 @@ def _source(document: dict[str, Any]) -> tuple[str, str | None, bool]:
     prefix, container = source.get("prefix"), source.get("container")
     if not isinstance(prefix, str) or not prefix:
         raise bad_request('"source.prefix" must be a non-empty string naming files of the import area')
-    if container is not None and (not isinstance(container, str) or not container):
-        raise bad_request('"source.container" must be a non-empty string')
+    if container is not None and (not isinstance(container, str) or not CONTAINER_NAME.fullmatch(container)):
+        raise bad_request('"source.container" must be a Blob Storage container name (3-63 lowercase letters, '
+                          'digits and single hyphens)')
     delete_source = document.get("deleteSource", False)
     if not isinstance(delete_source, bool):
         raise bad_request('"deleteSource" must be true or false')
