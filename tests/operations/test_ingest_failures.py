@@ -4,9 +4,11 @@ dropped, and one failure can be cleared."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from dicomweb.app import create_app
 from dicomweb.settings import Settings
 from tests.support.blob_drops import drop
 from tests.support.builders import make_dataset, to_bytes
@@ -26,12 +28,11 @@ def _wait_for_failures(client: TestClient, count: int) -> None:
         time.sleep(0.1)
 
 
-def test_failures_page_drop_fixed_files_and_can_be_cleared(tmp_path: object) -> None:
-    from dicomweb.app import create_app
-
-    settings = Settings(data_dir=tmp_path / "data", ingest_scan_seconds=0.2)  # type: ignore[operator]
+def test_failures_page_drop_fixed_files_and_can_be_cleared(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", ingest_scan_seconds=0.2)
     with TestClient(create_app(settings)) as client:
-        instance = to_bytes(make_dataset())
+        dataset = make_dataset()
+        instance = to_bytes(dataset)
         dicom = {"Content-Type": "application/dicom"}
         assert client.post("/v1/studies", content=instance, headers=dicom).status_code == 200
         drop(settings, "incoming/a-copy.dcm", instance)  # fails: already stored (its note has the UIDs)
@@ -49,15 +50,7 @@ def test_failures_page_drop_fixed_files_and_can_be_cleared(tmp_path: object) -> 
         assert [entry["blob"] for entry in _failures(client)] == names[:2]
 
         # The instance is deleted, then stored again: the older failure no longer matters.
-        study = make_dataset_study(instance)
-        assert client.delete(f"/v1/studies/{study}").status_code == 204
+        assert client.delete(f"/v1/studies/{dataset.StudyInstanceUID}").status_code == 204
         assert client.post("/v1/studies", content=instance, headers=dicom).status_code == 200
         assert [entry["blob"] for entry in _failures(client)] == ["failed/b-junk.dcm"]
 
-
-def make_dataset_study(instance: bytes) -> str:
-    from io import BytesIO
-
-    from pydicom import dcmread
-
-    return str(dcmread(BytesIO(instance)).StudyInstanceUID)
