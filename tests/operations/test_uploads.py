@@ -1,7 +1,7 @@
 """Upload sessions: ``POST /v1/uploads`` → a URL for one new file under ``incoming/``, which is
 then imported by its BlobCreated event. Embedded: the server receives the file itself. Azure:
 a create/write-only SAS straight to Blob Storage (Azurite), tested with a large file
-(``DICOMWEB_TEST_UPLOAD_BYTES``, 256 MB by default; the 2 GB run is in ``bench.upload_bench``)
+(``DICOMWEB_TEST_UPLOAD_BYTES``, 256 MB by default; the 2 GB run is ``python -m bench.upload_bench``)
 while the server's memory stays bounded."""
 
 from __future__ import annotations
