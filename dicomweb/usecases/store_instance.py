@@ -112,14 +112,22 @@ class StoreInstance:
         """Store ``instance`` from ``source``; ``False`` when that instance is already stored.
 
         A stored copy found unindexed (what a crash between placing and indexing leaves) is
-        indexed now, so a re-sent or re-dropped copy repairs it.
+        indexed now, and one indexed without its change-feed entry gets it, so a re-sent,
+        re-dropped or re-imported copy repairs it.
         """
         key = instance.key
         try:
             await source.place(self.blobs, layout.file_name(key))
         except BlobExistsError:
-            if await self.index.get_instance_by_key(key) is None:
+            record = await self.index.get_instance_by_key(key)
+            if record is None:
                 await self.repair(key)
+            else:
+                # A stop or crash between the index write and the feed append leaves an
+                # indexed instance without its entry; the append is idempotent (entry id),
+                # so a re-sent or re-imported copy completes it, and otherwise changes nothing.
+                await self.feed.append(change_entry(record, Action.CREATE))
+                self.on_change()
             return False
         await self._commit(key, instance)
         return True
