@@ -44,7 +44,8 @@ def build_services(settings: Settings) -> Services:
     kinds: dict[str, OperationKind] = {kind.name: kind for kind in [
         ImportFiles(import_areas, store, blobs),
     ]}
-    runner = LocalRunner(operations, kinds) if settings.operations_runner == "local" else None
+    runner = (LocalRunner(operations, kinds, settings.data_dir / "operations")
+              if settings.operations_runner == "local" else None)
     starter = runner or _durable_starter(settings)
     return Services(
         settings=settings,

@@ -11,8 +11,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from dicomweb.app import create_app
+from dicomweb.composition import build_services
 from dicomweb.settings import Settings
 from dicomweb.usecases import import_files
+from dicomweb.usecases.import_files import import_input
+from dicomweb.usecases.operations.lifecycle import start_operation
 from indexing.operation_store import OperationState, Status
 from indexing.sqlite.operation_store import SqliteOperationStore
 from tests.support.builders import many_instances
@@ -69,3 +72,32 @@ def test_an_instance_sent_by_stow_is_skipped(settings: Settings) -> None:
         operation = wait_for_operation(client.get, started["href"])
         assert (operation["results"]["imported"], operation["results"]["skipped"]) == (FILES - 1, 1)
         assert len(client.get("/v1/changefeed", params={"limit": 100}).json()) == FILES
+
+
+def test_two_server_processes_resume_an_operation_once(settings: Settings) -> None:
+    """Two runners over one data folder (as ``--workers 2``): the operation's lock lets one run it."""
+
+    async def run() -> OperationState:
+        first, second = build_services(settings), build_services(settings)
+        try:
+            state = await start_operation(first.operations, NoStart(), "import", import_input("r/", None, False))
+            assert first.local_runner is not None and second.local_runner is not None
+            await first.local_runner.resume_unfinished()
+            await second.local_runner.resume_unfinished()
+            await second.local_runner.wait(state.operation_id)
+            await first.local_runner.wait(state.operation_id)
+            final = await first.operations.get(state.operation_id)
+            assert final is not None
+            return final
+        finally:
+            await first.close()
+            await second.close()
+
+    final = asyncio.run(run())
+    assert final.status is Status.SUCCEEDED
+    assert final.results == {"imported": FILES, "skipped": 0, "failed": 0}  # nobody else stored any of them
+
+
+class NoStart:
+    async def start(self, state: OperationState) -> None:
+        pass  # the runners pick it up as an unfinished operation

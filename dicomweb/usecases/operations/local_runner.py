@@ -5,14 +5,23 @@ Each operation runs as an asyncio task. Its checkpoints go to the operation stor
 server resumes every unfinished operation at start-up (:meth:`LocalRunner.resume_unfinished`)
 from its last checkpoint; the activities being idempotent, redoing the batch that was
 under way when the process died duplicates nothing.
+
+With several server processes on one data folder (``--workers N``), each resumes the
+unfinished operations at start-up; a lock file per operation (``flock``, released by the
+kernel when its holder exits, ``kill -9`` included) lets exactly one of them run it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
+from pathlib import Path
 from typing import Any
+
+from dicomcore.threads import in_thread
 
 from dicomweb.usecases.operations.lifecycle import Bookkeeping
 from dicomweb.usecases.operations.steps import Call, ContinueAsNew, FanOut, OperationKind, Orchestration, Progress
@@ -26,9 +35,10 @@ RETRY_SECONDS = 1.0
 
 
 class LocalRunner:
-    def __init__(self, store: OperationStore, kinds: dict[str, OperationKind]) -> None:
+    def __init__(self, store: OperationStore, kinds: dict[str, OperationKind], lock_dir: Path) -> None:
         self.store = store
         self.kinds = kinds
+        self.lock_dir = lock_dir
         self.bookkeeping = Bookkeeping(store)
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -60,6 +70,26 @@ class LocalRunner:
             await asyncio.shield(task)
 
     async def _run(self, operation_id: str, type: str) -> None:
+        lock = await in_thread(self._lock, operation_id)
+        if lock is None:
+            return  # another server process runs it
+        try:
+            await self._run_locked(operation_id, type)
+        finally:
+            os.close(lock)
+
+    def _lock(self, operation_id: str) -> int | None:
+        """An exclusive lock on the operation's lock file, or ``None`` when another process holds it."""
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.lock_dir / f"{operation_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return None
+        return descriptor
+
+    async def _run_locked(self, operation_id: str, type: str) -> None:
         kind = self.kinds.get(type)
         if kind is None:
             await self.bookkeeping.finish(operation_id, Status.FAILED, {}, f"unknown operation type {type!r}")
