@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from dicomcore.threads import in_thread
-
 from dicomweb.usecases.operations.lifecycle import Bookkeeping
 from dicomweb.usecases.operations.steps import Call, ContinueAsNew, FanOut, OperationKind, Orchestration, Progress
 from indexing.operation_store import OperationState, OperationStore, Status
