@@ -1,15 +1,18 @@
-"""The Durable orchestrator without a Functions host: driven with the SDK's testing helper
+"""The Durable orchestrator without a Functions host, its activities running for real against
+the embedded store: driven with the SDK's testing helper
 (``azure.durable_functions.testing.orchestrator_generator_wrapper``, which feeds each
-yielded task's result back as replay does) over a context whose activities run for real
-against the embedded store: fan-out, ContinueAsNew, retries, a failing activity, cancel."""
+yielded task's result back as replay does) for fan-out, ContinueAsNew, retries, a failing
+activity and cancel; and replayed from recorded histories by the SDK's own executor."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import azure.durable_functions as df
 import pytest
 from azure.durable_functions.testing import orchestrator_generator_wrapper
 
@@ -187,3 +190,50 @@ def test_cancelled_before_it_started_it_never_runs(services: Services) -> None:
     (generation,) = _run_orchestration(services, state)
     assert [call.get("bookkeeping") for call in generation.calls] == ["begin"]
     assert _state(services, state.operation_id).status is Status.CANCELED
+
+
+# -- the SDK's own replay engine over recorded histories ----------------------------------
+
+_TIME = "2026-01-01T00:00:00.000Z"
+
+
+def _event(event_type: int, event_id: int, **fields: Any) -> dict[str, Any]:
+    return {"EventType": event_type, "EventId": event_id, "IsPlayed": False, "Timestamp": _TIME, **fields}
+
+
+def _started(start: dict[str, Any]) -> list[dict[str, Any]]:
+    # OrchestratorStarted (12), ExecutionStarted (0)
+    return [_event(12, -1), _event(0, -1, Input=json.dumps(start), Version="", Name=durable.ORCHESTRATOR)]
+
+
+def test_replayed_by_the_sdk_from_its_history(services: Services) -> None:
+    """Plays the host: each episode replays the whole recorded history through the SDK's
+    orchestration executor (``df.Orchestrator``), runs the new activities it asks for and
+    records them (TaskScheduled, TaskCompleted); a ContinueAsNew starts a fresh history."""
+    state = _start(services)
+    bookkeeping = Bookkeeping(services.operations)
+    handle = df.Orchestrator.create(lambda context: durable.orchestrate(context, services.operation_kinds))
+    start: dict[str, Any] = {"operationId": state.operation_id, "type": state.type}
+    history, scheduled, generations, widest = _started(start), 0, 1, 0
+    for _ in range(100):
+        answer = json.loads(handle(json.dumps({"history": history, "instanceId": state.operation_id,
+                                               "isReplaying": False, "parentInstanceId": None,
+                                               "input": json.dumps(start)})))
+        widest = max([widest, *(len(group) for group in answer["actions"])])
+        new = [action for group in answer["actions"] for action in group][scheduled:]
+        restart = [action for action in new if action["actionType"] == 4]  # ContinueAsNew
+        if restart:
+            start = json.loads(restart[0]["input"])
+            history, scheduled, generations = _started(start), 0, generations + 1
+            continue
+        if answer["isDone"]:
+            break
+        history.append(_event(12, -1))
+        for action in new:
+            result = asyncio.run(bookkeeping.run(services.operation_kinds, json.loads(action["input"])))
+            history += [_event(4, scheduled, Name=action["functionName"]),
+                        _event(5, -1, TaskScheduledId=scheduled, Result=json.dumps(result))]
+            scheduled += 1
+    assert answer["isDone"] and answer["output"] == {"imported": FILES, "skipped": 0, "failed": 0}
+    assert generations == 3 and 1 < widest <= import_files.PARALLEL
+    assert _state(services, state.operation_id).status is Status.SUCCEEDED
