@@ -193,3 +193,52 @@ def test_conversion_over_the_limit_is_a_406_before_any_byte(settings: Settings) 
             assert response.status_code == 406
             assert "DICOMWEB_TRANSCODE_MAX_BYTES" in response.json()["message"]
         assert client.get(_url(ds), headers={"Accept": DICOM + "; transfer-syntax=*"}).content == raw
+
+
+# -- 1. includefield answered from the stored headers ------------------------------------------
+
+
+def _with_header_extras() -> Dataset:
+    ds = make_dataset(rows=8, columns=6, frames=2)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME"]
+    ds.PixelSpacing = [0.5, 0.25]
+    ds.PatientWeight = "71.5"
+    ds.ManufacturerModelName = "Scanner 9"
+    item = Dataset()
+    item.OpticalPathIdentifier = "1"
+    item.ICCProfile = b"\x00\x01" * 700  # bulk data inside a sequence
+    ds.OpticalPathSequence = [item]
+    ds.LargestImagePixelValue = 4000
+    return ds
+
+
+def test_instance_includefield_answers_any_stored_attribute(client: TestClient) -> None:
+    ds = _with_header_extras()
+    assert client.post("/v1/studies", content=to_bytes(ds), headers={"Content-Type": DICOM}).status_code == 200
+    fields = "SamplesPerPixel,PhotometricInterpretation,ImageType,00280030,TransferSyntaxUID,TotalPixelMatrixRows"
+    url = f"/v1/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances"
+    (found,) = client.get(url, params={"includefield": fields}).json()
+    assert found["00280002"] == {"vr": "US", "Value": [1]}
+    assert found["00280004"]["Value"] == ["MONOCHROME2"]
+    assert found["00080008"]["Value"] == ["ORIGINAL", "PRIMARY", "VOLUME"]
+    assert found["00280030"]["Value"] == [0.5, 0.25]
+    assert found["00020010"] == {"vr": "UI", "Value": [EXPLICIT_LE]}
+    assert "00480007" not in found  # not in this header: nothing invented
+    assert "00280107" not in found  # not asked for
+    (everything,) = client.get(url, params={"includefield": "all"}).json()
+    assert everything["00280107"]["Value"] == [4000]
+    assert "7FE00010" not in everything
+    (path,) = everything["00480105"]["Value"]
+    assert path["00480106"]["Value"] == ["1"] and "00282000" not in path  # no bulk data, even nested
+
+
+def test_study_and_series_includefield_return_their_modules(client: TestClient) -> None:
+    ds = _with_header_extras()
+    assert client.post("/v1/studies", content=to_bytes(ds), headers={"Content-Type": DICOM}).status_code == 200
+    (study,) = client.get("/v1/studies", params={"StudyInstanceUID": ds.StudyInstanceUID,
+                                                 "includefield": "PatientWeight"}).json()
+    assert study["00101030"]["Value"] == [71.5]
+    (series,) = client.get(f"/v1/studies/{ds.StudyInstanceUID}/series",
+                           params={"includefield": "all"}).json()
+    assert series["00081090"]["Value"] == ["Scanner 9"]
+    assert "00280002" not in series  # an instance attribute is not a series one
