@@ -15,6 +15,7 @@ from typing import Any
 from dicomcore import layout
 from dicomcore.dicomjson import without_bulk_data
 from dicomweb.api.context import Services
+from dicomweb.storage.port import BlobNotFoundError
 from indexing.query import SERIES_UID_TAG, SOP_UID_TAG, STUDY_UID_TAG, Level, Query
 
 DicomJson = dict[str, Any]
@@ -30,8 +31,18 @@ async def add_stored_headers(services: Services, results: list[DicomJson], query
         return results
     keys = [layout.instance_key(_uid(item, STUDY_UID_TAG), _uid(item, SERIES_UID_TAG), _uid(item, SOP_UID_TAG))
             for item in results]
-    headers = await services.sidecars.read_metadata_many(keys)
+    try:
+        headers = await services.sidecars.read_metadata_many(keys)
+    except BlobNotFoundError:  # an instance deleted since the search: answer the others
+        headers = [await _header_or_nothing(services, key) for key in keys]
     return [_merged(item, json.loads(raw), query) for item, raw in zip(results, headers, strict=True)]
+
+
+async def _header_or_nothing(services: Services, key: str) -> bytes:
+    try:
+        return await services.sidecars.read_metadata(key)
+    except BlobNotFoundError:
+        return b"{}"
 
 
 def _merged(result: DicomJson, header: DicomJson, query: Query) -> DicomJson:

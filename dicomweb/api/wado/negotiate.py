@@ -1,4 +1,5 @@
-"""Choosing what to send from the Accept header (PS3.18 §8.7).
+"""Choosing what to send from the Accept header (PS3.18 §8.7), with PS3.18's defaults
+(§8.7.3: Explicit VR Little Endian when no transfer-syntax is named, lossy data excepted).
 
 Entries are tried in the client's order of preference; the first one we can satisfy
 wins. When none can be, the 406 message says why for each entry, so a client author can
@@ -35,7 +36,8 @@ ENCODABLE = {
 class Plan:
     """What to send: multipart or one part, the part media type, the transfer syntax.
 
-    ``transfer_syntax`` ``None`` means each instance or frame as stored.
+    ``transfer_syntax`` is what the parts are labelled with; ``None`` means as stored (for
+    frames), or, for instances, that the parts differ (each part header names its own).
     """
 
     multipart: bool
