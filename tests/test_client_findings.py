@@ -242,3 +242,12 @@ def test_study_and_series_includefield_return_their_modules(client: TestClient) 
                            params={"includefield": "all"}).json()
     assert series["00081090"]["Value"] == ["Scanner 9"]
     assert "00280002" not in series  # an instance attribute is not a series one
+
+
+def test_pixel_bulk_data_of_an_instance_without_pixels_is_404(client: TestClient) -> None:
+    ds = make_dataset()
+    del ds.PixelData
+    assert client.post("/v1/studies", content=to_bytes(ds), headers={"Content-Type": DICOM}).status_code == 200
+    response = client.get(_url(ds) + "/bulkdata/7FE00010", headers={"Accept": OCTET_PARTS})
+    assert response.status_code == 404
+    assert "no pixel data" in response.json()["message"]

@@ -42,11 +42,13 @@ def _element_bytes(services: Services, record: InstanceRecord, path: str) -> byt
 
 
 async def _pixel_parts(services: Services, record: InstanceRecord, accept: str | None
-                       ) -> tuple[str, str, AsyncIterator[tuple[str, bytes]]]:
+                       ) -> tuple[str, str, AsyncIterator[bytes]]:
     """Pixel data negotiated as frames are (PS3.18 §8.7.3: ``application/octet-stream``
     means uncompressed little endian): the part type, the syntax sent, and the parts."""
     copy = StoredCopy(record.instance_key, record.incarnation)
     index = await frame_indexes.get(services, copy)
+    if index.number_of_frames == 0:
+        raise not_found(f"instance {record.sop_uid} has no pixel data")
     source = frame_transfer_syntax(record.transfer_syntax_uid)
     frames = range(1, index.number_of_frames + 1)
     plan = negotiate_frames(accept, source, index.number_of_frames)
@@ -73,13 +75,13 @@ async def _pixel_parts(services: Services, record: InstanceRecord, accept: str |
     return OCTET_STREAM, syntax, _each(iter([whole_value()]))
 
 
-async def _each(parts: Iterator[Awaitable[bytes]]) -> AsyncIterator[tuple[str, bytes]]:
+async def _each(parts: Iterator[Awaitable[bytes]]) -> AsyncIterator[bytes]:
     for part in parts:
-        yield "", await part
+        yield await part
 
 
-async def _body(parts: AsyncIterator[tuple[str, bytes]], part_type: str, boundary: str) -> AsyncIterator[bytes]:
-    async for _, data in parts:
+async def _body(parts: AsyncIterator[bytes], part_type: str, boundary: str) -> AsyncIterator[bytes]:
+    async for data in parts:
         yield multipart.part_header(boundary, part_type) + data + multipart.CRLF
     yield multipart.closing(boundary)
 
