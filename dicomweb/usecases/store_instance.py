@@ -186,7 +186,7 @@ class StoreInstance:
         """The index refused a file just placed: remove it again, unless the record did
         commit after all (then the file belongs to it)."""
         try:
-            if await self.index.get_instance_by_key(record.instance_key) is None:
+            if await self.index.get_instance(record.study_uid, record.series_uid, record.sop_uid) is None:
                 await self.blobs.delete(layout.file_name(record.instance_key))
         except Exception:
             log.exception("could not undo placing %s; verify --repair will", layout.file_name(record.instance_key))

@@ -42,6 +42,7 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
+    CosmosHttpResponseError,
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
 )
@@ -387,9 +388,14 @@ class CosmosIndexStore:
         pending = dict(document["pending"])
         await self._feed.append(ChangeEntry(**{**pending, "action": Action(pending["action"]),
                                                "state": State(pending["state"])}))
-        with contextlib.suppress(CosmosResourceNotFoundError):
+        try:
             await container.patch_item(document["id"], partition_key=document["study_uid"],
                                        patch_operations=[{"op": "remove", "path": "/pending"}])
+        except CosmosResourceNotFoundError:
+            pass  # removed meanwhile
+        except CosmosHttpResponseError as exc:
+            if exc.status_code != 400:  # 400: already cleared by a concurrent add of the same record
+                raise
 
     # -- searching ----------------------------------------------------------------------
 
