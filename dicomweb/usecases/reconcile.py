@@ -82,7 +82,7 @@ class Reconcile:
         report.unfinished_deletes = len(pending)
         if repair and pending:
             await self.delete.finish_unfinished()
-        await self._files_to_records(report, repair)
+        await self._files_to_records(report, repair, {record.instance_key for record in pending})
         await self._records_to_files(report, repair, digests)
         report.staging_leftovers = await self.blobs.clean_staging(self.staging_grace_seconds, dry_run=not repair)
         log.info("reconciliation (%s): %s", "repair" if repair else "check", report.to_dict())
@@ -90,11 +90,13 @@ class Reconcile:
 
     # -- files without records ----------------------------------------------------------
 
-    async def _files_to_records(self, report: Report, repair: bool) -> None:
+    async def _files_to_records(self, report: Report, repair: bool, unfinished: set[str]) -> None:
         unindexed = []
         async for name in self.blobs.list_names("instances/"):
             key = layout.key_of_instance_file(name)
-            if key is not None and await self.index.get_instance_by_key(key) is None:
+            if key is None or key in unfinished:
+                continue  # an unfinished delete's file is counted (and removed) as that
+            if await self.index.get_instance_by_key(key) is None:
                 unindexed.append(key)
         if not unindexed:
             return
