@@ -24,10 +24,11 @@ from dicomweb.api.stow import routes as stow_routes
 from dicomweb.api.wado import routes as wado_routes
 from dicomweb.background import event_indexing
 from dicomweb.composition import build_services
-from dicomweb.http.errors import HTTPError, handle_http_error
+from dicomweb.http.errors import HTTPError, handle_http_error, handle_missing_blob
 from dicomweb.http.limits import HeaderLimits
 from dicomweb.http.urls import SERVICE_PREFIX
 from dicomweb.settings import Settings
+from dicomweb.storage.port import BlobNotFoundError
 
 EXPOSED_HEADERS = ["Content-Type", "Content-Length", "ETag", "Warning", "Content-Location"]
 
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPError: handle_http_error},
+        exception_handlers={HTTPError: handle_http_error, BlobNotFoundError: handle_missing_blob},
         lifespan=lifespan,
     )
     app.state.services = wired

@@ -143,12 +143,14 @@ def test_vanished_file_is_404_and_its_record_is_removed(client: TestClient) -> N
     assert study.status_code == 200  # the study still answers, with what is left
 
 
-def test_metadata_of_a_ghost_is_404(client: TestClient) -> None:
+def test_metadata_and_frames_of_a_ghost_are_404(client: TestClient) -> None:
     ds = make_dataset()
     _store(client, ds)
     services = client.app.state.services  # type: ignore[attr-defined]
     for name in (layout.metadata_name(_key(ds)), layout.frames_name(_key(ds)), layout.file_name(_key(ds))):
         client.portal.call(services.blobs.delete, name)  # type: ignore[union-attr]
+    url = f"/v1/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    assert client.get(url + "/frames/1", headers={"Accept": "application/octet-stream"}).status_code == 404
     assert client.get(f"/v1/studies/{ds.StudyInstanceUID}/metadata").status_code == 404
     assert client.get(f"/v1/studies/{ds.StudyInstanceUID}/metadata").status_code == 404
 

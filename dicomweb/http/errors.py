@@ -38,3 +38,10 @@ def unsupported_media_type(message: str) -> HTTPError:
 async def handle_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPError)
     return JSONResponse({"status": exc.status, "message": exc.message}, exc.status, headers=exc.headers)
+
+
+async def handle_missing_blob(request: Request, exc: Exception) -> Response:
+    """A stored file that vanished behind the server's back, met by a route that had no
+    better answer: 404 rather than 500 (``dicomweb verify --repair`` removes its record)."""
+    return JSONResponse({"status": 404, "message": "a stored file of this resource is gone (removed outside "
+                                                   "the server)"}, 404)
