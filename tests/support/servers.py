@@ -52,12 +52,19 @@ class ServerProcess:
             pass
 
     def _wait_until_listening(self) -> None:
-        for _ in range(100):
+        # With --workers N the root is printed once the port is bound, but it listens only
+        # when a worker has started: on a loaded machine that took more than the 5 s this
+        # waited before (connections refused afterwards). Wait longer, and say so if never.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return
             except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.process.returncode}") from None
                 time.sleep(0.05)
+        raise RuntimeError("server printed its root but did not accept connections within 60 s")
 
     def stop(self) -> None:
         self.process.terminate()
