@@ -22,7 +22,7 @@ from dicomcore import layout
 from dicomweb.settings import Settings
 from dicomweb.storage.port import BlobNotFoundError
 from dicomweb.usecases.blob_created import Outcome
-from tests.support.blob_drops import event_grid_event
+from tests.support.blob_drops import drop, event_grid_event
 from tests.support.builders import make_dataset, multipart_body, to_bytes
 
 pytestmark = pytest.mark.both_backends
@@ -189,3 +189,17 @@ def test_full_disk_while_spooling_is_507(client: TestClient, monkeypatch: pytest
     response = client.post("/v1/studies", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 507
     assert "insufficient storage" in response.json()["message"]
+
+
+def test_resend_after_a_crash_between_link_and_index_is_stored(client: TestClient, settings: Settings) -> None:
+    same, other = make_dataset(), make_dataset()
+    drop(settings, layout.file_name(_key(same)), to_bytes(same))  # linked, never indexed
+    _store(client, same)  # these very bytes are stored now: 200, not 409
+    assert client.get(f"/v1/studies/{same.StudyInstanceUID}/metadata").status_code == 200
+    changed = make_dataset(study=other.StudyInstanceUID, series=other.SeriesInstanceUID, sop=other.SOPInstanceUID,
+                           patient_id="OTHER")
+    drop(settings, layout.file_name(_key(other)), to_bytes(other))
+    body, content_type = multipart_body([to_bytes(changed)])
+    response = client.post("/v1/studies", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 409  # another copy of these UIDs is stored (and indexed now)
+    assert client.get(f"/v1/studies/{other.StudyInstanceUID}/metadata").status_code == 200

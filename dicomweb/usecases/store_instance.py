@@ -18,11 +18,12 @@ Each step is idempotent, so running it again after a crash, or for a repeated ev
 finishes what was left undone and duplicates nothing: ``IndexStore.add_instance`` keeps an
 existing record (and its incarnation) and its entry id. A deleted instance (tombstoned)
 is indexed again only from a freshly placed file, never by repair (docs/architecture.md,
-"Deleting").
+"Files, index and feed: one unit").
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -132,10 +133,22 @@ class StoreInstance:
             if await self.index.get_instance_by_key(key) is not None:
                 return False
             if not await self._clear_deleted_copy(key, instance.uids):
-                return await self.repair(key)
+                # A stored copy nobody indexed (a crash between link and index, or a
+                # concurrent sender's copy about to be): indexed now. It counts as this
+                # store only if it holds these very bytes.
+                return await self.repair(key) and await self._holds(key, source.sha256)
             await source.place(self.blobs, layout.file_name(key))
         await self._commit(key, instance, sha256=source.sha256, fresh=True)
         return True
+
+    async def _holds(self, key: str, sha256: str) -> bool:
+        """The stored file has this SHA-256 (read whole: only on the rare path above)."""
+        if not sha256:
+            return False
+        digest = hashlib.sha256()
+        async for chunk in self.blobs.iter_chunks(layout.file_name(key), chunk_size=4 << 20):
+            digest.update(chunk)
+        return digest.hexdigest() == sha256
 
     async def _clear_deleted_copy(self, key: str, uids: InstanceUids) -> bool:
         """Remove the stored copy of a deleted instance (its delete crashed before removing
