@@ -112,6 +112,7 @@ class CosmosIndexStore:
             await self._remove_documents(container, record.study_uid,
                                          [await _read(container, schema.instance_id(record.series_uid,
                                                                                     record.sop_uid), record.study_uid)])
+            await self._feed.append(change_entry(record, Action.DELETE))  # its create entry is out
             return False
         return added
 
