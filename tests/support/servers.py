@@ -52,9 +52,8 @@ class ServerProcess:
             pass
 
     def _wait_until_listening(self) -> None:
-        # With --workers N the root is printed once the port is bound, but it listens only
-        # when a worker has started: on a loaded machine that took more than the 5 s this
-        # waited before (connections refused afterwards). Wait longer, and say so if never.
+        # With several workers the parent binds the socket and prints the root before the
+        # workers (slow to import on a busy machine) start listening on it.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -64,7 +63,7 @@ class ServerProcess:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"server exited with {self.process.returncode}") from None
                 time.sleep(0.05)
-        raise RuntimeError("server printed its root but did not accept connections within 60 s")
+        raise RuntimeError(f"server on port {self.port} did not accept connections in 60 s")
 
     def stop(self) -> None:
         self.process.terminate()
