@@ -26,10 +26,12 @@ from dicomweb.api.stow import routes as stow_routes
 from dicomweb.api.wado import routes as wado_routes
 from dicomweb.background import event_indexing, operations_running
 from dicomweb.composition import build_services
-from dicomweb.http.errors import handle_http_error
+from dicomweb.http.errors import handle_http_error, handle_missing_blob
 from dicomweb.http.limits import HeaderLimits
+from dicomweb.http.routing import merge_methods
 from dicomweb.http.urls import SERVICE_PREFIX
 from dicomweb.settings import Settings
+from dicomweb.storage.port import BlobNotFoundError
 
 EXPOSED_HEADERS = ["Content-Type", "Content-Length", "ETag", "Warning", "Content-Location"]
 
@@ -65,7 +67,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     routes = [
         Mount(
             SERVICE_PREFIX,
-            routes=[
+            routes=merge_methods([
                 *stow_routes.routes,
                 *qido_routes.routes,
                 *wado_routes.routes,
@@ -73,13 +75,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *changefeed_routes.routes,
                 *operations_routes.routes,
                 *importing_routes.routes,
-            ],
+            ]),
         )
     ]
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: handle_http_error},
+        exception_handlers={HTTPException: handle_http_error, BlobNotFoundError: handle_missing_blob},
         lifespan=lifespan,
     )
     app.state.services = wired

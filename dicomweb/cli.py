@@ -1,5 +1,6 @@
 """Command line: ``dicomweb serve`` starts the embedded server; ``dicomweb ingest`` imports
-the files dropped into the drop zone once; ``dicomweb import PREFIX`` runs a bulk import
+the files dropped into the drop zone once; ``dicomweb verify [--repair]`` reconciles files,
+index and change feed; ``dicomweb import PREFIX`` runs a bulk import
 (:mod:`dicomweb.import_cli`); ``dicomweb changefeed tail`` follows the feed.
 
 Options override the environment (see :class:`dicomweb.settings.Settings`).
@@ -59,11 +60,18 @@ def _announce_when_ready(server: object, root: str, data: str) -> None:
 
 
 def _tail(args: argparse.Namespace) -> int:
+    import httpx
+
     from dicomweb.follow import Position, follow, print_entry
 
-    with contextlib.suppress(KeyboardInterrupt):
-        follow(args.url.rstrip("/"), print_entry, Position(Path(args.state)), metadata=args.metadata,
-               poll_seconds=args.poll, stop_when_idle=args.once)
+    root = args.url.rstrip("/")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            follow(root, print_entry, Position(Path(args.state)), metadata=args.metadata,
+                   poll_seconds=args.poll, stop_when_idle=args.once)
+    except httpx.HTTPError as exc:  # server down, refused, or an error status: one line, not a traceback
+        print(f"dicomweb changefeed tail: cannot read {root}/changefeed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -99,6 +107,33 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from dicomweb.composition import build_services
+    from dicomweb.settings import Settings
+    from dicomweb.usecases.reconcile import Report
+
+    settings = Settings.from_env()  # the Azure settings too: this is the admin entry point there
+    if args.data:
+        settings = settings.with_(data_dir=Path(args.data).resolve())
+
+    async def run() -> Report:
+        services = build_services(settings)
+        try:
+            return await services.reconcile.run(repair=args.repair, digests=not args.no_digests)
+        finally:
+            await services.close()
+
+    report = asyncio.run(run())
+    print(json.dumps(report.to_dict(), indent=2))
+    if report.damage and not args.repair:
+        print("damage found; run again with --repair to fix what can be fixed", file=sys.stderr)
+        return 1
+    return 1 if report.corrupt_files or report.invalid_files else 0
+
+
 def _import(args: argparse.Namespace) -> int:
     from dicomweb.import_cli import import_in_process, import_remote
 
@@ -125,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--data", default=None,
                         help="folder of the embedded store (default: DICOMWEB_DATA_DIR or ./data)")
     ingest.set_defaults(handler=_ingest)
+
+    verify = commands.add_parser(
+        "verify", help="compare files, index and change feed (and each file's SHA-256); --repair fixes them")
+    verify.add_argument("--data", default=None,
+                        help="folder of the embedded store (default: DICOMWEB_DATA_DIR or ./data); the Azure "
+                             "stores are chosen by DICOMWEB_BLOB_STORE/DICOMWEB_INDEX_STORE")
+    verify.add_argument("--repair", action="store_true", help="fix what was found (else only report)")
+    verify.add_argument("--no-digests", action="store_true", help="skip reading every file for its SHA-256")
+    verify.set_defaults(handler=_verify)
 
     bulk = commands.add_parser(
         "import", help="import every file under a prefix of the import area (DATA/import), with a progress bar")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+MIB = 1024**2
 
 
 def _env(name: str, default: str) -> str:
@@ -43,6 +44,15 @@ class Settings:
     ``DICOMWEB_EVENTGRID_KEY``              its access key
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
+                                            decoded) WADO converts in memory (256 MiB); larger
+                                            conversions answer 406
+    ``DICOMWEB_DELETE_LEASE_SECONDS``       how long a deleter's claim on an unfinished delete
+                                            holds off others (10)
+    ``DICOMWEB_STAGING_GRACE_SECONDS``      age past which ``verify`` removes staging leftovers
+                                            (3600)
+    ``DICOMWEB_VERIFY_AT_STARTUP``          reconcile files, index and feed in the background
+                                            at start-up (1; 0: only ``dicomweb verify``)
     ``DICOMWEB_IMPORT_DIR``                 the embedded import area (default ``DATA/import``)
     ``DICOMWEB_IMPORT_CONTAINER``           the Azure import area: a container (``import``)
     ``DICOMWEB_OPERATIONS_RUNNER``          ``local`` (in the server process) or ``durable``
@@ -67,6 +77,10 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    transcode_max_bytes: int = 256 * MIB
+    delete_lease_seconds: float = 10.0
+    staging_grace_seconds: float = 3600.0
+    verify_at_startup: bool = True
     import_dir: str = ""
     import_container: str = "import"
     operations_runner: str = "local"
@@ -93,6 +107,10 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
+            delete_lease_seconds=float(_env("DICOMWEB_DELETE_LEASE_SECONDS", "10")),
+            staging_grace_seconds=float(_env("DICOMWEB_STAGING_GRACE_SECONDS", "3600")),
+            verify_at_startup=_env("DICOMWEB_VERIFY_AT_STARTUP", "1") not in ("0", "false", "no"),
             import_dir=_env("DICOMWEB_IMPORT_DIR", ""),
             import_container=_env("DICOMWEB_IMPORT_CONTAINER", "import"),
             operations_runner=_env("DICOMWEB_OPERATIONS_RUNNER", "local"),

@@ -23,6 +23,7 @@ from dicomweb.usecases.operations.lifecycle import OperationStarter
 from dicomweb.usecases.operations.local_runner import LocalRunner
 from dicomweb.usecases.operations.steps import OperationKind
 from dicomweb.usecases.publish_events import FeedPublisher
+from dicomweb.usecases.reconcile import Reconcile
 from dicomweb.usecases.sidecars import SidecarFiles
 from dicomweb.usecases.store_instance import StoreInstance
 from dicomweb.usecases.upload_sessions import UploadSessions
@@ -46,6 +47,7 @@ class Services:
     store: StoreInstance
     delete: DeleteInstances
     blob_created: BlobCreatedHandler
+    reconcile: Reconcile
     operations: OperationStore
     operation_kinds: dict[str, OperationKind]
     """Every operation type, by name (what both runners drive)."""

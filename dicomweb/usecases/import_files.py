@@ -59,6 +59,8 @@ class ImportedCopy:
 
     area: ImportArea
     name: str
+    sha256: str = ""
+    """Not computed: a copy found stored but unindexed is then repaired and counted skipped."""
 
     async def place(self, blobs: BlobStore, name: str) -> None:
         staging = blobs.new_staging_path()

@@ -39,7 +39,7 @@ async def receive_upload(request: Request) -> Response:
         raise HTTPError(413, f"the upload of {declared} bytes is larger than the {limit}-byte limit")
     path = services.blobs.new_staging_path()
     try:
-        size = await spool_body(request.stream(), path, max_bytes=limit)
+        size, _ = await spool_body(request.stream(), path, max_bytes=limit)
         if size == 0:
             raise bad_request("the upload is empty")
         await claim_upload(services.blobs, name)
