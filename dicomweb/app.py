@@ -18,11 +18,12 @@ from starlette.routing import Mount
 from dicomweb.api.changefeed import routes as changefeed_routes
 from dicomweb.api.context import Services
 from dicomweb.api.delete import routes as delete_routes
+from dicomweb.api.operations import cast_routes
 from dicomweb.api.operations import routes as operations_routes
 from dicomweb.api.qido import routes as qido_routes
 from dicomweb.api.stow import routes as stow_routes
 from dicomweb.api.wado import routes as wado_routes
-from dicomweb.background import event_indexing
+from dicomweb.background import event_indexing, fhir_sync
 from dicomweb.composition import build_services
 from dicomweb.http.errors import HTTPError, handle_http_error
 from dicomweb.http.limits import HeaderLimits
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            async with event_indexing(wired):
+            async with event_indexing(wired), fhir_sync(wired):
                 yield
         finally:
             if own_services:
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *delete_routes.routes,
                 *changefeed_routes.routes,
                 *operations_routes.routes,
+                *cast_routes.routes,
             ],
         )
     ]

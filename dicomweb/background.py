@@ -32,3 +32,17 @@ async def event_indexing(services: Services) -> AsyncIterator[None]:
                 await scanner
         if bus is not None:
             await bus.stop()
+
+
+@contextlib.asynccontextmanager
+async def fhir_sync(services: Services) -> AsyncIterator[None]:
+    """DICOMcast for the server's lifetime, when configured (see dicomweb/usecases/cast)."""
+    runner = services.cast
+    task = asyncio.get_running_loop().create_task(runner.run()) if runner is not None else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,5 +1,6 @@
 """Command line: ``dicomweb serve`` starts the embedded server; ``dicomweb ingest`` imports
-the files dropped into the drop zone once; ``dicomweb changefeed tail`` follows the feed.
+the files dropped into the drop zone once; ``dicomweb changefeed tail`` follows the feed;
+``dicomweb cast`` syncs a FHIR server from the feed (DICOMcast).
 
 Options override the environment (see :class:`dicomweb.settings.Settings`).
 """
@@ -98,6 +99,12 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cast(args: argparse.Namespace) -> int:
+    from dicomweb.cast_command import run_cast
+
+    return run_cast(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicomweb", description="DICOMweb server (PS3.18)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--poll", type=float, default=1.0, help="seconds between polls when caught up")
     tail.add_argument("--once", action="store_true", help="stop when caught up instead of polling")
     tail.set_defaults(handler=_tail)
+
+    cast = commands.add_parser(
+        "cast", help="DICOMcast: keep a FHIR R4 server's Patient, Endpoint and ImagingStudy in step with the "
+        "change feed of a running server; `cast failures` lists (--retry: retries) the studies it skipped")
+    cast.add_argument("what", nargs="?", choices=["run", "failures"], default="run")
+    cast.add_argument("--fhir-url", default=os.environ.get("DICOMWEB_FHIR_URL", ""), help="FHIR R4 base URL")
+    cast.add_argument("--url", default="http://127.0.0.1:8080/v1", help="service root of the DICOMweb server")
+    cast.add_argument("--state", default="dicomcast-state.json", help="file holding the position and the failures")
+    cast.add_argument("--patient-system", default=os.environ.get("DICOMWEB_FHIR_PATIENT_SYSTEM", ""),
+                      help="identifier system of PatientID in FHIR (default: IssuerOfPatientID, else none)")
+    cast.add_argument("--auth", default=os.environ.get("DICOMWEB_FHIR_AUTH", "none"), choices=["none", "azure"],
+                      help="azure: sign in to FHIR with DefaultAzureCredential (scope {fhir-url}/.default)")
+    cast.add_argument("--poll", type=float, default=1.0, help="seconds between polls when caught up")
+    cast.add_argument("--once", action="store_true", help="stop when caught up instead of polling")
+    cast.add_argument("--retry", action="store_true", help="with `failures`: sync the failed studies again")
+    cast.set_defaults(handler=_cast)
     return parser
 
 

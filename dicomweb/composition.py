@@ -14,6 +14,11 @@ from dicomweb.settings import Settings
 from dicomweb.storage.local_events import BlobEventBus
 from dicomweb.storage.port import BlobStore
 from dicomweb.usecases.blob_created import BlobCreatedHandler
+from dicomweb.usecases.cast.archive import LocalArchive
+from dicomweb.usecases.cast.ports import FeedSource, FhirClient, StudySource
+from dicomweb.usecases.cast.state import BlobState, JsonFileState
+from dicomweb.usecases.cast.study_sync import StudySync
+from dicomweb.usecases.cast.sync import CastRunner, CastSync
 from dicomweb.usecases.delete_instances import DeleteInstances
 from dicomweb.usecases.publish_events import FeedPublisher
 from dicomweb.usecases.sidecars import SidecarFiles
@@ -32,6 +37,7 @@ def build_services(settings: Settings) -> Services:
     publisher = FeedPublisher(feed, events, blobs)
     sidecars = SidecarFiles(blobs, settings.bulkdata_threshold)
     store = StoreInstance(blobs, index, feed, sidecars, on_change=publisher.kick)
+    cast = _cast_in_process(settings, LocalArchive(feed, index, sidecars, settings.public_url), blobs, events)
     return Services(
         settings=settings,
         blobs=blobs,
@@ -44,7 +50,48 @@ def build_services(settings: Settings) -> Services:
         delete=DeleteInstances(blobs, index, feed, on_change=publisher.kick),
         blob_created=BlobCreatedHandler(settings.blob_container, blobs, index, store),
         blob_events=blob_events,
+        cast=cast,
     )
+
+
+def _fhir_client(fhir_url: str, auth: str) -> FhirClient:
+    from dicomweb.fhir.http_client import AzureToken, HttpFhirClient
+
+    if auth not in ("none", "azure"):
+        raise ValueError(f"DICOMWEB_FHIR_AUTH={auth!r} is not supported; use 'none' or 'azure'")
+    return HttpFhirClient(fhir_url, token=AzureToken(fhir_url) if auth == "azure" else None)
+
+
+def _cast_sync(fhir: FhirClient, feed: FeedSource, studies: StudySource, state: BlobState | JsonFileState,
+               patient_system: str) -> CastSync:
+    return CastSync(fhir, feed, StudySync(fhir, studies, patient_system=patient_system), state)
+
+
+def _cast_in_process(settings: Settings, archive: LocalArchive, blobs: BlobStore, events: EventSink
+                     ) -> CastRunner | None:
+    """DICOMcast inside this process when DICOMWEB_FHIR_URL is set, woken by each change event."""
+    if not settings.fhir_url:
+        return None
+    fhir = _fhir_client(settings.fhir_url, settings.fhir_auth)
+    runner = CastRunner(_cast_sync(fhir, archive, archive, BlobState(blobs), settings.fhir_patient_system),
+                        settings.cast_poll_seconds)
+    from changefeed.inprocess import InProcessEventBus
+
+    if isinstance(events, InProcessEventBus):
+        async def wake(_entry: object) -> None:
+            runner.kick()
+
+        events.subscribe(wake)
+    return runner
+
+
+def build_remote_cast(fhir_url: str, service_root: str, state: Path, *, patient_system: str = "",
+                      auth: str = "none") -> CastSync:
+    """DICOMcast following a running server's change feed (``dicomweb cast``)."""
+    from dicomweb.fhir.remote_archive import RemoteArchive
+
+    archive = RemoteArchive(service_root)
+    return _cast_sync(_fhir_client(fhir_url, auth), archive, archive, JsonFileState(state), patient_system)
 
 
 def _blob_root(settings: Settings) -> Path:

@@ -43,6 +43,10 @@ class Settings:
     ``DICOMWEB_EVENTGRID_KEY``              its access key
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_FHIR_URL``                   FHIR R4 base URL: DICOMcast syncs to it (off when empty)
+    ``DICOMWEB_FHIR_PATIENT_SYSTEM``        identifier system of PatientID in FHIR (docs/dicomcast.md)
+    ``DICOMWEB_FHIR_AUTH``                  ``none`` (default) or ``azure`` (managed identity token)
+    ``DICOMWEB_CAST_POLL_SECONDS``          how often DICOMcast looks for changes it missed (5)
     ======================================  =====================================================
     """
 
@@ -62,6 +66,10 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    fhir_url: str = ""
+    fhir_patient_system: str = ""
+    fhir_auth: str = "none"
+    cast_poll_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,6 +91,10 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            fhir_url=_env("DICOMWEB_FHIR_URL", ""),
+            fhir_patient_system=_env("DICOMWEB_FHIR_PATIENT_SYSTEM", ""),
+            fhir_auth=_env("DICOMWEB_FHIR_AUTH", "none"),
+            cast_poll_seconds=float(_env("DICOMWEB_CAST_POLL_SECONDS", "5")),
         )
 
     def with_(self, **changes: Any) -> Settings:

@@ -17,6 +17,7 @@ from dicomweb.settings import Settings
 from dicomweb.storage.blob_events import BlobEventSource
 from dicomweb.storage.port import BlobStore
 from dicomweb.usecases.blob_created import BlobCreatedHandler
+from dicomweb.usecases.cast.sync import CastRunner
 from dicomweb.usecases.delete_instances import DeleteInstances
 from dicomweb.usecases.publish_events import FeedPublisher
 from dicomweb.usecases.sidecars import SidecarFiles
@@ -42,6 +43,8 @@ class Services:
     blob_created: BlobCreatedHandler
     blob_events: BlobEventSource | None = None
     """The local store's blob-created events (``None`` where Event Grid delivers them)."""
+    cast: CastRunner | None = None
+    """DICOMcast, when ``DICOMWEB_FHIR_URL`` is set."""
 
     async def close(self) -> None:
         await self.publisher.drain()
@@ -49,6 +52,8 @@ class Services:
         await self.index.close()
         await self.feed.close()
         await self.blobs.close()
+        if self.cast is not None:
+            await self.cast.sync.close()
 
 
 def services_of(request: Request) -> Services:
