@@ -26,13 +26,12 @@ def _sync(args: argparse.Namespace) -> CastSync:
     if not args.fhir_url:
         raise SystemExit("dicomweb cast: --fhir-url (or DICOMWEB_FHIR_URL) is required")
     return build_remote_cast(args.fhir_url, args.url.rstrip("/"), Path(args.state),
-                             patient_system=args.patient_system, auth=args.auth)
+                             patient_system=args.patient_system, auth=args.auth, batch=args.batch)
 
 
 async def _follow(args: argparse.Namespace) -> int:
     sync = _sync(args)
     try:
-        await sync.check_server()
         while True:
             try:
                 result = await sync.catch_up()

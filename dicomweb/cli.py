@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="azure: sign in to FHIR with DefaultAzureCredential (scope {fhir-url}/.default)")
     cast.add_argument("--poll", type=float, default=1.0, help="seconds between polls when caught up")
     cast.add_argument("--once", action="store_true", help="stop when caught up instead of polling")
+    cast.add_argument("--batch", type=int, default=1000, help="change-feed entries read (and saved) at a time")
     cast.add_argument("--retry", action="store_true", help="with `failures`: sync the failed studies again")
     cast.set_defaults(handler=_cast)
     return parser

@@ -63,8 +63,8 @@ def _fhir_client(fhir_url: str, auth: str) -> FhirClient:
 
 
 def _cast_sync(fhir: FhirClient, feed: FeedSource, studies: StudySource, state: BlobState | JsonFileState,
-               patient_system: str) -> CastSync:
-    return CastSync(fhir, feed, StudySync(fhir, studies, patient_system=patient_system), state)
+               patient_system: str, batch: int = 1000) -> CastSync:
+    return CastSync(fhir, feed, StudySync(fhir, studies, patient_system=patient_system), state, batch=batch)
 
 
 def _cast_in_process(settings: Settings, archive: LocalArchive, blobs: BlobStore, events: EventSink
@@ -86,12 +86,12 @@ def _cast_in_process(settings: Settings, archive: LocalArchive, blobs: BlobStore
 
 
 def build_remote_cast(fhir_url: str, service_root: str, state: Path, *, patient_system: str = "",
-                      auth: str = "none") -> CastSync:
+                      auth: str = "none", batch: int = 1000) -> CastSync:
     """DICOMcast following a running server's change feed (``dicomweb cast``)."""
     from dicomweb.fhir.remote_archive import RemoteArchive
 
     archive = RemoteArchive(service_root)
-    return _cast_sync(_fhir_client(fhir_url, auth), archive, archive, JsonFileState(state), patient_system)
+    return _cast_sync(_fhir_client(fhir_url, auth), archive, archive, JsonFileState(state), patient_system, batch)
 
 
 def _blob_root(settings: Settings) -> Path:

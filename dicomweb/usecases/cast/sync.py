@@ -110,8 +110,14 @@ class CastSync:
         self._checked = False
 
     async def check_server(self) -> None:
-        """Raise :class:`FhirServerUnsuitable` saying what the FHIR server lacks."""
-        statement = await with_retries(self.fhir.capabilities, self.retry, is_transient)
+        """Raise :class:`FhirServerUnsuitable` saying what the FHIR server lacks
+        (:class:`CastUnavailable` when it cannot be asked now)."""
+        try:
+            statement = await with_retries(self.fhir.capabilities, self.retry, is_transient)
+        except FhirError as error:
+            if error.transient:
+                raise CastUnavailable(f"GET /metadata: {failure_reason(error)}") from error
+            raise FhirServerUnsuitable(f"GET /metadata failed: {failure_reason(error)}") from error
         problems = capability_problems(statement)
         if problems:
             raise FhirServerUnsuitable("the FHIR server cannot be synced: " + "; ".join(problems))
