@@ -17,6 +17,11 @@ a multi-GB upload dropped into ``incoming/`` costs no memory; the handler then r
 its header, with ranged reads through the same blob store as the HTTP app. The trigger
 does not pass the event's time; the handler copes (see dicomweb/usecases/blob_created.py).
 
+DICOMcast (when ``DICOMWEB_FHIR_URL`` is set): a timer runs one catch-up of the change feed
+every 30 seconds (:mod:`dicomweb.cast_trigger`); ``DICOMWEB_FHIR_AUTH=azure`` signs in to the
+FHIR service with the app's managed identity. The Functions app never runs the embedded
+server's background DICOMcast loop: the timer is its only runner.
+
 Configuration comes from the app settings (``local.settings.json`` ``Values`` locally);
 the trigger's ``connection`` names the same setting as the blob store's connection string
 (with a managed identity: ``DICOMWEB_BLOB_CONNECTION_STRING__blobServiceUri`` and
@@ -27,6 +32,7 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_sdk
 
 from dicomweb.app import create_app
+from dicomweb.cast_trigger import SCHEDULE, cast_tick
 from dicomweb.composition import build_services
 from dicomweb.settings import Settings
 from dicomweb.storage.blob_events import BlobCreated
@@ -35,8 +41,8 @@ BLOB_CONNECTION = "DICOMWEB_BLOB_CONNECTION_STRING"
 BLOB_PATH = "%DICOMWEB_BLOB_CONTAINER%/{name}"
 
 # Event Grid announces dropped files here; the periodic drop-zone scan is the embedded
-# server's stand-in for it, so it stays off.
-services = build_services(Settings.from_env().with_(ingest_scan_seconds=0))
+# server's stand-in for it, so it stays off; so does the in-process DICOMcast loop (the timer runs it).
+services = build_services(Settings.from_env().with_(ingest_scan_seconds=0, cast_poll_seconds=0))
 
 app = func.AsgiFunctionApp(app=create_app(services.settings, services), http_auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -44,3 +50,8 @@ app = func.AsgiFunctionApp(app=create_app(services.settings, services), http_aut
 @app.blob_trigger(arg_name="blob", path=BLOB_PATH, connection=BLOB_CONNECTION, source=func.BlobSource.EVENT_GRID)
 async def blob_created(blob: blob_sdk.BlobClient) -> None:
     await services.blob_created.handle(BlobCreated(container=blob.container_name, name=blob.blob_name, url=blob.url))
+
+
+@app.timer_trigger(arg_name="timer", schedule=SCHEDULE, run_on_startup=False, use_monitor=False)
+async def dicomcast(timer: func.TimerRequest) -> None:
+    await cast_tick(services)

@@ -110,7 +110,7 @@ def test_kill_mid_backlog_then_restart(tmp_path: Path, fhir: FhirServer, patient
     server = ServerProcess(tmp_path / "data")
     state = tmp_path / "cast.json"
     try:
-        studies = [generate_uid() for _ in range(40)]
+        studies = [generate_uid() for _ in range(24)]
         _stow(server.root, *(make_dataset(study=uid, patient_id=patient_id) for uid in studies))
         follower = _follow(fhir.base_url, server.root, state, "--batch", "3")
 

@@ -1,0 +1,78 @@
+"""DICOMcast catch-up rate: a backlog of 5,000 instances in 500 studies synced to a local
+FHIR R4 server (SEKMET, PyPI ``sekmet-fhir``).
+
+    python -m bench.cast_bench [--studies 500] [--per-study 10] [--patients 100]
+
+Starts ``dicomweb serve`` on a temporary store and fills it over STOW (one request per
+study, two series each), starts the FHIR server, then times one catch-up of the whole
+feed by the same code ``dicomweb cast`` runs (feed read in batches of 1,000 entries, one
+transaction per study). Reports change-feed entries/s and studies/s, and checks that FHIR
+ends with one ImagingStudy per study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from pydicom.uid import generate_uid
+
+from dicomweb.composition import build_remote_cast
+from tests.support.builders import make_dataset, multipart_body, to_bytes
+from tests.support.fhir import FhirServer
+from tests.support.servers import ServerProcess
+
+
+def _fill(root: str, studies: int, per_study: int, patients: int) -> None:
+    with httpx.Client(timeout=120) as http:
+        for number in range(studies):
+            study, series = generate_uid(), [generate_uid(), generate_uid()]
+            parts = [to_bytes(make_dataset(study=study, series=series[i % 2], patient_id=f"BENCH-{number % patients}",
+                                           instance_number=i + 1, series_number=i % 2 + 1))
+                     for i in range(per_study)]
+            body, content_type = multipart_body(parts)
+            response = http.post(f"{root}/studies", content=body, headers={"Content-Type": content_type})
+            response.raise_for_status()
+
+
+async def _catch_up(fhir_url: str, root: str, state: Path) -> tuple[int, int, float]:
+    sync = build_remote_cast(fhir_url, root, state)
+    try:
+        await sync.check_server()
+        started = time.perf_counter()
+        result = await sync.catch_up()
+        return result.entries, result.studies, time.perf_counter() - started
+    finally:
+        await sync.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.cast_bench", description=__doc__)
+    parser.add_argument("--studies", type=int, default=500)
+    parser.add_argument("--per-study", type=int, default=10)
+    parser.add_argument("--patients", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cast-bench-") as folder:
+        server = ServerProcess(Path(folder) / "data")
+        fhir = FhirServer(Path(folder) / "fhir")
+        try:
+            started = time.perf_counter()
+            _fill(server.root, args.studies, args.per_study, args.patients)
+            print(f"stored {args.studies * args.per_study} instances in {args.studies} studies "
+                  f"in {time.perf_counter() - started:.1f} s", flush=True)
+            entries, studies, seconds = asyncio.run(_catch_up(fhir.base_url, server.root, Path(folder) / "cast.json"))
+            synced = len(fhir.search("ImagingStudy", _count="1000"))
+            print(f"catch-up: {entries} entries of {studies} studies in {seconds:.1f} s = "
+                  f"{entries / seconds:.0f} entries/s, {studies / seconds:.1f} studies/s; "
+                  f"FHIR holds {synced} ImagingStudy resources")
+        finally:
+            fhir.stop()
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
