@@ -1,6 +1,6 @@
 """``dicomweb cast`` following a running server's change feed, against a real FHIR R4 server:
 dicomweb-client stores, deletes and replays; a kill -9 mid-backlog; a FHIR server answering
-503 for a while; an invalid birth date; two archives with the same patient."""
+503 for a while; an invalid birth date; two archives with the same patient; a server that is not FHIR."""
 
 from __future__ import annotations
 
@@ -180,6 +180,10 @@ def test_invalid_birth_date_is_recorded_and_skipped(tmp_path: Path, fhir: FhirSe
         retried = subprocess.run(_command(fhir.base_url, server.root, state, "failures", "--retry"),
                                  capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert retried.returncode == 1 and bad in retried.stdout, "still invalid: still recorded"
+
+        # A server that is no FHIR server (here the DICOMweb server itself) is named as such.
+        unsuitable = _cast_once(server.root, server.root, tmp_path / "other.json")
+        assert unsuitable.returncode == 2 and "GET /metadata" in unsuitable.stderr
     finally:
         server.stop()
 
@@ -205,13 +209,3 @@ def test_two_archives_one_patient(tmp_path: Path, fhir: FhirServer, patient_id: 
     finally:
         first.stop()
         second.stop()
-
-
-def test_unsuitable_fhir_server_is_named(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data")
-    try:
-        # The DICOMweb server itself is no FHIR server: /metadata is not a CapabilityStatement.
-        run = _cast_once(server.root, server.root, tmp_path / "cast.json")
-        assert run.returncode == 2 and "GET /metadata" in run.stderr
-    finally:
-        server.stop()
