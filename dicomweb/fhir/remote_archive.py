@@ -30,7 +30,9 @@ class RemoteArchive:
     async def read(self, after: int, limit: int) -> list[FeedEntry]:
         response = await self._get("/changefeed", {"offset": after, "limit": min(limit, 1000),
                                                    "includeMetadata": "false"})
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise ArchiveUnavailable(f"{self._root}/changefeed answered {response.status_code}: is the URL the "
+                                     "service root of a DICOMweb server with a change feed?")
         return [FeedEntry(int(item["sequence"]), item["studyInstanceUid"], item["action"]) for item in response.json()]
 
     async def study_metadata(self, study_uid: str) -> list[Json]:

@@ -18,6 +18,8 @@ from dicomweb.usecases.cast.snapshot import StudySnapshot, snapshot
 
 Json = dict[str, Any]
 PATIENT_REF = "urn:uuid:00000000-0000-4000-8000-000000000001"
+PATIENT_LOCKS = 64
+"""Striped locks, one per patient identifier hash: bounded memory, however many patients."""
 
 
 def _version(resource: Json) -> str:
@@ -31,6 +33,7 @@ class StudySync:
         self.patient_system = patient_system
         self._endpoint: str | None = None
         self._endpoint_lock = asyncio.Lock()
+        self._patient_locks = [asyncio.Lock() for _ in range(PATIENT_LOCKS)]
 
     async def endpoint_reference(self) -> str:
         """``Endpoint/{id}`` of this service, created once (conditional create) and remembered."""
@@ -55,6 +58,13 @@ class StudySync:
     async def sync(self, study_uid: str) -> bool:
         """Bring FHIR to the study's current state; True if something was written."""
         study = snapshot(study_uid, await self.studies.study_metadata(study_uid))
+        # Studies of one patient go one at a time: two parallel conditional creates of a new
+        # Patient could both find none on a server that does not serialise transactions.
+        key = mapping.search_token(mapping.patient_identifier(study.patient, self.patient_system)) if study else ""
+        async with self._patient_locks[hash(key) % PATIENT_LOCKS]:
+            return await self._sync(study, study_uid)
+
+    async def _sync(self, study: StudySnapshot | None, study_uid: str) -> bool:
         found = await self.fhir.search("ImagingStudy", {
             "identifier": mapping.search_token(mapping.study_identifier(study_uid))})
         existing = found[0] if found else None
