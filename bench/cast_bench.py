@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -27,16 +29,18 @@ from tests.support.fhir import FhirServer
 from tests.support.servers import ServerProcess
 
 
+def _store_study(http: httpx.Client, root: str, number: int, per_study: int, patients: int) -> None:
+    study, series = generate_uid(), [generate_uid(), generate_uid()]
+    parts = [to_bytes(make_dataset(study=study, series=series[i % 2], patient_id=f"BENCH-{number % patients}",
+                                   instance_number=i + 1, series_number=i % 2 + 1))
+             for i in range(per_study)]
+    body, content_type = multipart_body(parts)
+    http.post(f"{root}/studies", content=body, headers={"Content-Type": content_type}).raise_for_status()
+
+
 def _fill(root: str, studies: int, per_study: int, patients: int) -> None:
-    with httpx.Client(timeout=120) as http:
-        for number in range(studies):
-            study, series = generate_uid(), [generate_uid(), generate_uid()]
-            parts = [to_bytes(make_dataset(study=study, series=series[i % 2], patient_id=f"BENCH-{number % patients}",
-                                           instance_number=i + 1, series_number=i % 2 + 1))
-                     for i in range(per_study)]
-            body, content_type = multipart_body(parts)
-            response = http.post(f"{root}/studies", content=body, headers={"Content-Type": content_type})
-            response.raise_for_status()
+    with httpx.Client(timeout=120) as http, ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda number: _store_study(http, root, number, per_study, patients), range(studies)))
 
 
 async def _catch_up(fhir_url: str, root: str, state: Path) -> tuple[int, int, float]:
@@ -66,9 +70,10 @@ def main() -> None:
                   f"in {time.perf_counter() - started:.1f} s", flush=True)
             entries, studies, seconds = asyncio.run(_catch_up(fhir.base_url, server.root, Path(folder) / "cast.json"))
             synced = len(fhir.search("ImagingStudy", _count="1000"))
+            load = os.getloadavg()[0]
             print(f"catch-up: {entries} entries of {studies} studies in {seconds:.1f} s = "
                   f"{entries / seconds:.0f} entries/s, {studies / seconds:.1f} studies/s; "
-                  f"FHIR holds {synced} ImagingStudy resources")
+                  f"FHIR holds {synced} ImagingStudy resources (load average {load:.1f} on {os.cpu_count()} cores)")
         finally:
             fhir.stop()
             server.stop()
