@@ -4,17 +4,21 @@ dicomweb-client stores, deletes and replays; a kill -9 mid-backlog; a FHIR serve
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import generate_uid
 
+from dicomweb.cli import main
 from tests.cast.conftest import imaging_studies, patients, shape, wait_for
 from tests.support.builders import DICOM, make_dataset, to_bytes
 from tests.support.fhir import FhirServer, FlakyProxy
@@ -28,9 +32,23 @@ def _command(fhir_url: str, root: str, state: Path, *extra: str) -> list[str]:
             "--state", str(state), *extra[1:]]
 
 
-def _cast_once(fhir_url: str, root: str, state: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_command(fhir_url, root, state, "run", "--once", *options), capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _cli(*argv: str) -> Run:
+    """``dicomweb ...`` run in this process (the follower below is a real process, to be killed)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return Run(code, out.getvalue(), err.getvalue())
+
+
+def _cast_once(fhir_url: str, root: str, state: Path, *options: str) -> Run:
+    return _cli(*_command(fhir_url, root, state, "run", "--once", *options)[3:])
 
 
 def _follow(fhir_url: str, root: str, state: Path, *options: str) -> subprocess.Popen[bytes]:
@@ -171,14 +189,12 @@ def test_invalid_birth_date_is_recorded_and_skipped(tmp_path: Path, fhir: FhirSe
         assert run.returncode == 0, run.stderr
         assert imaging_studies(fhir, before) and imaging_studies(fhir, after) and not imaging_studies(fhir, bad)
 
-        listing = subprocess.run(_command(fhir.base_url, server.root, state, "failures"), capture_output=True,
-                                 text=True, cwd=ROOT, timeout=60)
+        listing = _cli(*_command(fhir.base_url, server.root, state, "failures")[3:])
         assert listing.returncode == 1
         [failure] = [json.loads(line) for line in listing.stdout.splitlines()]
         assert failure["studyInstanceUid"] == bad and failure["sequence"] == 2
         assert "PatientBirthDate" in failure["reason"] and "19700231" not in failure["reason"]
-        retried = subprocess.run(_command(fhir.base_url, server.root, state, "failures", "--retry"),
-                                 capture_output=True, text=True, cwd=ROOT, timeout=60)
+        retried = _cli(*_command(fhir.base_url, server.root, state, "failures", "--retry")[3:])
         assert retried.returncode == 1 and bad in retried.stdout, "still invalid: still recorded"
 
         # A server that is no FHIR server (here the DICOMweb server itself) is named as such.
