@@ -26,7 +26,8 @@ def _sync(args: argparse.Namespace) -> CastSync:
     if not args.fhir_url:
         raise SystemExit("dicomweb cast: --fhir-url (or DICOMWEB_FHIR_URL) is required")
     return build_remote_cast(args.fhir_url, args.url.rstrip("/"), Path(args.state),
-                             patient_system=args.patient_system, auth=args.auth, batch=args.batch)
+                             patient_system=args.patient_system, auth=args.auth, batch=args.batch,
+                             dose_observations=args.dose_observations)
 
 
 async def _follow(args: argparse.Namespace) -> int:

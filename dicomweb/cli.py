@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     cast.add_argument("--poll", type=float, default=1.0, help="seconds between polls when caught up")
     cast.add_argument("--once", action="store_true", help="stop when caught up instead of polling")
     cast.add_argument("--batch", type=int, default=1000, help="change-feed entries read (and saved) at a time")
+    cast.add_argument("--dose-observations", action="store_true",
+                      default=os.environ.get("DICOMWEB_FHIR_DOSE_OBSERVATIONS", "").lower() in ("1", "true", "yes"),
+                      help="radiation dose SR instances become FHIR Observations (LOINC 73569-6)")
     cast.add_argument("--retry", action="store_true", help="with `failures`: sync the failed studies again")
     cast.set_defaults(handler=_cast)
     return parser

@@ -63,8 +63,9 @@ def _fhir_client(fhir_url: str, auth: str) -> FhirClient:
 
 
 def _cast_sync(fhir: FhirClient, feed: FeedSource, studies: StudySource, state: BlobState | JsonFileState,
-               patient_system: str, batch: int = 1000) -> CastSync:
-    return CastSync(fhir, feed, StudySync(fhir, studies, patient_system=patient_system), state, batch=batch)
+               patient_system: str, batch: int = 1000, dose_observations: bool = False) -> CastSync:
+    study_sync = StudySync(fhir, studies, patient_system=patient_system, dose_observations=dose_observations)
+    return CastSync(fhir, feed, study_sync, state, batch=batch)
 
 
 def _cast_in_process(settings: Settings, archive: LocalArchive, blobs: BlobStore, events: EventSink
@@ -73,8 +74,9 @@ def _cast_in_process(settings: Settings, archive: LocalArchive, blobs: BlobStore
     if not settings.fhir_url:
         return None
     fhir = _fhir_client(settings.fhir_url, settings.fhir_auth)
-    runner = CastRunner(_cast_sync(fhir, archive, archive, BlobState(blobs), settings.fhir_patient_system),
-                        settings.cast_poll_seconds)
+    sync = _cast_sync(fhir, archive, archive, BlobState(blobs), settings.fhir_patient_system,
+                      dose_observations=settings.fhir_dose_observations)
+    runner = CastRunner(sync, settings.cast_poll_seconds)
     from changefeed.inprocess import InProcessEventBus
 
     if isinstance(events, InProcessEventBus):
@@ -86,12 +88,13 @@ def _cast_in_process(settings: Settings, archive: LocalArchive, blobs: BlobStore
 
 
 def build_remote_cast(fhir_url: str, service_root: str, state: Path, *, patient_system: str = "",
-                      auth: str = "none", batch: int = 1000) -> CastSync:
+                      auth: str = "none", batch: int = 1000, dose_observations: bool = False) -> CastSync:
     """DICOMcast following a running server's change feed (``dicomweb cast``)."""
     from dicomweb.fhir.remote_archive import RemoteArchive
 
     archive = RemoteArchive(service_root)
-    return _cast_sync(_fhir_client(fhir_url, auth), archive, archive, JsonFileState(state), patient_system, batch)
+    return _cast_sync(_fhir_client(fhir_url, auth), archive, archive, JsonFileState(state), patient_system, batch,
+                      dose_observations)
 
 
 def _blob_root(settings: Settings) -> Path:

@@ -47,6 +47,7 @@ class Settings:
     ``DICOMWEB_FHIR_PATIENT_SYSTEM``        identifier system of PatientID in FHIR (docs/dicomcast.md)
     ``DICOMWEB_FHIR_AUTH``                  ``none`` (default) or ``azure`` (managed identity token)
     ``DICOMWEB_CAST_POLL_SECONDS``          how often DICOMcast looks for changes it missed (5)
+    ``DICOMWEB_FHIR_DOSE_OBSERVATIONS``     ``true``: dose SR instances become Observations (false)
     ======================================  =====================================================
     """
 
@@ -70,6 +71,7 @@ class Settings:
     fhir_patient_system: str = ""
     fhir_auth: str = "none"
     cast_poll_seconds: float = 5.0
+    fhir_dose_observations: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -95,6 +97,7 @@ class Settings:
             fhir_patient_system=_env("DICOMWEB_FHIR_PATIENT_SYSTEM", ""),
             fhir_auth=_env("DICOMWEB_FHIR_AUTH", "none"),
             cast_poll_seconds=float(_env("DICOMWEB_CAST_POLL_SECONDS", "5")),
+            fhir_dose_observations=_env("DICOMWEB_FHIR_DOSE_OBSERVATIONS", "false").lower() in ("1", "true", "yes"),
         )
 
     def with_(self, **changes: Any) -> Settings:

@@ -6,6 +6,7 @@ archive holds now and brings FHIR to that state in one transaction Bundle (docs/
 - :mod:`.ports`: what the sync needs (a FHIR client, the feed, the study's metadata, its state)
 - :mod:`.snapshot`: a study's DICOM JSON → the values the mapping uses
 - :mod:`.mapping`: those values → ``fhir.resources`` R4 models
+- :mod:`.dose`: radiation dose SR instances → Observations (optional)
 - :mod:`.bundle`: the transaction that turns FHIR's current state into the wanted one
 - :mod:`.sync`: one study, with retries; a catch-up of the feed; the recorded failures
 - :mod:`.state`: the position and the failures, in a JSON file or a blob

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from dicomweb.usecases.cast import mapping
+from dicomweb.usecases.cast import dose, mapping
 from dicomweb.usecases.cast.ports import FhirClient, FhirError, StudySource
 from dicomweb.usecases.cast.snapshot import StudySnapshot, snapshot
 
 Json = dict[str, Any]
 PATIENT_REF = "urn:uuid:00000000-0000-4000-8000-000000000001"
+STUDY_REF = "urn:uuid:00000000-0000-4000-8000-000000000003"
 PATIENT_LOCKS = 64
 """Striped locks, one per patient identifier hash: bounded memory, however many patients."""
 
@@ -27,10 +28,12 @@ def _version(resource: Json) -> str:
 
 
 class StudySync:
-    def __init__(self, fhir: FhirClient, studies: StudySource, *, patient_system: str = "") -> None:
+    def __init__(self, fhir: FhirClient, studies: StudySource, *, patient_system: str = "",
+                 dose_observations: bool = False) -> None:
         self.fhir = fhir
         self.studies = studies
         self.patient_system = patient_system
+        self.dose_observations = dose_observations
         self._endpoint: str | None = None
         self._endpoint_lock = asyncio.Lock()
         self._patient_locks = [asyncio.Lock() for _ in range(PATIENT_LOCKS)]
@@ -57,37 +60,59 @@ class StudySync:
 
     async def sync(self, study_uid: str) -> bool:
         """Bring FHIR to the study's current state; True if something was written."""
-        study = snapshot(study_uid, await self.studies.study_metadata(study_uid))
+        instances = await self.studies.study_metadata(study_uid)
+        study = snapshot(study_uid, instances)
         # Studies of one patient go one at a time: two parallel conditional creates of a new
         # Patient could both find none on a server that does not serialise transactions.
         key = mapping.search_token(mapping.patient_identifier(study.patient, self.patient_system)) if study else ""
         async with self._patient_locks[hash(key) % PATIENT_LOCKS]:
-            return await self._sync(study, study_uid)
+            return await self._sync(study, instances, study_uid)
 
-    async def _sync(self, study: StudySnapshot | None, study_uid: str) -> bool:
+    async def _sync(self, study: StudySnapshot | None, instances: list[Json], study_uid: str) -> bool:
         found = await self.fhir.search("ImagingStudy", {
             "identifier": mapping.search_token(mapping.study_identifier(study_uid))})
         existing = found[0] if found else None
-        entries = await self._entries(study, study_uid, existing)
+        entries = await self._entries(study, instances, study_uid, existing)
         if not entries:
             return False
         await self.fhir.transaction(_bundle(entries))
         return True
 
-    async def _entries(self, study: StudySnapshot | None, study_uid: str, existing: Json | None) -> list[Json]:
+    async def _entries(self, study: StudySnapshot | None, instances: list[Json], study_uid: str,
+                       existing: Json | None) -> list[Json]:
         if study is None:
-            return self._emptied(study_uid, existing)
+            return [*await self._dose_entries([], "", "", existing), *self._emptied(study_uid, existing)]
         endpoint = await self.endpoint_reference()
-        patient_entries, subject = await self._patient(study)
+        entries, subject = await self._patient(study)
         wanted = mapping.imaging_study(study, study_uid, subject, endpoint, existing)
         if existing is None:
             token = mapping.search_token(mapping.study_identifier(study_uid))
-            study_entry = {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000003", "resource": wanted,
-                           "request": {"method": "POST", "url": "ImagingStudy", "ifNoneExist": f"identifier={token}"}}
-            return [*patient_entries, study_entry]
-        if mapping.same_resource(mapping.normalised("ImagingStudy", existing), wanted) and not patient_entries:
+            entries.append({"fullUrl": STUDY_REF, "resource": wanted, "request": {
+                "method": "POST", "url": "ImagingStudy", "ifNoneExist": f"identifier={token}"}})
+        elif not mapping.same_resource(mapping.normalised("ImagingStudy", existing), wanted):
+            entries.append(_update("ImagingStudy", existing, wanted))
+        study_ref = f"ImagingStudy/{existing['id']}" if existing else STUDY_REF
+        return [*entries, *await self._dose_entries(instances, study_ref, subject, existing)]
+
+    async def _dose_entries(self, instances: list[Json], study_ref: str, subject: str,
+                            existing: Json | None) -> list[Json]:
+        """Dose Observations to create (new dose SRs) and to delete (their SR left the study)."""
+        if not self.dose_observations:
             return []
-        return [*patient_entries, _update("ImagingStudy", existing, wanted)]
+        wanted = dict(filter(None, (dose.dose_observation(instance, study_ref, subject) for instance in instances)))
+        present: dict[str, Json] = {}
+        if existing is not None:
+            found = await self.fhir.search("Observation", {
+                "part-of": f"ImagingStudy/{existing['id']}", "code": f"{dose.LOINC}|{dose.SUMMARY_CODE}"})
+            present = {sop: item for item in found if (sop := dose.sop_of(item))}
+        entries = [{"request": {"method": "DELETE", "url": f"Observation/{item['id']}"}}
+                   for sop, item in present.items() if sop not in wanted]
+        for sop, observation in wanted.items():
+            if sop not in present:
+                token = mapping.search_token(dose.observation_identifier(sop))
+                entries.append({"resource": observation, "request": {
+                    "method": "POST", "url": "Observation", "ifNoneExist": f"identifier={token}"}})
+        return entries
 
     def _emptied(self, study_uid: str, existing: Json | None) -> list[Json]:
         """Nothing left in the archive: delete the ImagingStudy we created; empty one we did not."""
