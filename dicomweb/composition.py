@@ -17,7 +17,6 @@ from dicomweb.usecases.blob_created import BlobCreatedHandler
 from dicomweb.usecases.cast.archive import LocalArchive
 from dicomweb.usecases.cast.ports import FeedSource, FhirClient, StudySource
 from dicomweb.usecases.cast.state import BlobState, JsonFileState
-from dicomweb.usecases.cast.study_sync import StudySync
 from dicomweb.usecases.cast.sync import CastRunner, CastSync
 from dicomweb.usecases.delete_instances import DeleteInstances
 from dicomweb.usecases.publish_events import FeedPublisher
@@ -64,6 +63,8 @@ def _fhir_client(fhir_url: str, auth: str) -> FhirClient:
 
 def _cast_sync(fhir: FhirClient, feed: FeedSource, studies: StudySource, state: BlobState | JsonFileState,
                patient_system: str, batch: int = 1000, dose_observations: bool = False) -> CastSync:
+    from dicomweb.usecases.cast.study_sync import StudySync  # fhir.resources: imported only when configured
+
     study_sync = StudySync(fhir, studies, patient_system=patient_system, dose_observations=dose_observations)
     return CastSync(fhir, feed, study_sync, state, batch=batch)
 
