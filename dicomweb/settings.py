@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+MIB = 1024**2
 
 
 def _env(name: str, default: str) -> str:
@@ -43,6 +44,9 @@ class Settings:
     ``DICOMWEB_EVENTGRID_KEY``              its access key
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
+                                            decoded) WADO converts in memory (256 MiB); larger
+                                            conversions answer 406
     ``DICOMWEB_FHIR_URL``                   FHIR R4 base URL: DICOMcast syncs to it (off when empty)
     ``DICOMWEB_FHIR_PATIENT_SYSTEM``        identifier system of PatientID in FHIR (docs/dicomcast.md)
     ``DICOMWEB_FHIR_AUTH``                  ``none`` (default) or ``azure`` (managed identity token)
@@ -67,6 +71,7 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    transcode_max_bytes: int = 256 * MIB
     fhir_url: str = ""
     fhir_patient_system: str = ""
     fhir_auth: str = "none"
@@ -93,6 +98,7 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
             fhir_url=_env("DICOMWEB_FHIR_URL", ""),
             fhir_patient_system=_env("DICOMWEB_FHIR_PATIENT_SYSTEM", ""),
             fhir_auth=_env("DICOMWEB_FHIR_AUTH", "none"),
