@@ -225,3 +225,32 @@ def test_two_archives_one_patient(tmp_path: Path, fhir: FhirServer, patient_id: 
     finally:
         first.stop()
         second.stop()
+
+
+def test_an_unknown_action_resyncs_the_study(tmp_path: Path, fhir: FhirServer, patient_id: str) -> None:
+    """The feed carries create and delete today; an entry with any other action (an update, as
+    a later feed may carry) re-syncs its study instead of stopping the sync. Here a proxy in
+    front of the server relabels every entry ``update``; the study was also edited in FHIR
+    behind the sync's back, and the re-sync brings it back to the archive's state."""
+    server = ServerProcess(tmp_path / "data")
+    relabel = FlakyProxy(server.root, rewrite=lambda path, body: body.replace(b'"action":"create"',
+                                                                              b'"action":"update"'))
+    state = tmp_path / "cast.json"
+    try:
+        study = generate_uid()
+        _stow(server.root, make_dataset(study=study, patient_id=patient_id))
+        assert _cast_once(fhir.base_url, relabel.url, state).returncode == 0
+        [imaging] = imaging_studies(fhir, study)
+        edited = {**imaging, "description": "edited elsewhere"}
+        assert httpx.put(f"{fhir.base_url}/ImagingStudy/{imaging['id']}", json=edited,
+                         headers={"Content-Type": "application/fhir+json"}).status_code == 200
+
+        _stow(server.root, make_dataset(study=study, patient_id=patient_id, instance_number=2))
+        run = _cast_once(fhir.base_url, relabel.url, state)
+        assert run.returncode == 0 and "1 changes" in run.stdout, run.stdout
+        [imaging] = imaging_studies(fhir, study)
+        assert (imaging["description"], imaging["numberOfInstances"]) == ("test study", 2)
+        assert json.loads(state.read_text())["failures"] == []
+    finally:
+        relabel.stop()
+        server.stop()

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from pydicom.uid import generate_uid
 from starlette.testclient import TestClient
 
-from changefeed.port import Action, ChangeEntry
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
 from tests.cast.conftest import imaging_studies, patients, shape, wait_for
@@ -90,24 +88,3 @@ def test_failures_listing_without_cast_is_404(client: TestClient) -> None:
     response = client.get("/v1/operations/cast-failures")
     assert response.status_code == 404 and "DICOMWEB_FHIR_URL" in response.json()["message"]
 
-
-def test_an_update_entry_resyncs_the_study(cast_client: TestClient, fhir: FhirServer, patient_id: str) -> None:
-    """An action other than create/delete (here ``update``) re-syncs its study, and a study
-    edited in FHIR behind the sync's back is brought back to the archive's state."""
-    study, sop = generate_uid(), generate_uid()
-    _store(cast_client, study=study, sop=sop, patient_id=patient_id)
-    [imaging] = wait_for(lambda: imaging_studies(fhir, study))
-    edited = {**imaging, "description": "edited elsewhere"}
-    assert httpx.put(f"{fhir.base_url}/ImagingStudy/{imaging['id']}", json=edited,
-                     headers={"Content-Type": "application/fhir+json"}).status_code == 200
-
-    services = cast_client.app.state.services  # type: ignore[attr-defined]
-    [record] = cast_client.portal.call(services.index.list_instances, study)  # type: ignore[union-attr]
-    update = ChangeEntry(entry_id=f"{record.instance_key}:{record.incarnation}:update", action=Action.UPDATE,
-                         study_uid=study, series_uid=record.series_uid, sop_uid=sop,
-                         sop_class_uid=record.sop_class_uid, instance_key=record.instance_key,
-                         incarnation=record.incarnation)
-    cast_client.portal.call(services.feed.append, update)  # type: ignore[union-attr]
-    wait_for(lambda: [s for s in imaging_studies(fhir, study) if s.get("description") == "test study"],
-             what="the update entry to re-sync the study")
-    assert cast_client.get("/v1/operations/cast-failures").json() == []

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,10 @@ class FhirServer:
 
 class FlakyProxy:
     """A loopback HTTP proxy to ``target`` that answers 503 while :attr:`failing` is set,
-    counting what it refused (a FHIR server that is unavailable for a while)."""
+    counting what it refused (a FHIR server that is unavailable for a while); ``rewrite``
+    may change each answer's body (given the request path)."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, rewrite: Callable[[str, bytes], bytes] | None = None) -> None:
         url = httpx.URL(target.rstrip("/"))
         self.origin = f"{url.scheme}://{url.host}:{url.port}"
         self.path = url.path
@@ -96,7 +98,8 @@ class FlakyProxy:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 response = httpx.request(self.command, proxy.origin + self.path, content=body, headers=headers,
                                          timeout=60)
-                self._answer(response.status_code, response.content, dict(response.headers))
+                body = rewrite(self.path, response.content) if rewrite else response.content
+                self._answer(response.status_code, body, dict(response.headers))
 
             def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)
