@@ -58,6 +58,11 @@ class Settings:
     ``DICOMWEB_OPERATIONS_RUNNER``          ``local`` (in the server process) or ``durable``
     ``DICOMWEB_OPERATIONS_QUEUE``           the queue that starts Durable orchestrations
     ``DICOMWEB_UPLOAD_EXPIRY_SECONDS``      how long an upload URL is valid (3600)
+    ``DICOMWEB_FHIR_URL``                   FHIR R4 base URL: DICOMcast syncs to it (off when empty)
+    ``DICOMWEB_FHIR_PATIENT_SYSTEM``        identifier system of PatientID in FHIR (docs/dicomcast.md)
+    ``DICOMWEB_FHIR_AUTH``                  ``none`` (default) or ``azure`` (managed identity token)
+    ``DICOMWEB_CAST_POLL_SECONDS``          how often DICOMcast looks for changes it missed (5)
+    ``DICOMWEB_FHIR_DOSE_OBSERVATIONS``     ``true``: dose SR instances become Observations (false)
     ======================================  =====================================================
     """
 
@@ -86,6 +91,11 @@ class Settings:
     operations_runner: str = "local"
     operations_queue: str = "dicomweb-operations"
     upload_expiry_seconds: int = 3600
+    fhir_url: str = ""
+    fhir_patient_system: str = ""
+    fhir_auth: str = "none"
+    cast_poll_seconds: float = 5.0
+    fhir_dose_observations: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -116,6 +126,11 @@ class Settings:
             operations_runner=_env("DICOMWEB_OPERATIONS_RUNNER", "local"),
             operations_queue=_env("DICOMWEB_OPERATIONS_QUEUE", "dicomweb-operations"),
             upload_expiry_seconds=int(_env("DICOMWEB_UPLOAD_EXPIRY_SECONDS", "3600")),
+            fhir_url=_env("DICOMWEB_FHIR_URL", ""),
+            fhir_patient_system=_env("DICOMWEB_FHIR_PATIENT_SYSTEM", ""),
+            fhir_auth=_env("DICOMWEB_FHIR_AUTH", "none"),
+            cast_poll_seconds=float(_env("DICOMWEB_CAST_POLL_SECONDS", "5")),
+            fhir_dose_observations=_env("DICOMWEB_FHIR_DOSE_OBSERVATIONS", "false").lower() in ("1", "true", "yes"),
         )
 
     @property
