@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+MIB = 1024**2
 
 
 def _env(name: str, default: str) -> str:
@@ -43,6 +44,9 @@ class Settings:
     ``DICOMWEB_EVENTGRID_KEY``              its access key
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
+                                            decoded) WADO converts in memory (256 MiB); larger
+                                            conversions answer 406
     ``DICOMWEB_DELETE_LEASE_SECONDS``       how long a deleter's claim on an unfinished delete
                                             holds off others (10)
     ``DICOMWEB_STAGING_GRACE_SECONDS``      age past which ``verify`` removes staging leftovers
@@ -68,6 +72,7 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    transcode_max_bytes: int = 256 * MIB
     delete_lease_seconds: float = 10.0
     staging_grace_seconds: float = 3600.0
     verify_at_startup: bool = True
@@ -92,6 +97,7 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
             delete_lease_seconds=float(_env("DICOMWEB_DELETE_LEASE_SECONDS", "10")),
             staging_grace_seconds=float(_env("DICOMWEB_STAGING_GRACE_SECONDS", "3600")),
             verify_at_startup=_env("DICOMWEB_VERIFY_AT_STARTUP", "1") not in ("0", "false", "no"),

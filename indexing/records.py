@@ -26,12 +26,18 @@ MODALITY_TAG = "00080060"
 Keys = dict[str, list[str]]
 """Matchable tag (or ``sequence.tag`` path) → its normalised keys (or name words)."""
 
+TRANSFER_SYNTAX_TAG = "00020010"
+
 
 def new_record(
     parsed: ParsedInstance, uids: InstanceUids, key: str, incarnation: str, attributes: dict[str, Any],
     sha256: str = "",
 ) -> InstanceRecord:
-    """The record of a stored copy of an instance (``incarnation`` names this copy)."""
+    """The record of a stored copy of an instance (``incarnation`` names this copy).
+
+    Its attributes gain the File Meta values a search can return (Transfer Syntax UID:
+    whole-slide clients ask for it), which the header's DICOM JSON leaves out.
+    """
     return InstanceRecord(
         study_uid=uids.study,
         series_uid=uids.series,
@@ -42,7 +48,7 @@ def new_record(
         transfer_syntax_uid=parsed.transfer_syntax_uid,
         number_of_frames=parsed.frames.number_of_frames,
         size=parsed.size,
-        attributes=attributes,
+        attributes={**attributes, TRANSFER_SYNTAX_TAG: {"vr": "UI", "Value": [parsed.transfer_syntax_uid]}},
         stored_at=utc_now(),
         sha256=sha256,
     )
