@@ -6,14 +6,15 @@ syntax each instance is sent in is decided by :func:`negotiate_instances` (PS3.1
 §8.7.3: ``application/dicom`` without a transfer-syntax means Explicit VR Little Endian,
 lossy data excepted). Every conversion is checked before the status line is sent: its
 size against ``DICOMWEB_TRANSCODE_MAX_BYTES``, and the first one is made in full, so a
-conversion that cannot be done is a 406 rather than a cut connection. Likewise a stored
-file is opened (its first chunk read) and sized before its status line or part header: a
-file gone behind the server's back is a 404 (or a part left out whole), and its record is
-removed then, with a delete entry (``DeleteInstances.drop_vanished``).
+conversion that cannot be done is a 406 rather than a cut connection. Likewise a file is
+opened (its first chunk read) before its status line or part header is sent: a file gone
+behind the server's back is a 404 (or a part left out), never a cut body, and its index
+record is removed (``DeleteInstances.drop_vanished``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 
@@ -41,8 +42,11 @@ def _transcode(services: Services, record: InstanceRecord) -> bytes:
 
 
 async def _converted(services: Services, record: InstanceRecord) -> bytes:
+    """The converted instance; raises :class:`BlobNotFoundError` when its file is gone."""
     try:
         return await run_in_threadpool(_transcode, services, record)
+    except FileNotFoundError as exc:
+        raise BlobNotFoundError(record.instance_key) from exc
     except TranscodeError as exc:
         raise not_acceptable(f"instance {record.sop_uid}: {exc}") from exc
 
@@ -70,9 +74,24 @@ async def _stored_bytes(services: Services, record: InstanceRecord) -> AsyncGene
         yield chunk
 
 
-async def _opened(services: Services, record: InstanceRecord) -> AsyncIterator[bytes] | None:
-    """The stored file with its first chunk already read, so that a status line (or part
-    header) is only sent for a file that is there; ``None`` when it is gone."""
+async def _prefixed(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
+Body = bytes | AsyncIterator[bytes]
+"""An instance ready to send: its converted bytes, or its stored bytes with the file open."""
+
+
+async def _ready(services: Services, record: InstanceRecord, target: str) -> Body | None:
+    """The instance in ``target`` syntax, converted or opened; ``None`` when its file is gone."""
+    if target != record.transfer_syntax_uid:
+        try:
+            return await _converted(services, record)
+        except BlobNotFoundError:
+            return None
     chunks = _stored_bytes(services, record)
     try:
         first = await chunks.__anext__()
@@ -84,52 +103,41 @@ async def _opened(services: Services, record: InstanceRecord) -> AsyncIterator[b
     return _prefixed(first, chunks)
 
 
-async def _prefixed(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if first:
-        yield first
-    async for chunk in rest:
-        yield chunk
-
-
 def _part_type(media_type: str, syntax: str) -> str:
     return f"{media_type}; transfer-syntax={syntax}"
 
 
 async def _multipart_body(services: Services, records: list[InstanceRecord], targets: list[str], plan: Plan,
-                          boundary: str, first: bytes | None, opened: AsyncIterator[bytes] | None
-                          ) -> AsyncIterator[bytes]:
+                          boundary: str, first: Body) -> AsyncIterator[bytes]:
     vanished = []
     for position, (record, target) in enumerate(zip(records, targets, strict=True)):
-        if target == record.transfer_syntax_uid:
-            chunks = opened if position == 0 and opened is not None else await _opened(services, record)
-            if chunks is None:
-                vanished.append(record)  # left out whole, never cut short
-                continue
-            yield multipart.part_header(boundary, _part_type(plan.media_type, target))
-            async for chunk in chunks:
-                yield chunk
+        body = first if position == 0 else await _ready(services, record, target)
+        if body is None:
+            vanished.append(record)  # left out whole, never cut short
+            continue
+        yield multipart.part_header(boundary, _part_type(plan.media_type, target))
+        if isinstance(body, bytes):
+            yield body
         else:
-            yield multipart.part_header(boundary, _part_type(plan.media_type, target))
-            yield first if position == 0 and first is not None else await _converted(services, record)
+            async for chunk in body:
+                yield chunk
         yield multipart.CRLF
     yield multipart.closing(boundary)
     if vanished:
         await services.delete.drop_vanished(vanished)
 
 
-async def _first_stored_present(services: Services, records: list[InstanceRecord], targets: list[str]
-                                ) -> tuple[list[InstanceRecord], list[str], AsyncIterator[bytes] | None]:
-    """Records and targets from the first instance that can be sent (a stored file that
-    is there, opened, or a conversion); the vanished ones before it are removed. 404 when
-    none is left."""
-    while records:
-        if targets[0] != records[0].transfer_syntax_uid:
-            return records, targets, None
-        opened = await _opened(services, records[0])
-        if opened is not None:
-            return records, targets, opened
-        await services.delete.drop_vanished(records[:1])
-        records, targets = records[1:], targets[1:]
+async def _first_present(services: Services, records: list[InstanceRecord], targets: list[str]
+                         ) -> tuple[list[InstanceRecord], list[str], Body]:
+    """From the first instance whose file is there: the records, their targets and that
+    instance ready to send; records of vanished files before it are removed (repair). 404
+    when no file is left."""
+    for position, (record, target) in enumerate(zip(records, targets, strict=True)):
+        body = await _ready(services, record, target)
+        if body is not None:
+            await services.delete.drop_vanished(records[:position])
+            return records[position:], targets[position:], body
+    await services.delete.drop_vanished(records)
     raise not_found("the instance files are gone (removed outside the server); their index records were removed")
 
 
@@ -139,23 +147,22 @@ async def retrieve_instances(request: Request) -> Response:
     plan, targets = negotiate_instances(request.headers.get("accept"), [r.transfer_syntax_uid for r in records])
     to_convert = [r for r, t in zip(records, targets, strict=True) if t != r.transfer_syntax_uid]
     await _check_sizes(services, to_convert)
-    records, targets, opened = await _first_stored_present(services, records, targets)
-    first = await _converted(services, records[0]) if records[0] in to_convert else None
     if not plan.multipart:
         record, target = records[0], targets[0]
         media_type = _part_type(plan.media_type, target)
-        if first is not None:
-            return Response(first, media_type=media_type)
-        assert opened is not None
-        try:  # the size of the file there now, not the one recorded at STOW
-            size = await services.blobs.size(layout.file_name(record.instance_key))
-        except BlobNotFoundError:
-            await services.delete.drop_vanished([record])
-            raise not_found(f"the file of instance {record.sop_uid} is gone (removed outside the server); "
-                            "its index record was removed") from None
-        return StreamingResponse(opened, media_type=media_type, headers={"Content-Length": str(size)})
+        headers = {}
+        if target == record.transfer_syntax_uid:
+            # The size of the file there now, not the one recorded at STOW; a missing file is
+            # answered below (_first_present: 404 and repair).
+            with contextlib.suppress(BlobNotFoundError):
+                headers["Content-Length"] = str(await services.blobs.size(layout.file_name(record.instance_key)))
+        _, _, body = await _first_present(services, [record], [target])
+        if isinstance(body, bytes):
+            return Response(body, media_type=media_type)
+        return StreamingResponse(body, media_type=media_type, headers=headers)
+    records, targets, first = await _first_present(services, records, targets)
     boundary = multipart.new_boundary()
     return StreamingResponse(
-        _multipart_body(services, records, targets, plan, boundary, first, opened),
+        _multipart_body(services, records, targets, plan, boundary, first),
         media_type=multipart.multipart_content_type(plan.media_type, boundary, plan.transfer_syntax),
     )
