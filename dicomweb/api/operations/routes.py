@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dicomweb.api.context import services_of
-from dicomweb.http.errors import bad_request
+from dicomweb.http.params import bounded_int
 from dicomweb.usecases.failures import list_failures
 
 DEFAULT_LIMIT = 100
@@ -21,10 +21,7 @@ MAX_LIMIT = 1000
 
 
 def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit") or str(DEFAULT_LIMIT)
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise bad_request(f"limit={raw!r} must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
+    return bounded_int("limit", request.query_params.get("limit") or str(DEFAULT_LIMIT), 1, MAX_LIMIT)
 
 
 async def ingest_failures(request: Request) -> Response:
