@@ -69,6 +69,7 @@ async def _search(request: Request, level: Level) -> Response:
             params,
             study_uid=request.path_params.get("study"),
             series_uid=request.path_params.get("series"),
+            max_values=services_of(request).settings.qido_max_values,
         )
     except QueryError as error:
         raise HTTPError(400, error.message) from None
