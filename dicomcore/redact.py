@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import traceback
 
+import pydicom.config
+
 
 def error_summary(exc: BaseException) -> str:
     """``ValueError at dicomcore/instance.py:120 in read_frame_fallback``: enough to find
@@ -43,6 +45,14 @@ class RedactExceptions(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+def quiet_pydicom() -> None:
+    """pydicom logs (and warns about) each invalid value it reads, quoting the value: a
+    malformed patient name would reach the log. Values are validated where they matter
+    (:mod:`dicomcore.validation`), with messages that go to the client, not the log."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 def install(*logger_names: str) -> None:
