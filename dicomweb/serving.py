@@ -65,14 +65,14 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._reading_headers:
-            self._header_bytes += len(data)
-            if self._header_bytes > MAX_HEADER_BYTES + 8192:  # room for the request line
-                self._refuse(431, f"request headers are larger than {MAX_HEADER_BYTES} bytes")
-                return
-        elif self._reading_body:
+        if self._reading_body:
             self._arm(self.body_timeout, self._body_expired)  # progress: restart the idle clock
+        self._header_bytes += len(data)
         super().data_received(data)
+        # Headers still incomplete after all these bytes (a chunk that completes them may
+        # carry body bytes too, so only an unfinished header counts).
+        if self._reading_headers and self._header_bytes > MAX_HEADER_BYTES + 8192:  # + the request line
+            self._refuse(431, f"request headers are larger than {MAX_HEADER_BYTES} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
