@@ -143,6 +143,13 @@ def test_wildcards_cost_linear_time(limited: TestClient) -> None:
         assert [study["0020000D"]["Value"][0] for study in response.json()] == expected
 
 
+def test_a_search_past_its_time_budget_is_503(settings: Settings) -> None:
+    with TestClient(create_app(settings.with_(qido_timeout_seconds=1e-9))) as client:
+        response = client.get("/v1/studies", params={"StudyDescription": "*A*"})
+    assert response.status_code == 503
+    assert "DICOMWEB_QIDO_TIMEOUT_SECONDS" in response.json()["message"]
+
+
 def test_a_deflate_bomb_is_refused_with_bounded_memory(limited: TestClient) -> None:
     bomb, ds = deflate_bomb(64 * MIB)  # a ~70 KB upload inflating to 64 MiB, 8 times the limit
     tracemalloc.start()
