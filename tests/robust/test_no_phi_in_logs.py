@@ -5,6 +5,7 @@ stderr holds the name or the ID."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +117,20 @@ def test_the_server_stderr_holds_no_patient_data(tmp_path: Path) -> None:
     output = "".join(server.output)
     assert "not imported" in output  # the server did log the failures...
     assert _leaks(output) == []  # ...without patient data
+
+
+def test_a_traceback_that_reaches_a_handler_is_summarised() -> None:
+    """What uvicorn logs for an unexpected error ("Exception in ASGI application") passes
+    through RedactExceptions on the server's handlers: the type and place stay, the
+    message (which may quote a value) goes."""
+    from dicomcore.redact import RedactExceptions
+
+    try:
+        int(PATIENT_ID)
+    except ValueError:
+        record = logging.getLogger("uvicorn.error").makeRecord(
+            "uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", (), sys.exc_info())
+    assert RedactExceptions().filter(record)
+    text = logging.Formatter("%(message)s").format(record)
+    assert "Exception in ASGI application [ValueError at" in text
+    assert _leaks(text) == []
