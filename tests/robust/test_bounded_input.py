@@ -179,3 +179,14 @@ def test_an_oversized_header_is_refused(limited: TestClient) -> None:
     status, body = _stow(limited, [to_bytes(ds)])
     assert status == 409
     assert any("DICOMWEB_MAX_HEADER_BYTES" in comment for comment in _comments(body))
+
+
+def test_reading_a_stored_deflated_instance_over_the_limit_is_413(settings: Settings) -> None:
+    ds = make_dataset(rows=256, columns=256)  # 128 KiB of pixels, deflated to little
+    with TestClient(create_app(settings)) as client:
+        assert _stow(client, [deflated(ds)])[0] == 202
+    with TestClient(create_app(settings.with_(max_inflated_bytes=64 * 1024))) as client:  # the limit lowered
+        for path in ("/frames/1", "/bulkdata/7FE00010"):
+            response = client.get(_instance_url(ds) + path, headers={"Accept": "*/*"})
+            assert response.status_code == 413, path
+            assert "DICOMWEB_MAX_INFLATED_BYTES" in response.json()["message"]

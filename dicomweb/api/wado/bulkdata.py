@@ -61,6 +61,20 @@ async def _pixel_parts(services: Services, record: InstanceRecord) -> AsyncItera
         yield part_type, await stored_frame(services, record.instance_key, index, number)
 
 
+async def _started(parts: AsyncIterator[tuple[str, bytes]]) -> AsyncIterator[tuple[str, bytes]]:
+    """``parts`` with the first made now, so that a part that cannot be read (a frame of a
+    deflated instance over the inflate limit: 413) is an error status, not a cut body."""
+    first = await anext(parts, None)
+
+    async def chained() -> AsyncIterator[tuple[str, bytes]]:
+        if first is not None:
+            yield first
+        async for part in parts:
+            yield part
+
+    return chained()
+
+
 async def _body(parts: AsyncIterator[tuple[str, bytes]], syntax: str, boundary: str) -> AsyncIterator[bytes]:
     async for part_type, data in parts:
         yield multipart.part_header(boundary, f"{part_type}; transfer-syntax={syntax}") + data + multipart.CRLF
@@ -74,7 +88,7 @@ async def retrieve_bulkdata(request: Request) -> Response:
     boundary = multipart.new_boundary()
     syntax = record.transfer_syntax_uid
     if path in PIXEL_DATA_TAGS:
-        parts = _pixel_parts(services, record)
+        parts = await _started(_pixel_parts(services, record))
         part_type = natural_frame_type(syntax)
     else:
         data = await run_in_threadpool(_element_bytes, services, record, path)
