@@ -213,10 +213,11 @@ def _deflated_from(fp: BinaryIO, has_preamble: bool) -> int | None:
     """Where the deflate stream starts when the File Meta Information names the Deflated
     transfer syntax, else ``None``. Reads the File Meta group alone."""
     fp.seek(0)
+    capped = cast(BinaryIO, _ReadTracker(fp, limits.current().max_header_bytes))
     try:
-        pydicom.filereader.read_preamble(fp, not has_preamble)
-        meta = pydicom.filereader._read_file_meta_info(fp)  # the one reader of group 0002 alone
-    except Exception:  # not readable: the full read below names the problem
+        pydicom.filereader.read_preamble(capped, not has_preamble)
+        meta = pydicom.filereader._read_file_meta_info(capped)  # the one reader of group 0002 alone
+    except Exception:  # not readable (or too large): the full read below names the problem
         fp.seek(0)
         return None
     start = fp.tell()
