@@ -47,6 +47,19 @@ class RedactExceptions(logging.Filter):
         return True
 
 
+class RedactQueryStrings(logging.Filter):
+    """uvicorn's access log prints each request's path with its query string, and a QIDO
+    query string holds what was searched for (``PatientName=DOE^JOHN``): keep the path, drop
+    the query's values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
+            path, question, _ = record.args[2].partition("?")
+            if question:
+                record.args = (*record.args[:2], f"{path}?(query not logged)", *record.args[3:])
+        return True
+
+
 def quiet_pydicom() -> None:
     """pydicom logs (and warns about) each invalid value it reads, quoting the value: a
     malformed patient name would reach the log. Values are validated where they matter
@@ -55,10 +68,13 @@ def quiet_pydicom() -> None:
     logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
-def install(*logger_names: str) -> None:
+def install(*logger_names: str, access_logger: str = "uvicorn.access") -> None:
     """Put :class:`RedactExceptions` on every handler of the root logger and of
-    ``logger_names`` (uvicorn's), once."""
+    ``logger_names`` (uvicorn's), and :class:`RedactQueryStrings` on the access log's, once."""
     for name in ("", *logger_names):
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, RedactExceptions) for f in handler.filters):
                 handler.addFilter(RedactExceptions())
+    for handler in logging.getLogger(access_logger).handlers:
+        if not any(isinstance(f, RedactQueryStrings) for f in handler.filters):
+            handler.addFilter(RedactQueryStrings())

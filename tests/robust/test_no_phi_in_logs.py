@@ -134,3 +134,16 @@ def test_a_traceback_that_reaches_a_handler_is_summarised() -> None:
     text = logging.Formatter("%(message)s").format(record)
     assert "Exception in ASGI application [ValueError at" in text
     assert _leaks(text) == []
+
+
+def test_the_access_log_keeps_no_query_values() -> None:
+    """A QIDO query string names what was searched for (``--access-log``)."""
+    from dicomcore.redact import RedactQueryStrings
+
+    record = logging.getLogger("uvicorn.access").makeRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/v1/studies?PatientName={NAME}&PatientID={PATIENT_ID}", "1.1", 200), None)
+    assert RedactQueryStrings().filter(record)
+    text = logging.Formatter("%(message)s").format(record)
+    assert text == '127.0.0.1:5000 - "GET /v1/studies?(query not logged) HTTP/1.1" 200'
+
