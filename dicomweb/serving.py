@@ -102,8 +102,13 @@ class GuardedProtocol(HttpToolsProtocol):
             self._timer = None
 
     def _headers_expired(self) -> None:
-        if self._reading_headers and not self.transport.is_closing():
-            self._refuse(408, f"request headers not received within {self.header_timeout:g} s")
+        if not self._reading_headers or self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined request behind one still being answered: no 408 inside that answer.
+            self._arm(self.header_timeout, self._headers_expired)
+            return
+        self._refuse(408, f"request headers not received within {self.header_timeout:g} s")
 
     def _body_expired(self) -> None:
         if not self._reading_body or self.transport.is_closing():
