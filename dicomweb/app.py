@@ -28,6 +28,7 @@ from dicomweb.background import event_indexing
 from dicomweb.composition import build_services
 from dicomweb.http.errors import handle_http_error
 from dicomweb.http.limits import HeaderLimits
+from dicomweb.http.routing import merge_methods
 from dicomweb.http.urls import SERVICE_PREFIX
 from dicomweb.settings import Settings
 
@@ -65,14 +66,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     routes = [
         Mount(
             SERVICE_PREFIX,
-            routes=[
+            routes=merge_methods([
                 *stow_routes.routes,
                 *qido_routes.routes,
                 *wado_routes.routes,
                 *delete_routes.routes,
                 *changefeed_routes.routes,
                 *operations_routes.routes,
-            ],
+            ]),
         )
     ]
     app = Starlette(

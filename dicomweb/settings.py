@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+MIB = 1024**2
 
 
 def _env(name: str, default: str) -> str:
@@ -43,6 +44,9 @@ class Settings:
     ``DICOMWEB_EVENTGRID_KEY``              its access key
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
+                                            decoded) WADO converts in memory (256 MiB); larger
+                                            conversions answer 406
     ``DICOMWEB_MAX_PARTS``                  parts in one STOW request (5,000)
     ``DICOMWEB_MAX_FRAMES``                 frame numbers in one frames URL, duplicates count (1,000)
     ``DICOMWEB_MAX_INFLATED_BYTES``         a Deflated instance's inflated size (256 MiB)
@@ -72,6 +76,7 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    transcode_max_bytes: int = 256 * MIB
     max_parts: int = 5_000
     max_frames: int = 1_000
     max_inflated_bytes: int = 256 * 1024**2
@@ -103,6 +108,7 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
             max_parts=int(_env("DICOMWEB_MAX_PARTS", "5000")),
             max_frames=int(_env("DICOMWEB_MAX_FRAMES", "1000")),
             max_inflated_bytes=int(_env("DICOMWEB_MAX_INFLATED_BYTES", str(256 * 1024**2))),
