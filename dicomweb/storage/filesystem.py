@@ -32,6 +32,7 @@ from typing import BinaryIO
 from dicomcore import layout
 from dicomcore.threads import in_thread
 from dicomweb.storage.port import BlobChangingError, BlobExistsError, BlobNotFoundError, NotRegularFileError
+from dicomweb.storage.staging import remove_stale
 
 FICLONE = 0x40049409
 """Linux ioctl: make the target a copy-on-write clone of the source (btrfs, XFS, ...).
@@ -333,6 +334,9 @@ class FilesystemBlobStore:
 
         for name in await in_thread(walk):
             yield name
+
+    async def clean_staging(self, older_than_seconds: float, *, dry_run: bool = False) -> int:
+        return await in_thread(remove_stale, self.staging_dir, older_than_seconds, dry_run)
 
     async def close(self) -> None:
         pass  # no connections to release
