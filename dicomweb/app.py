@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
+from dicomcore import redact
 from dicomweb.api.changefeed import routes as changefeed_routes
 from dicomweb.api.context import Services
 from dicomweb.api.delete import routes as delete_routes
@@ -87,4 +88,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     app.state.services = wired
+    redact.install("uvicorn", "uvicorn.error")  # in every worker process: logs carry no patient data
     return app

@@ -22,10 +22,14 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from dicomweb.serving import GuardedProtocol
+    from dicomweb.settings import Settings
+
     # Settings are read from the environment, so workers started by uvicorn see the same.
     os.environ["DICOMWEB_DATA_DIR"] = str(Path(args.data).resolve())
     root = f"http://{args.host}:{args.port}{SERVICE_PREFIX}"
     os.environ.setdefault("DICOMWEB_PUBLIC_URL", root)
+    settings = Settings.from_env()
     config = uvicorn.Config(
         "dicomweb.asgi:app",
         host=args.host,
@@ -33,8 +37,9 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         access_log=args.access_log,
-        timeout_keep_alive=30,
-        h11_max_incomplete_event_size=64 * 1024,
+        http=GuardedProtocol,  # header deadline, header cap, body idle timeout (dicomweb/serving.py)
+        timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
+        limit_concurrency=settings.max_connections,
     )
     server = uvicorn.Server(config)
     _announce_when_ready(server, root, args.data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from changefeed.port import ChangeFeedStore, EventSink
+from dicomcore import limits, redact
 from dicomweb.api.context import Services
 from dicomweb.settings import Settings
 from dicomweb.storage.local_events import BlobEventBus
@@ -34,6 +35,9 @@ from indexing.port import IndexStore
 
 def build_services(settings: Settings) -> Services:
     """Adapters for ``settings`` and the use cases over them. Does no I/O."""
+    redact.quiet_pydicom()
+    limits.configure(limits.ParseLimits(max_header_bytes=settings.max_header_bytes,
+                                        max_inflated_bytes=settings.max_inflated_bytes))
     # A local folder announces its own writes; Blob Storage has Event Grid for that.
     local = settings.blob_store == "filesystem"
     blob_events = BlobEventBus(settings.blob_container, _blob_root(settings)) if local else None

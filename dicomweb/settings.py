@@ -63,6 +63,16 @@ class Settings:
     ``DICOMWEB_FHIR_AUTH``                  ``none`` (default) or ``azure`` (managed identity token)
     ``DICOMWEB_CAST_POLL_SECONDS``          how often DICOMcast looks for changes it missed (5)
     ``DICOMWEB_FHIR_DOSE_OBSERVATIONS``     ``true``: dose SR instances become Observations (false)
+    ``DICOMWEB_MAX_PARTS``                  parts in one STOW request (5,000)
+    ``DICOMWEB_MAX_FRAMES``                 frame numbers in one frames URL, duplicates count (1,000)
+    ``DICOMWEB_MAX_INFLATED_BYTES``         a Deflated instance's inflated size (256 MiB)
+    ``DICOMWEB_MAX_HEADER_BYTES``           a DICOM header's size before Pixel Data (64 MiB)
+    ``DICOMWEB_QIDO_MAX_VALUES``            alternatives (values, patterns, UIDs) per QIDO key (200)
+    ``DICOMWEB_QIDO_TIMEOUT_SECONDS``       a QIDO search's time budget; past it 503 (30)
+    ``DICOMWEB_MAX_CONNECTIONS``            concurrent connections of ``dicomweb serve`` (1,000)
+    ``DICOMWEB_HEADER_TIMEOUT_SECONDS``     time to send a request's headers (30)
+    ``DICOMWEB_BODY_TIMEOUT_SECONDS``       longest pause while sending a request body (60)
+    ``DICOMWEB_KEEPALIVE_SECONDS``          idle time before a kept-alive connection closes (30)
     ======================================  =====================================================
     """
 
@@ -96,6 +106,16 @@ class Settings:
     fhir_auth: str = "none"
     cast_poll_seconds: float = 5.0
     fhir_dose_observations: bool = False
+    max_parts: int = 5_000
+    max_frames: int = 1_000
+    max_inflated_bytes: int = 256 * 1024**2
+    max_header_bytes: int = 64 * 1024**2
+    qido_max_values: int = 200
+    qido_timeout_seconds: float = 30.0
+    max_connections: int = 1_000
+    header_timeout_seconds: float = 30.0
+    body_timeout_seconds: float = 60.0
+    keepalive_seconds: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -131,6 +151,16 @@ class Settings:
             fhir_auth=_env("DICOMWEB_FHIR_AUTH", "none"),
             cast_poll_seconds=float(_env("DICOMWEB_CAST_POLL_SECONDS", "5")),
             fhir_dose_observations=_env("DICOMWEB_FHIR_DOSE_OBSERVATIONS", "false").lower() in ("1", "true", "yes"),
+            max_parts=int(_env("DICOMWEB_MAX_PARTS", "5000")),
+            max_frames=int(_env("DICOMWEB_MAX_FRAMES", "1000")),
+            max_inflated_bytes=int(_env("DICOMWEB_MAX_INFLATED_BYTES", str(256 * 1024**2))),
+            max_header_bytes=int(_env("DICOMWEB_MAX_HEADER_BYTES", str(64 * 1024**2))),
+            qido_max_values=int(_env("DICOMWEB_QIDO_MAX_VALUES", "200")),
+            qido_timeout_seconds=float(_env("DICOMWEB_QIDO_TIMEOUT_SECONDS", "30")),
+            max_connections=int(_env("DICOMWEB_MAX_CONNECTIONS", "1000")),
+            header_timeout_seconds=float(_env("DICOMWEB_HEADER_TIMEOUT_SECONDS", "30")),
+            body_timeout_seconds=float(_env("DICOMWEB_BODY_TIMEOUT_SECONDS", "60")),
+            keepalive_seconds=float(_env("DICOMWEB_KEEPALIVE_SECONDS", "30")),
         )
 
     @property

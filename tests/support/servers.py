@@ -24,6 +24,8 @@ class ServerProcess:
     """``python -m dicomweb serve`` on 127.0.0.1, stopped when the test ends."""
 
     def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+        self.output: list[str] = []
+        """Every line the server printed (stdout and stderr), for tests that read its log."""
         self.port = free_port()
         command = [sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--data", str(data), "--workers", str(workers)]
@@ -36,6 +38,7 @@ class ServerProcess:
         assert self.process.stdout is not None
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
+            self.output.append(line)
             if not line and self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             match = re.search(r"(http://\S+/v1)", line)
@@ -48,8 +51,8 @@ class ServerProcess:
 
     def _drain(self) -> None:
         assert self.process.stdout is not None
-        for _ in self.process.stdout:
-            pass
+        for line in self.process.stdout:
+            self.output.append(line)
 
     def _wait_until_listening(self) -> None:
         # With several workers the parent binds the socket and prints the root before the
