@@ -20,6 +20,7 @@ from dicomcore import redact
 from dicomweb.api.changefeed import routes as changefeed_routes
 from dicomweb.api.context import Services
 from dicomweb.api.delete import routes as delete_routes
+from dicomweb.api.extendedquerytags import routes as extendedquerytags_routes
 from dicomweb.api.importing import routes as importing_routes
 from dicomweb.api.operations import cast_routes
 from dicomweb.api.operations import routes as operations_routes
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *changefeed_routes.routes,
                 *cast_routes.routes,  # before /operations/{id}, which would take "cast-failures"
                 *operations_routes.routes,
+                *extendedquerytags_routes.routes,
                 *importing_routes.routes,
             ]),
         )

@@ -20,6 +20,7 @@ from dicomweb.usecases.cast.ports import FeedSource, FhirClient, StudySource
 from dicomweb.usecases.cast.state import BlobState, JsonFileState
 from dicomweb.usecases.cast.sync import CastRunner, CastSync
 from dicomweb.usecases.delete_instances import DeleteInstances
+from dicomweb.usecases.extended_query_tags import ExtendedQueryTags, ReindexTags
 from dicomweb.usecases.import_files import ImportFiles
 from dicomweb.usecases.operations.lifecycle import OperationStarter
 from dicomweb.usecases.operations.local_runner import LocalRunner
@@ -52,8 +53,10 @@ def build_services(settings: Settings) -> Services:
     operations = _operation_store(settings)
     import_areas = _ImportAreas(settings)
     # Every operation type, one line each (the next: reindex).
+    extended_tags = _extended_tags(settings, index)
     kinds: dict[str, OperationKind] = {kind.name: kind for kind in [
         ImportFiles(import_areas, store, blobs),
+        *([ReindexTags(extended_tags)] if extended_tags else []),
     ]}
     runner = (LocalRunner(operations, kinds, settings.data_dir / "operations")
               if settings.operations_runner == "local" else None)
@@ -74,12 +77,14 @@ def build_services(settings: Settings) -> Services:
         blob_events=blob_events,
         operations=operations,
         operation_kinds=kinds,
+        extended_tags=extended_tags,
         operation_starter=starter,
         import_areas=import_areas,
         uploads=UploadSessions(None if local else blobs, settings.data_dir / "upload-key",  # type: ignore[arg-type]
                                settings.upload_expiry_seconds),
         local_runner=runner,
-        closers=[import_areas, *([starter] if runner is None else [])],  # type: ignore[list-item]
+        closers=[import_areas, *([starter] if runner is None else []),
+                 *([extended_tags.tags] if extended_tags else [])],  # type: ignore[list-item]
         cast=cast,
     )
 
@@ -112,6 +117,20 @@ class _ImportAreas:
     async def close(self) -> None:
         for area in self._areas.values():
             await area.close()
+
+
+def _extended_tags(settings: Settings, index: IndexStore) -> ExtendedQueryTags | None:
+    """The extended query tag registry; embedded store only for now (docs/extended-query-tags.md)."""
+    if settings.index_store != "sqlite":
+        return None
+    from indexing.extended_tags import extend_table
+    from indexing.sqlite.extended_tag_store import SqliteExtendedTagStore
+    from indexing.sqlite.index_store import SqliteIndexStore
+
+    assert isinstance(index, SqliteIndexStore)
+    definitions = SqliteExtendedTagStore(settings.data_dir / "index.sqlite")
+    index.use_table(extend_table(definitions.read_all()))  # before the first instance is indexed
+    return ExtendedQueryTags(definitions, index)
 
 
 def _operation_store(settings: Settings) -> OperationStore:

@@ -19,6 +19,7 @@ from dicomweb.storage.port import BlobStore
 from dicomweb.usecases.blob_created import BlobCreatedHandler
 from dicomweb.usecases.cast.sync import CastRunner
 from dicomweb.usecases.delete_instances import DeleteInstances
+from dicomweb.usecases.extended_query_tags import ExtendedQueryTags
 from dicomweb.usecases.import_files import ImportAreas
 from dicomweb.usecases.operations.lifecycle import OperationStarter
 from dicomweb.usecases.operations.local_runner import LocalRunner
@@ -63,6 +64,8 @@ class Services:
     """Further adapters to close (import areas, the operations queue)."""
     cast: CastRunner | None = None
     """DICOMcast, when ``DICOMWEB_FHIR_URL`` is set."""
+    extended_tags: ExtendedQueryTags | None = None
+    """The extended query tag registry (``None`` where the store does not support it yet)."""
 
     async def close(self) -> None:
         if self.local_runner is not None:

@@ -143,6 +143,45 @@ class SqliteIndexStore:
     async def reconcile_entries(self, *, repair: bool) -> int:
         return await self._run_write(self._append_missing, repair)
 
+    def use_table(self, table: AttributeTable) -> None:
+        """Index instances from now on with ``table`` (the built-ins plus extended tags).
+
+        Taken under the write lock: an add in progress commits with the old table first,
+        so a reindex started after this call sees it (no instance is missed)."""
+        with self._write_lock:
+            self._table = table
+
+    async def reindex(self, records: list[InstanceRecord], table: AttributeTable) -> None:
+        """Add the match keys of ``table``'s attributes for already indexed ``records``
+        (an extended tag's reindex); keys already present are kept (INSERT OR IGNORE)."""
+        await self._run_write(self._reindex, records, table)
+
+    async def drop_values(self, tag: str) -> None:
+        """Remove every match key of ``tag`` (a deleted extended tag)."""
+        def drop(connection: sqlite3.Connection) -> None:
+            with write_transaction(connection):
+                for level in Level:
+                    connection.execute(f"DELETE FROM {value_table(level)} WHERE tag = ?", (tag,))
+                    connection.execute(f"DELETE FROM {word_table(level)} WHERE tag = ?", (tag,))
+
+        await self._run_write(drop)
+
+    def _reindex(self, connection: sqlite3.Connection, records: list[InstanceRecord], table: AttributeTable) -> None:
+        saved, self._table = self._table, table
+        try:
+            with write_transaction(connection):
+                for record in records:
+                    row = connection.execute(
+                        "SELECT instance.pk, instance.series_pk, instance.study_pk FROM instance"
+                        " WHERE instance_key = ?", (record.instance_key,)).fetchone()
+                    if row is None:
+                        continue  # deleted meanwhile
+                    dataset = with_identity(record)
+                    for level, pk in zip((Level.INSTANCE, Level.SERIES, Level.STUDY), row, strict=True):
+                        self._index_values(connection, level, pk, dataset)
+        finally:
+            self._table = saved
+
     async def search(self, query: Query) -> list[DicomJson]:
         return await self._run(search, query)
 

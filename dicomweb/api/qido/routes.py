@@ -17,10 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dicomweb.api.context import services_of
+from dicomweb.api.qido.extended import check_query_enabled, with_extended_headers
 from dicomweb.api.qido.headers import add_stored_headers
 from dicomweb.http.accept import matches, parse_accept
 from dicomweb.http.errors import HTTPError, not_acceptable
 from dicomweb.http.urls import instance_url, series_url, service_root, study_url
+from indexing.extended_tags import ExtendedTag, extend_table
 from indexing.query import (
     SERIES_UID_TAG,
     SOP_UID_TAG,
@@ -65,16 +67,20 @@ async def _search(request: Request, level: Level) -> Response:
     # PS3.18 8.3.3.1: an "accept" query parameter stands in for the header (browsers).
     media_type = response_media_type(request.query_params.get("accept") or request.headers.get("accept"))
     params = [(key, value) for key, value in request.query_params.multi_items() if key.lower() != "accept"]
+    extended = await _extended_tags(request)
     try:
+        check_query_enabled(params, extended)
         query = parse_query(
             level,
             params,
             study_uid=request.path_params.get("study"),
             series_uid=request.path_params.get("series"),
+            table=extend_table(extended, searchable_only=True) if extended else None,
             max_values=services_of(request).settings.qido_max_values,
         )
     except QueryError as error:
         raise HTTPError(400, error.message) from None
+    query = with_extended_headers(query, extended)
     # One result beyond the limit tells whether more can be asked for.
     found = await _bounded_search(request, replace(query, limit=query.limit + 1))
     results = present(found[: query.limit], query, service_root(request))
@@ -83,6 +89,11 @@ async def _search(request: Request, level: Level) -> Response:
     # An empty result is 200 with [] (PS3.18 11.9.3.1, Table 11.9.3-1; 204 was dropped).
     body = json.dumps(results, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(body, media_type=media_type, headers=headers)
+
+
+async def _extended_tags(request: Request) -> list[ExtendedTag]:
+    registry = services_of(request).extended_tags
+    return [] if registry is None else await registry.query_tags()
 
 
 async def _bounded_search(request: Request, query: Query) -> list[DicomJson]:

@@ -1,0 +1,133 @@
+"""/extendedquerytags: add, list, read, change and remove extended query tags.
+
+POST answers 202 ``{"id", "href"}`` with ``Location``: the ``reindex`` operation that makes
+the new tags searchable over what is already stored. JSON names and enum values are
+camelCase on the wire; enum input is case-insensitive.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dicomweb.api.context import services_of
+from dicomweb.api.operations.status import operation_url
+from dicomweb.http.errors import HTTPError, bad_request, not_found
+from dicomweb.http.urls import service_root
+from dicomweb.usecases.extended_query_tags import TYPE, ExtendedQueryTags, ReindexRunning, TagNotFound
+from dicomweb.usecases.operations.lifecycle import start_operation
+from indexing.extended_tag_store import ExtendedTagExistsError
+from indexing.extended_tags import ExtendedTag, ExtendedTagError, QueryStatus
+
+MAX_BODY = 64 * 1024
+MAX_PAGE = 200
+
+
+async def _json_body(request: Request) -> Any:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise bad_request(f"the request body is larger than {MAX_BODY} bytes")
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        raise bad_request("the request body is not JSON") from None
+
+
+def _registry(request: Request) -> ExtendedQueryTags:
+    registry = services_of(request).extended_tags
+    if registry is None:
+        raise HTTPError(501, "extended query tags are available on the embedded (SQLite) index only, so far")
+    return registry
+
+
+def tag_json(request: Request, tag: ExtendedTag) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "path": tag.path, "vr": tag.vr, "privateCreator": tag.private_creator, "level": tag.level.value,
+        "status": tag.status.value, "queryStatus": tag.query_status.value,
+    }
+    if tag.operation_id:
+        answer["operation"] = {"id": tag.operation_id, "href": operation_url(request, tag.operation_id)}
+    return answer
+
+
+async def add_tags(request: Request) -> Response:
+    services = services_of(request)
+    registry = _registry(request)
+    try:
+        tags = await registry.add(await _json_body(request))
+    except ExtendedTagError as exc:
+        raise bad_request(str(exc)) from None
+    except ReindexRunning as exc:
+        href = operation_url(request, exc.operation_id)
+        return JSONResponse({"message": "a reindex operation is running", "href": href}, 409,
+                            headers={"Location": href})
+    except ExtendedTagExistsError:
+        raise HTTPError(409, "an extended query tag of the request already exists") from None
+    paths = [tag.path for tag in tags]
+    resources = [f"{service_root(request)}/extendedquerytags/{path}" for path in paths]
+    state = await start_operation(services.operations, services.operation_starter, TYPE,
+                                  {"paths": paths, "resources": resources})
+    await registry.assign(tags, state.operation_id)
+    href = operation_url(request, state.operation_id)
+    return JSONResponse({"id": state.operation_id, "href": href}, 202, headers={"Location": href})
+
+
+def _count(request: Request, name: str, default: int, maximum: int, minimum: int) -> int:
+    value = request.query_params.get(name, str(default))
+    if not value.isascii() or not value.isdigit() or not minimum <= int(value) <= maximum:
+        raise bad_request(f"{name} must be an integer from {minimum} to {maximum}, not '{value[:40]}'")
+    return int(value)
+
+
+async def list_tags(request: Request) -> Response:
+    limit = _count(request, "limit", 100, MAX_PAGE, 1)
+    offset = _count(request, "offset", 0, 10**6, 0)
+    tags = await _registry(request).query_tags()
+    return JSONResponse([tag_json(request, tag) for tag in tags[offset:offset + limit]])
+
+
+async def _tag(request: Request) -> ExtendedTag:
+    path = request.path_params["path"]
+    try:
+        return await _registry(request).get(path)
+    except ExtendedTagError as exc:
+        raise bad_request(f"tag path: {exc}") from None
+    except TagNotFound:
+        raise not_found(f"no extended query tag {path}") from None
+
+
+async def get_tag(request: Request) -> Response:
+    return JSONResponse(tag_json(request, await _tag(request)))
+
+
+async def patch_tag(request: Request) -> Response:
+    tag = await _tag(request)
+    body = await _json_body(request)
+    status = body.get("queryStatus") if isinstance(body, dict) else None
+    try:
+        query_status = QueryStatus(str(status).lower())
+    except ValueError:
+        raise bad_request('the body must be {"queryStatus": "enabled"} or {"queryStatus": "disabled"}') from None
+    changed = await _registry(request).set_query_status(tag.path, query_status)
+    return JSONResponse(tag_json(request, changed))
+
+
+async def delete_tag(request: Request) -> Response:
+    tag = await _tag(request)
+    await _registry(request).remove(tag.path)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/extendedquerytags", add_tags, methods=["POST"]),
+    Route("/extendedquerytags", list_tags, methods=["GET"]),
+    Route("/extendedquerytags/{path}", get_tag, methods=["GET"]),
+    Route("/extendedquerytags/{path}", patch_tag, methods=["PATCH"]),
+    Route("/extendedquerytags/{path}", delete_tag, methods=["DELETE"]),
+]

@@ -1,0 +1,40 @@
+"""Extended query tags in a search: disabled tags refused, instance values from the headers.
+
+A tag that is not ``ready`` is simply absent from the query's table, so the parser refuses
+it like any attribute that is not searchable (400 naming it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from indexing.attributes import Level
+from indexing.extended_tags import ExtendedTag, ExtendedTagError, QueryStatus, parse_path
+from indexing.query import Query, QueryError
+
+_CONTROLS = ("includefield", "limit", "offset", "fuzzymatching")
+
+
+def check_query_enabled(params: list[tuple[str, str]], tags: list[ExtendedTag]) -> None:
+    """400 "query is disabled on attribute X" for a key naming a disabled ready tag."""
+    disabled = {tag.path for tag in tags if tag.searchable and tag.query_status is QueryStatus.DISABLED}
+    if not disabled:
+        return
+    for key, value in params:
+        if key.lower() in _CONTROLS or value.strip() in ("", "*"):
+            continue
+        try:
+            path = parse_path(key)
+        except ExtendedTagError:
+            continue  # not an attribute: the parser names it
+        if path in disabled:
+            raise QueryError(key, f"query is disabled on attribute {key}")
+
+
+def with_extended_headers(query: Query, tags: list[ExtendedTag]) -> Query:
+    """An instance search answers included instance-level extended tags from the stored
+    headers: instances indexed before the tag existed keep their earlier result JSON."""
+    wanted = {tag.path for tag in tags if tag.searchable and tag.level is Level.INSTANCE} & query.include_tags
+    if not wanted:
+        return query
+    return replace(query, header_tags=query.header_tags | wanted)

@@ -1,0 +1,159 @@
+"""Extended query tags: attributes an operator makes searchable beyond the built-in table.
+
+A tag definition is data (:class:`ExtendedTag`); :func:`parse_entries` validates what a
+client posts, and :func:`extend_table` adds the definitions to the built-in
+:class:`~indexing.attributes.AttributeTable`, so indexing (:mod:`indexing.records`) and
+matching (:mod:`indexing.query`) treat an extended tag exactly like a built-in attribute
+of its VR: one set of matching rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+
+from indexing.attributes import MATCH, Attribute, AttributeTable, Level, standard_table
+
+SUPPORTED_VRS = frozenset(
+    ["AE", "AS", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "PN", "SH", "SL", "SS", "TM", "UI", "UL", "US"])
+MAX_TAGS = 128
+_HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
+
+
+class TagStatus(StrEnum):
+    ADDING = "adding"
+    READY = "ready"
+    DELETING = "deleting"
+
+
+class QueryStatus(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+class ExtendedTagError(ValueError):
+    """A definition that cannot be accepted; the message names the entry and the reason."""
+
+
+@dataclass(frozen=True)
+class ExtendedTag:
+    path: str
+    """``ggggeeee`` upper-case hex."""
+    vr: str
+    level: Level
+    private_creator: str | None = None
+    status: TagStatus = TagStatus.ADDING
+    query_status: QueryStatus = QueryStatus.ENABLED
+    operation_id: str | None = None
+    error_count: int = 0
+
+    @property
+    def keyword(self) -> str:
+        return keyword_for_tag(int(self.path, 16)) or self.path
+
+    @property
+    def indexed(self) -> bool:
+        """New instances carry its values (while it is added and once it is ready)."""
+        return self.status in (TagStatus.ADDING, TagStatus.READY)
+
+    @property
+    def searchable(self) -> bool:
+        return self.status is TagStatus.READY
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["level"], data["status"], data["query_status"] = self.level.value, self.status.value, \
+            self.query_status.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExtendedTag:
+        return cls(**{**data, "level": Level(data["level"]), "status": TagStatus(data["status"]),
+                      "query_status": QueryStatus(data["query_status"])})
+
+
+def parse_path(path: str) -> str:
+    """``ggggeeee`` for a tag path given as 8 hex digits or a keyword."""
+    if _HEX_TAG.fullmatch(path):
+        return path.upper()
+    number = tag_for_keyword(path)
+    if number is None:
+        raise ExtendedTagError(f"'{path}' is neither 8 hex digits nor a DICOM keyword")
+    return f"{number:08X}"
+
+
+def parse_entries(entries: Any, existing: int = 0) -> list[ExtendedTag]:
+    """The definitions of a POST body (a JSON array); refuses the whole request on one bad entry."""
+    if not isinstance(entries, list) or not entries:
+        raise ExtendedTagError("the body must be a non-empty JSON array of {path, vr, privateCreator, level}")
+    tags = [_parse_entry(index, entry) for index, entry in enumerate(entries)]
+    seen: set[str] = set()
+    for tag in tags:
+        if tag.path in seen:
+            raise ExtendedTagError(f"tag {tag.path} is given more than once in the request")
+        seen.add(tag.path)
+    if existing + len(tags) > MAX_TAGS:
+        raise ExtendedTagError(f"at most {MAX_TAGS} extended query tags are allowed ({existing} exist)")
+    return tags
+
+
+def _parse_entry(index: int, entry: Any) -> ExtendedTag:
+    name = f"entry {index}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        raise ExtendedTagError(f"{name}: an object with a string 'path' is required")
+    name = f"entry {index} ('{entry['path']}')"
+    try:
+        path = parse_path(entry["path"])
+    except ExtendedTagError as exc:
+        raise ExtendedTagError(f"{name}: {exc}") from None
+    level = _level(name, entry.get("level"))
+    vr, creator = entry.get("vr"), entry.get("privateCreator")
+    private = int(path[:4], 16) % 2 == 1
+    if private:
+        if not isinstance(creator, str) or not creator.strip():
+            raise ExtendedTagError(f"{name}: a private tag needs 'privateCreator'")
+        if not isinstance(vr, str):
+            raise ExtendedTagError(f"{name}: a private tag needs 'vr'")
+    else:
+        if creator is not None:
+            raise ExtendedTagError(f"{name}: 'privateCreator' is only for private tags")
+        vr = _dictionary_vr(name, path, vr)
+    vr = vr.upper()
+    if vr == "SQ":
+        raise ExtendedTagError(f"{name}: sequences (SQ) cannot be extended query tags")
+    if vr not in SUPPORTED_VRS:
+        raise ExtendedTagError(f"{name}: VR {vr} is not supported (supported: {' '.join(sorted(SUPPORTED_VRS))})")
+    if any(attribute.matchable for attribute in standard_table().by_tag(path)):
+        raise ExtendedTagError(f"{name}: the attribute is already searchable by default")
+    return ExtendedTag(path, vr, level, creator if private else None)
+
+
+def _level(name: str, level: Any) -> Level:
+    try:
+        return Level(str(level).lower())
+    except ValueError:
+        raise ExtendedTagError(f"{name}: 'level' must be study, series or instance") from None
+
+
+def _dictionary_vr(name: str, path: str, vr: Any) -> str:
+    try:
+        known = dictionary_VR(int(path, 16))
+    except KeyError:
+        raise ExtendedTagError(f"{name}: tag {path} is not in the DICOM dictionary") from None
+    if vr is not None and (not isinstance(vr, str) or vr.upper() not in known.split(" or ")):
+        raise ExtendedTagError(f"{name}: VR {vr} does not match the dictionary's {known}")
+    return vr if isinstance(vr, str) else known.split(" or ")[0]
+
+
+def extend_table(tags: Iterable[ExtendedTag], *, searchable_only: bool = False) -> AttributeTable:
+    """The built-in table plus the tags that are indexed (or, for queries, searchable)."""
+    base = standard_table()
+    chosen = [tag for tag in tags if (tag.searchable if searchable_only else tag.indexed)]
+    extra = [Attribute(tag.keyword, tag.path, tag.vr, tag.level, MATCH) for tag in chosen
+             if not any(entry.matchable for entry in base.by_tag(tag.path))]
+    return AttributeTable([*base.entries, *extra])

@@ -1,0 +1,71 @@
+"""Extended query tag definitions in SQLite: the ``extended_tag`` table of the index's file."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from dicomcore.threads import in_thread
+from indexing.extended_tag_store import ExtendedTagExistsError
+from indexing.extended_tags import ExtendedTag
+
+T = TypeVar("T")
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS extended_tag (path TEXT PRIMARY KEY, body TEXT NOT NULL)"
+
+
+class SqliteExtendedTagStore:
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self._local = threading.local()
+        self._connection().execute(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.database, timeout=30, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            self._local.connection = connection
+        return connection
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await in_thread(lambda: work(self._connection()))
+
+    async def add(self, tags: list[ExtendedTag]) -> None:
+        def insert(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for tag in tags:
+                    connection.execute("INSERT INTO extended_tag (path, body) VALUES (?, ?)",
+                                       (tag.path, json.dumps(tag.to_json())))
+            except sqlite3.IntegrityError as exc:
+                connection.execute("ROLLBACK")
+                raise ExtendedTagExistsError(str(exc)) from None
+            connection.execute("COMMIT")
+
+        await self._run(insert)
+
+    async def all(self) -> list[ExtendedTag]:
+        return await in_thread(self.read_all)
+
+    def read_all(self) -> list[ExtendedTag]:
+        """Every definition, read now (the composition root reads them once at start-up)."""
+        rows = self._connection().execute("SELECT body FROM extended_tag ORDER BY path").fetchall()
+        return [ExtendedTag.from_json(json.loads(row[0])) for row in rows]
+
+    async def save(self, tag: ExtendedTag) -> None:
+        await self._run(lambda c: c.execute("UPDATE extended_tag SET body = ? WHERE path = ?",
+                                            (json.dumps(tag.to_json()), tag.path)))
+
+    async def remove(self, path: str) -> None:
+        await self._run(lambda c: c.execute("DELETE FROM extended_tag WHERE path = ?", (path,)))
+
+    async def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
