@@ -54,10 +54,10 @@ def build_services(settings: Settings) -> Services:
     import_areas = _ImportAreas(settings)
     # Every operation type, one line each (the next: reindex).
     extended_tags = _extended_tags(settings, index)
-    kinds: dict[str, OperationKind] = {kind.name: kind for kind in [
-        ImportFiles(import_areas, store, blobs),
-        *([ReindexTags(extended_tags)] if extended_tags else []),
-    ]}
+    kind_list: list[OperationKind] = [ImportFiles(import_areas, store, blobs)]
+    if extended_tags is not None:
+        kind_list.append(ReindexTags(extended_tags))
+    kinds: dict[str, OperationKind] = {kind.name: kind for kind in kind_list}
     runner = (LocalRunner(operations, kinds, settings.data_dir / "operations")
               if settings.operations_runner == "local" else None)
     starter = runner or _durable_starter(settings)
@@ -83,8 +83,8 @@ def build_services(settings: Settings) -> Services:
         uploads=UploadSessions(None if local else blobs, settings.data_dir / "upload-key",  # type: ignore[arg-type]
                                settings.upload_expiry_seconds),
         local_runner=runner,
-        closers=[import_areas, *([starter] if runner is None else []),
-                 *([extended_tags.tags] if extended_tags else [])],  # type: ignore[list-item]
+        closers=[import_areas, *([starter] if runner is None else []),  # type: ignore[list-item]
+                 *([extended_tags.tags] if extended_tags else [])],
         cast=cast,
     )
 
