@@ -27,5 +27,13 @@ class ExtendedTagStore(Protocol):
     async def remove(self, path: str) -> None:
         ...
 
+    async def add_errors(self, path: str, errors: list[dict[str, str]]) -> None:
+        """Record reindex errors of a tag (one per instance; recording one again replaces it)."""
+        ...
+
+    async def errors(self, path: str, limit: int, offset: int) -> list[dict[str, str]]:
+        """A tag's recorded errors, in the order they were recorded."""
+        ...
+
     async def close(self) -> None:
         ...

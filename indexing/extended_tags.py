@@ -18,6 +18,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from indexing.attributes import MATCH, Attribute, AttributeTable, Level, standard_table
+from indexing.values import DECIMAL_VRS, INTEGER_VRS, datetime_bounds, number_key, parse_date, time_bounds
 
 SUPPORTED_VRS = frozenset(
     ["AE", "AS", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "PN", "SH", "SL", "SS", "TM", "UI", "UL", "US"])
@@ -157,3 +158,30 @@ def extend_table(tags: Iterable[ExtendedTag], *, searchable_only: bool = False) 
     extra = [Attribute(tag.keyword, tag.path, tag.vr, tag.level, MATCH) for tag in chosen
              if not any(entry.matchable for entry in base.by_tag(tag.path))]
     return AttributeTable([*base.entries, *extra])
+
+
+# PS3.5 Table 6.2-1: the longest value of each text VR (characters, per value).
+_MAX_LENGTH = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "IS": 12, "LO": 64, "PN": 64 * 3 + 2,
+               "SH": 16, "TM": 14, "UI": 64, "DT": 26}
+
+
+def invalid_value(vr: str, values: Iterable[Any]) -> str | None:
+    """Why a stored value cannot be indexed for ``vr`` (a bad date, a number that does not
+    parse, a value too long), or ``None`` when every value is fine. The message names the
+    VR and the problem only, never the value (it may be patient data)."""
+    for value in values:
+        text = str(value).strip() if not isinstance(value, dict) else ""
+        if len(text) > _MAX_LENGTH.get(vr, len(text)):
+            return f"a value is longer than {_MAX_LENGTH[vr]} characters, the limit of {vr}"
+        if vr == "DA" and parse_date(text) is None:
+            return "a value is not a valid date (YYYYMMDD)"
+        if vr == "TM" and time_bounds(text.replace(":", "")) is None:
+            return "a value is not a valid time (HHMMSS.FFFFFF)"
+        if vr == "DT" and datetime_bounds(text) is None:
+            return "a value is not a valid date-time"
+        if vr in INTEGER_VRS or vr in DECIMAL_VRS:
+            try:
+                number_key(vr, text)
+            except ValueError:
+                return f"a value is not a valid {vr} number"
+    return None

@@ -12,11 +12,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
+from dicomcore.clock import utc_now
 from dicomweb.usecases.operations.steps import Call, Orchestration, Progress
 from indexing.attributes import MATCH, Attribute, AttributeTable
 from indexing.extended_tag_store import ExtendedTagStore
-from indexing.extended_tags import ExtendedTag, QueryStatus, TagStatus, extend_table, parse_entries, parse_path
+from indexing.extended_tags import (
+    ExtendedTag,
+    QueryStatus,
+    TagStatus,
+    extend_table,
+    invalid_value,
+    parse_entries,
+    parse_path,
+)
 from indexing.port import InstanceRecord
+from indexing.values import element_values
 
 TYPE = "reindex"
 PAGE_SIZE = 200
@@ -78,6 +88,9 @@ class ExtendedQueryTags:
             raise TagNotFound(path)
         return found
 
+    async def errors(self, path: str, limit: int, offset: int) -> list[dict[str, str]]:
+        return await self.tags.errors((await self.get(path)).path, limit, offset)
+
     async def set_query_status(self, path: str, status: QueryStatus) -> ExtendedTag:
         tag = replace(await self.get(path), query_status=status)
         await self.tags.save(tag)
@@ -121,14 +134,32 @@ class ReindexTags:
     async def _page(self, paths: list[str], after: str) -> dict[str, Any]:
         tags = [tag for tag in await self.registry.tags.all() if tag.path in paths]
         records = await self.registry.index.records_after(after, PAGE_SIZE)
+        await self._record_errors(tags, records)
         await self.registry.index.reindex(records, _only(tags))
         last = records[-1].instance_key if len(records) == PAGE_SIZE else None
         return {"count": len(records), "next": last}
+
+    async def _record_errors(self, tags: list[ExtendedTag], records: list[InstanceRecord]) -> None:
+        """Record each instance whose value is invalid for a tag's VR; that tag's queryStatus
+        becomes disabled. The value is still indexed as the built-ins index it (as text), so
+        an operator who re-enables the tag gets what a built-in attribute would give."""
+        for tag in tags:
+            errors = [_error(record, problem) for record in records
+                      if (problem := invalid_value(tag.vr, element_values(record.attributes, (tag.path,))))]
+            if errors:
+                await self.registry.tags.add_errors(tag.path, errors)
+                await self.registry.tags.save(replace(tag, query_status=QueryStatus.DISABLED,
+                                                      error_count=tag.error_count + len(errors)))
 
     async def _finish(self, paths: list[str]) -> None:
         for tag in await self.registry.tags.all():
             if tag.path in paths and tag.status is TagStatus.ADDING:
                 await self.registry.tags.save(replace(tag, status=TagStatus.READY, operation_id=None))
+
+
+def _error(record: InstanceRecord, problem: str) -> dict[str, str]:
+    return {"studyInstanceUid": record.study_uid, "seriesInstanceUid": record.series_uid,
+            "sopInstanceUid": record.sop_uid, "createdTime": utc_now(), "errorMessage": problem}
 
 
 def _only(tags: list[ExtendedTag]) -> AttributeTable:

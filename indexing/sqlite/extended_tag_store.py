@@ -15,14 +15,20 @@ from indexing.extended_tags import ExtendedTag
 
 T = TypeVar("T")
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS extended_tag (path TEXT PRIMARY KEY, body TEXT NOT NULL)"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS extended_tag (path TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS extended_tag_error (
+    path TEXT NOT NULL, sop_uid TEXT NOT NULL, body TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    UNIQUE (path, sop_uid) ON CONFLICT REPLACE
+);
+"""
 
 
 class SqliteExtendedTagStore:
     def __init__(self, database: Path) -> None:
         self.database = database
         self._local = threading.local()
-        self._connection().execute(SCHEMA)
+        self._connection().executescript(SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -62,7 +68,22 @@ class SqliteExtendedTagStore:
                                             (json.dumps(tag.to_json()), tag.path)))
 
     async def remove(self, path: str) -> None:
-        await self._run(lambda c: c.execute("DELETE FROM extended_tag WHERE path = ?", (path,)))
+        def delete(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM extended_tag_error WHERE path = ?", (path,))
+            connection.execute("DELETE FROM extended_tag WHERE path = ?", (path,))
+
+        await self._run(delete)
+
+    async def add_errors(self, path: str, errors: list[dict[str, str]]) -> None:
+        await self._run(lambda c: c.executemany(
+            "INSERT INTO extended_tag_error (path, sop_uid, body) VALUES (?, ?, ?)",
+            [(path, error["sopInstanceUid"], json.dumps(error)) for error in errors]))
+
+    async def errors(self, path: str, limit: int, offset: int) -> list[dict[str, str]]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT body FROM extended_tag_error WHERE path = ? ORDER BY seq LIMIT ? OFFSET ?",
+            (path, limit, offset)).fetchall())
+        return [json.loads(row[0]) for row in rows]
 
     async def close(self) -> None:
         connection = getattr(self._local, "connection", None)

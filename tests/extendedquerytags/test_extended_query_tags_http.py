@@ -124,3 +124,23 @@ def test_conflicts_and_not_found(client: TestClient) -> None:
     assert client.get("/v1/extendedquerytags?limit=1&offset=1").json() == []
     bad_patch = client.patch("/v1/extendedquerytags/PatientWeight", json={"queryStatus": "maybe"})
     assert bad_patch.status_code == 400 and "queryStatus" in bad_patch.text
+
+
+def test_invalid_values_are_errors_that_disable_the_tag(client: TestClient) -> None:
+    good, bad = _instance(1, "70", "SN-A", "1.5"), _instance(2, "70", "SN-A", "2")
+    bad.add_new(0x00091001, "LO", "X" * 70)  # longer than LO allows
+    _store(client, good, bad)
+    _add(client, [TAGS[3]])
+    tag = client.get("/v1/extendedquerytags/00091001").json()
+    assert tag["status"] == "ready" and tag["queryStatus"] == "disabled"
+    assert tag["errors"]["count"] == 1
+    errors = client.get(tag["errors"]["href"]).json()
+    assert [error["sopInstanceUid"] for error in errors] == [bad.SOPInstanceUID]
+    assert "longer than 64" in errors[0]["errorMessage"] and "XXXX" not in errors[0]["errorMessage"]
+    assert client.get("/v1/instances?00091001=PRIV-1").status_code == 400
+    client.patch("/v1/extendedquerytags/00091001", json={"queryStatus": "enabled"})
+    answer = client.get("/v1/instances?00091001=PRIV-1")
+    assert answer.status_code == 200 and answer.headers["erroneous-dicom-attributes"] == "00091001"
+    assert {item["00080018"]["Value"][0] for item in answer.json()} == {good.SOPInstanceUID}
+    assert client.delete("/v1/extendedquerytags/00091001").status_code == 204
+    assert client.get("/v1/extendedquerytags/00091001/errors").status_code == 404

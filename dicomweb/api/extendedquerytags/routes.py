@@ -51,6 +51,9 @@ def tag_json(request: Request, tag: ExtendedTag) -> dict[str, Any]:
         "path": tag.path, "vr": tag.vr, "privateCreator": tag.private_creator, "level": tag.level.value,
         "status": tag.status.value, "queryStatus": tag.query_status.value,
     }
+    if tag.error_count:
+        answer["errors"] = {"count": tag.error_count,
+                            "href": f"{service_root(request)}/extendedquerytags/{tag.path}/errors"}
     if tag.operation_id:
         answer["operation"] = {"id": tag.operation_id, "href": operation_url(request, tag.operation_id)}
     return answer
@@ -118,6 +121,13 @@ async def patch_tag(request: Request) -> Response:
     return JSONResponse(tag_json(request, changed))
 
 
+async def list_errors(request: Request) -> Response:
+    tag = await _tag(request)
+    limit = _count(request, "limit", 100, MAX_PAGE, 1)
+    offset = _count(request, "offset", 0, 10**6, 0)
+    return JSONResponse(await _registry(request).errors(tag.path, limit, offset))
+
+
 async def delete_tag(request: Request) -> Response:
     tag = await _tag(request)
     await _registry(request).remove(tag.path)
@@ -128,6 +138,7 @@ routes = [
     Route("/extendedquerytags", add_tags, methods=["POST"]),
     Route("/extendedquerytags", list_tags, methods=["GET"]),
     Route("/extendedquerytags/{path}", get_tag, methods=["GET"]),
+    Route("/extendedquerytags/{path}/errors", list_errors, methods=["GET"]),
     Route("/extendedquerytags/{path}", patch_tag, methods=["PATCH"]),
     Route("/extendedquerytags/{path}", delete_tag, methods=["DELETE"]),
 ]

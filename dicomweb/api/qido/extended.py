@@ -31,6 +31,22 @@ def check_query_enabled(params: list[tuple[str, str]], tags: list[ExtendedTag]) 
             raise QueryError(key, f"query is disabled on attribute {key}")
 
 
+def erroneous_keys(params: list[tuple[str, str]], tags: list[ExtendedTag]) -> list[str]:
+    """The query keys, as the client wrote them, naming a searchable tag with reindex errors
+    (answered in the ``erroneous-dicom-attributes`` header)."""
+    erroneous = {tag.path for tag in tags if tag.searchable and tag.error_count}
+    found = []
+    for key, _ in params:
+        if key.lower() in _CONTROLS:
+            continue
+        try:
+            if parse_path(key) in erroneous and key not in found:
+                found.append(key)
+        except ExtendedTagError:
+            continue
+    return found
+
+
 def with_extended_headers(query: Query, tags: list[ExtendedTag]) -> Query:
     """An instance search answers included instance-level extended tags from the stored
     headers: instances indexed before the tag existed keep their earlier result JSON."""

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dicomweb.api.context import services_of
-from dicomweb.api.qido.extended import check_query_enabled, with_extended_headers
+from dicomweb.api.qido.extended import check_query_enabled, erroneous_keys, with_extended_headers
 from dicomweb.api.qido.headers import add_stored_headers
 from dicomweb.http.accept import matches, parse_accept
 from dicomweb.http.errors import HTTPError, not_acceptable
@@ -86,6 +86,8 @@ async def _search(request: Request, level: Level) -> Response:
     results = present(found[: query.limit], query, service_root(request))
     results = await add_stored_headers(services_of(request), results, query)
     headers = {"Warning": _more_results_warning(request, query)} if len(found) > query.limit else {}
+    if erroneous := erroneous_keys(params, extended):
+        headers["erroneous-dicom-attributes"] = ",".join(erroneous)
     # An empty result is 200 with [] (PS3.18 11.9.3.1, Table 11.9.3-1; 204 was dropped).
     body = json.dumps(results, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(body, media_type=media_type, headers=headers)
