@@ -123,14 +123,11 @@ def _extended_tags(settings: Settings, index: IndexStore) -> ExtendedQueryTags |
     """The extended query tag registry; embedded store only for now (docs/extended-query-tags.md)."""
     if settings.index_store != "sqlite":
         return None
-    from indexing.extended_tags import extend_table
     from indexing.sqlite.extended_tag_store import SqliteExtendedTagStore
     from indexing.sqlite.index_store import SqliteIndexStore
 
-    assert isinstance(index, SqliteIndexStore)
-    definitions = SqliteExtendedTagStore(settings.data_dir / "index.sqlite")
-    index.use_table(extend_table(definitions.read_all()))  # before the first instance is indexed
-    return ExtendedQueryTags(definitions, index)
+    assert isinstance(index, SqliteIndexStore)  # it reads the definitions in each add's transaction
+    return ExtendedQueryTags(SqliteExtendedTagStore(settings.data_dir / "index.sqlite"), index)
 
 
 def _operation_store(settings: Settings) -> OperationStore:

@@ -1,8 +1,9 @@
 """Extended query tags: the registry (add, list, change, remove) and the reindex operation.
 
-Adding tags saves them as ``adding`` and switches the index to the extended table before
-the reindex starts, so an instance stored meanwhile is either indexed with the new table
-or already committed when the reindex walks the index (see docs/extended-query-tags.md).
+Adding tags saves them as ``adding`` before the reindex starts; the index store reads the
+definitions in each add's write transaction, so an instance stored meanwhile is either
+indexed with the new tags or already committed when the reindex walks the index (see
+docs/extended-query-tags.md).
 The reindex walks the index records in pages (their header attributes are the stored
 metadata) and adds the new tags' match keys; it writes no change-feed entries.
 """
@@ -20,7 +21,6 @@ from indexing.extended_tags import (
     ExtendedTag,
     QueryStatus,
     TagStatus,
-    extend_table,
     invalid_value,
     parse_entries,
     parse_path,
@@ -34,8 +34,6 @@ PAGE_SIZE = 200
 
 class ExtendedIndex(Protocol):
     """What the registry and the reindex need of the index store."""
-
-    def use_table(self, table: AttributeTable) -> None: ...
 
     async def reindex(self, records: list[InstanceRecord], table: AttributeTable) -> None: ...
 
@@ -59,10 +57,6 @@ class ExtendedQueryTags:
         self.tags = tags
         self.index = index
 
-    async def load(self) -> None:
-        """Index with the stored definitions (at start-up)."""
-        self.index.use_table(extend_table(await self.tags.all()))
-
     async def query_tags(self) -> list[ExtendedTag]:
         return await self.tags.all()
 
@@ -73,8 +67,7 @@ class ExtendedQueryTags:
         if running:
             raise ReindexRunning(running)
         tags = parse_entries(body, len(existing))
-        await self.tags.add(tags)
-        await self.load()
+        await self.tags.add(tags)  # committed: every add from now on indexes them (docs)
         return tags
 
     async def assign(self, tags: list[ExtendedTag], operation_id: str) -> None:
@@ -99,7 +92,7 @@ class ExtendedQueryTags:
     async def remove(self, path: str) -> None:
         tag = await self.get(path)
         await self.tags.save(replace(tag, status=TagStatus.DELETING))
-        await self.load()  # no longer indexed nor searchable
+        # no longer indexed (adds read the definitions) nor searchable, then its keys go
         await self.index.drop_values(tag.path)
         await self.tags.remove(tag.path)
 

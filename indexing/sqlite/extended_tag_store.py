@@ -12,23 +12,17 @@ from typing import TypeVar
 from dicomcore.threads import in_thread
 from indexing.extended_tag_store import ExtendedTagExistsError
 from indexing.extended_tags import ExtendedTag
+from indexing.sqlite.schema import EXTENDED_TAG_SCHEMA
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS extended_tag (path TEXT PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS extended_tag_error (
-    path TEXT NOT NULL, sop_uid TEXT NOT NULL, body TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    UNIQUE (path, sop_uid) ON CONFLICT REPLACE
-);
-"""
 
 
 class SqliteExtendedTagStore:
     def __init__(self, database: Path) -> None:
         self.database = database
         self._local = threading.local()
-        self._connection().executescript(SCHEMA)
+        self._connection().executescript(EXTENDED_TAG_SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -56,11 +50,7 @@ class SqliteExtendedTagStore:
         await self._run(insert)
 
     async def all(self) -> list[ExtendedTag]:
-        return await in_thread(self.read_all)
-
-    def read_all(self) -> list[ExtendedTag]:
-        """Every definition, read now (the composition root reads them once at start-up)."""
-        rows = self._connection().execute("SELECT body FROM extended_tag ORDER BY path").fetchall()
+        rows = await self._run(lambda c: c.execute("SELECT body FROM extended_tag ORDER BY path").fetchall())
         return [ExtendedTag.from_json(json.loads(row[0])) for row in rows]
 
     async def save(self, tag: ExtendedTag) -> None:

@@ -23,6 +23,7 @@ from changefeed.port import Action
 from dicomcore.capacity import InsufficientStorageError
 from dicomcore.threads import in_thread
 from indexing.attributes import AttributeTable, Level, standard_table
+from indexing.extended_tags import ExtendedTag, extend_table
 from indexing.port import DicomJson, InstanceRecord
 from indexing.query import Query
 from indexing.records import change_entry, level_json, match_keys, record_from_json, series_modality, with_identity
@@ -67,6 +68,7 @@ class SqliteIndexStore:
         self._write_lock = threading.Lock()
         self._schema_ready = False
         self._closed = False
+        self._extended_bodies: tuple[str, ...] = ()
 
     # -- the port -----------------------------------------------------------------------
 
@@ -143,14 +145,6 @@ class SqliteIndexStore:
     async def reconcile_entries(self, *, repair: bool) -> int:
         return await self._run_write(self._append_missing, repair)
 
-    def use_table(self, table: AttributeTable) -> None:
-        """Index instances from now on with ``table`` (the built-ins plus extended tags).
-
-        Taken under the write lock: an add in progress commits with the old table first,
-        so a reindex started after this call sees it (no instance is missed)."""
-        with self._write_lock:
-            self._table = table
-
     async def reindex(self, records: list[InstanceRecord], table: AttributeTable) -> None:
         """Add the match keys of ``table``'s attributes for already indexed ``records``
         (an extended tag's reindex); keys already present are kept (INSERT OR IGNORE)."""
@@ -165,6 +159,16 @@ class SqliteIndexStore:
                     connection.execute(f"DELETE FROM {word_table(level)} WHERE tag = ?", (tag,))
 
         await self._run_write(drop)
+
+    def _read_extended_tags(self, connection: sqlite3.Connection) -> None:
+        """Index with the extended tags committed now (read inside the add's write
+        transaction, which serializes with the one adding a tag, in any process: an add
+        committed after a tag was added carries it; one committed before is seen by the
+        reindex that starts after). Rebuilt only when the definitions change."""
+        bodies = tuple(body for (body,) in connection.execute("SELECT body FROM extended_tag ORDER BY path"))
+        if bodies != self._extended_bodies:
+            self._extended_bodies = bodies
+            self._table = extend_table([ExtendedTag.from_json(json.loads(body)) for body in bodies])
 
     def _reindex(self, connection: sqlite3.Connection, records: list[InstanceRecord], table: AttributeTable) -> None:
         saved, self._table = self._table, table
@@ -246,6 +250,7 @@ class SqliteIndexStore:
     def _add(self, connection: sqlite3.Connection, record: InstanceRecord, fresh: bool) -> bool:
         dataset = with_identity(record)
         with write_transaction(connection):
+            self._read_extended_tags(connection)
             if _exists(connection, "SELECT 1 FROM instance WHERE instance_key = ?", record.instance_key):
                 return False
             if _exists(connection, "SELECT 1 FROM tombstone WHERE instance_key = ?", record.instance_key):

@@ -105,6 +105,16 @@ CREATE INDEX IF NOT EXISTS changefeed_by_time ON changefeed (timestamp, sequence
 CREATE INDEX IF NOT EXISTS changefeed_by_instance ON changefeed (instance_key, state);
 """
 
+EXTENDED_TAG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS extended_tag (path TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS extended_tag_error (
+    path TEXT NOT NULL, sop_uid TEXT NOT NULL, body TEXT NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    UNIQUE (path, sop_uid) ON CONFLICT REPLACE
+);
+"""
+"""Extended query tag definitions (indexing/sqlite/extended_tag_store.py) and their reindex
+errors; the index store reads the definitions in each add's write transaction."""
+
 _MATCH_TABLES = """
 CREATE TABLE IF NOT EXISTS {level}_value (
     entity_pk INTEGER NOT NULL,
@@ -132,7 +142,8 @@ def word_table(level: Level) -> str:
 
 
 def _statements() -> list[str]:
-    script = _ENTITY_TABLES + FEED_SCHEMA + "".join(_MATCH_TABLES.format(level=level.value) for level in Level)
+    matches = "".join(_MATCH_TABLES.format(level=level.value) for level in Level)
+    script = _ENTITY_TABLES + FEED_SCHEMA + EXTENDED_TAG_SCHEMA + matches
     return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 
