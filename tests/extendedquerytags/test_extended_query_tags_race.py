@@ -24,7 +24,7 @@ def _stow(root: str, number: int) -> str:
 
 
 def test_concurrent_stows_during_reindex_are_all_searchable(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data")
+    server = ServerProcess(tmp_path / "data", workers=2)  # the tag is added in one process, STOWs land in both
     try:
         stored = {_stow(server.root, number) for number in range(1, 31)}
         with ThreadPoolExecutor(4) as pool:
