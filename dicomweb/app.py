@@ -26,6 +26,7 @@ from dicomweb.background import event_indexing
 from dicomweb.composition import build_services
 from dicomweb.http.errors import HTTPError, handle_http_error
 from dicomweb.http.limits import HeaderLimits
+from dicomweb.http.telemetry import RequestTelemetry
 from dicomweb.http.urls import SERVICE_PREFIX
 from dicomweb.settings import Settings
 
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             if own_services:
                 await wired.close()
 
-    middleware = [Middleware(HeaderLimits)]
+    middleware = [Middleware(RequestTelemetry), Middleware(HeaderLimits)]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -13,6 +13,8 @@ from dicomweb.api.context import Services
 from dicomweb.settings import Settings
 from dicomweb.storage.local_events import BlobEventBus
 from dicomweb.storage.port import BlobStore
+from dicomweb.telemetry.exporters import configure_telemetry
+from dicomweb.telemetry.traced import MeasuredEventSink, count_stored, traced
 from dicomweb.usecases.blob_created import BlobCreatedHandler
 from dicomweb.usecases.delete_instances import DeleteInstances
 from dicomweb.usecases.publish_events import FeedPublisher
@@ -23,12 +25,16 @@ from indexing.port import IndexStore
 
 def build_services(settings: Settings) -> Services:
     """Adapters for ``settings`` and the use cases over them. Does no I/O."""
+    configure_telemetry(settings)
     # A local folder announces its own writes; Blob Storage has Event Grid for that.
     local = settings.blob_store == "filesystem"
     blob_events = BlobEventBus(settings.blob_container, _blob_root(settings)) if local else None
-    blobs = _blob_store(settings, blob_events)
+    # Every port is traced here, at the root: one span per call, no tracing code in an adapter.
+    blobs = traced(_blob_store(settings, blob_events), "blob")
     index, feed = _index_and_feed(settings)
-    events = _event_sink(settings)
+    index = traced(index, "index", {"add_instance": count_stored})
+    feed = traced(feed, "feed")
+    events = traced(MeasuredEventSink(_event_sink(settings)), "events")
     publisher = FeedPublisher(feed, events, blobs)
     sidecars = SidecarFiles(blobs, settings.bulkdata_threshold)
     store = StoreInstance(blobs, index, feed, sidecars, on_change=publisher.kick)
