@@ -13,7 +13,7 @@ param principalId string
 param userPrincipalId string = ''
 
 var serverless = throughput == 0
-var cosmosBuiltInDataContributor = '00000000-0000-0000-0000-000000000002'
+var cosmosDbBuiltInDataContributor = '00000000-0000-0000-0000-000000000002'
 var containers = loadJsonContent('../cosmos-containers.json')
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
@@ -55,9 +55,9 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
 
 resource appAccess 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = {
   parent: account
-  name: guid(account.id, principalId, cosmosBuiltInDataContributor)
+  name: guid(account.id, principalId, cosmosDbBuiltInDataContributor)
   properties: {
-    roleDefinitionId: '${account.id}/sqlRoleDefinitions/${cosmosBuiltInDataContributor}'
+    roleDefinitionId: '${account.id}/sqlRoleDefinitions/${cosmosDbBuiltInDataContributor}'
     principalId: principalId
     scope: account.id
   }
@@ -65,9 +65,9 @@ resource appAccess 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@202
 
 resource userAccess 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = if (!empty(userPrincipalId)) {
   parent: account
-  name: guid(account.id, userPrincipalId, cosmosBuiltInDataContributor)
+  name: guid(account.id, userPrincipalId, cosmosDbBuiltInDataContributor)
   properties: {
-    roleDefinitionId: '${account.id}/sqlRoleDefinitions/${cosmosBuiltInDataContributor}'
+    roleDefinitionId: '${account.id}/sqlRoleDefinitions/${cosmosDbBuiltInDataContributor}'
     principalId: userPrincipalId
     scope: account.id
   }

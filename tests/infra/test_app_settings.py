@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -69,12 +70,8 @@ class _Recording(dict[str, str]):
 def settings_the_app_reads() -> set[str]:
     """Every environment variable ``Settings.from_env`` looks up."""
     recording = _Recording({})
-    original = os.environ
-    os.environ = recording  # type: ignore[assignment]
-    try:
+    with mock.patch.object(os, "environ", recording):
         Settings.from_env()
-    finally:
-        os.environ = original
     return recording.read
 
 

@@ -14,7 +14,8 @@ BUILT_IN_ROLES = {
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
     "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
-    # Cosmos DB for NoSQL built-in data-plane role (learn.microsoft.com/azure/cosmos-db/nosql/security/reference-data-plane-roles).
+    # Cosmos DB for NoSQL's built-in data-plane role, a SQL role definition of the account
+    # (learn.microsoft.com/azure/cosmos-db/nosql/security/reference-data-plane-roles).
     "00000000-0000-0000-0000-000000000002": "Cosmos DB Built-in Data Contributor",
 }
 
@@ -50,6 +51,6 @@ def test_every_rbac_assignment_refers_to_a_role_definition_by_id() -> None:
 def test_the_app_identity_holds_the_roles_the_issue_names() -> None:
     text = "\n".join(path.read_text() for path in bicep_files())
     for role in ("eventGridDataSender", "monitoringMetricsPublisher", "storageBlobDataOwner",
-                 "storageQueueDataContributor", "storageTableDataContributor", "cosmosBuiltInDataContributor"):
+                 "storageQueueDataContributor", "storageTableDataContributor", "cosmosDbBuiltInDataContributor"):
         assert re.search(rf"roleDefinitionId: .*{role}|for role in appRoles", text) and role in text
     assert resources_of_type("Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments")
