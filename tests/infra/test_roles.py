@@ -40,7 +40,7 @@ def test_every_role_id_is_a_documented_built_in_role_named_by_its_variable() -> 
 
 def test_every_rbac_assignment_refers_to_a_role_definition_by_id() -> None:
     assignments = resources_of_type("Microsoft.Authorization/roleAssignments")
-    assert len(assignments) >= 6
+    assert len(assignments) >= 5  # the app's three storage roles are one loop
     for path, name, config in assignments:
         role = config["properties"]["roleDefinitionId"]
         assert role["function"]["type"] == "subscription_resource_id", f"{path.name}:{name}"
