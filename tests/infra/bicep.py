@@ -26,13 +26,16 @@ def parse(path: Path) -> dict[str, Any]:
 
 
 def resources_of_type(kind: str) -> list[tuple[Path, str, dict[str, Any]]]:
-    """(file, symbolic name, config) of every resource of ``kind`` in every template (loops unwrapped)."""
+    """(file, symbolic name, config) of every resource of ``kind`` in every template (loops and
+    conditions unwrapped; ``existing`` references left out)."""
     found = []
     for path in bicep_files():
         for name, resource in parse(path).get("resources", {}).items():
             if resource["type"] == kind and not resource.get("existing"):
                 config = resource["config"]
-                found.append((path, name, config.get("config", config) if "loop_type" in config else config))
+                while "loop_type" in config or "condition" in config:
+                    config = config["config"]
+                found.append((path, name, config))
     return found
 
 
