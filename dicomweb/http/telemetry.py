@@ -27,14 +27,16 @@ SEARCHES = ("/studies", "/series", "/instances")
 
 def route_of(path: str) -> str:
     """``path`` with every segment that is not an API word replaced by a placeholder."""
-    shaped = []
+    shaped: list[str] = []
     for segment in path.strip("/").split("/"):
         if segment in WORDS or not segment:
             shaped.append(segment)
+        elif shaped and shaped[-1] == "frames" and segment.replace(",", "").isdigit():
+            shaped.append("{n}")
         elif UID.match(segment):
             shaped.append("{uid}")
         else:
-            shaped.append("{n}" if segment.replace(",", "").isdigit() else "{id}")
+            shaped.append("{id}")
     return "/" + "/".join(shaped)
 
 

@@ -21,9 +21,10 @@ CACHE = Path(os.environ.get("DICOMWEB_VENV_CACHE", Path.home() / ".cache" / "dic
 _INSTALL_TIMEOUT = 900
 
 
-def cached_venv(name: str, requirements: list[str]) -> Path:
-    """The Python of a venv holding ``requirements`` (pip arguments), built if missing."""
-    key = hashlib.sha256("\n".join([sys.version, *requirements]).encode()).hexdigest()[:16]
+def cached_venv(name: str, requirements: list[str], *, fingerprint: str = "") -> Path:
+    """The Python of a venv holding ``requirements`` (pip arguments), built if missing;
+    ``fingerprint``: what else it depends on (the text of a requirements file)."""
+    key = hashlib.sha256("\n".join([sys.version, fingerprint, *requirements]).encode()).hexdigest()[:16]
     target = CACHE / f"{name}-{key}"
     python = target / "bin" / "python"
     CACHE.mkdir(parents=True, exist_ok=True)

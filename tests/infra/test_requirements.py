@@ -1,0 +1,52 @@
+"""requirements.txt (what the Functions deployment installs) holds every package the app
+imports: a venv built from it alone imports function_app and every third-party module the
+app's packages import, also those imported inside functions (found by grimp, the graph
+import-linter builds)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+from tests.support.tool_venvs import cached_venv
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("dicomweb", "indexing", "changefeed", "dicomcore")
+
+
+def third_party_modules() -> set[str]:
+    """Full names of the external modules the app's packages and function_app.py import."""
+    graph = grimp.build_graph(*PACKAGES, include_external_packages=True)
+    internal = {m for m in graph.modules if m.split(".")[0] in PACKAGES}
+    lines: set[str] = set()
+    for importer in internal:
+        for imported in graph.find_modules_directly_imported_by(importer) - internal:
+            lines |= {d["line_contents"] for d in graph.get_import_details(importer=importer, imported=imported)}
+    names = {*_modules_in("\n".join(line.strip() for line in lines)),
+             *_modules_in((ROOT / "function_app.py").read_text())}
+    return {n for n in names if n.split(".")[0] not in PACKAGES and n.split(".")[0] not in sys.stdlib_module_names}
+
+
+def _modules_in(source: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_the_app_imports_with_requirements_txt_alone(tmp_path: Path) -> None:
+    modules = third_party_modules()
+    assert {"azure.functions", "azure.monitor.opentelemetry", "azure.cosmos.aio", "pydicom"} <= modules
+    requirements = ROOT / "requirements.txt"
+    python = cached_venv("functions-requirements", ["-r", str(requirements)], fingerprint=requirements.read_text())
+    script = "import function_app\n" + "".join(f"import {name}\n" for name in sorted(modules))
+    result = subprocess.run([str(python), "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={"PATH": "/usr/bin:/bin", "DICOMWEB_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-3000:]
