@@ -81,6 +81,9 @@ def test_the_queue_trigger_reads_the_blob_events_queue(functions: dict[str, Any]
     assert trigger["type"] == "queueTrigger" and trigger["direction"] == "IN"
     assert trigger["queueName"] == "%DICOMWEB_BLOB_EVENTS_QUEUE%"
     assert trigger["connection"] == "AzureWebJobsStorage"
+    # Event Grid writes base64-encoded events; five failed tries park a message in blob-events-poison.
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert queues == {"messageEncoding": "base64", "maxDequeueCount": 5}
 
 
 # --- the HTTP function, called as the worker calls it --------------------------------------------
