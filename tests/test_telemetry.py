@@ -28,7 +28,7 @@ _metrics = InMemoryMetricReader()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def providers() -> None:
+def providers() -> Iterator[None]:
     """The process's providers, set once (OpenTelemetry allows one); instruments made before bind to them."""
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
@@ -36,6 +36,8 @@ def providers() -> None:
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(_spans))
     metrics.set_meter_provider(MeterProvider(metric_readers=[_metrics]))
+    yield
+    _spans.shutdown()  # later tests' spans are dropped, not kept in memory
 
 
 @pytest.fixture
