@@ -6,6 +6,7 @@ import-linter builds)."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +27,18 @@ def third_party_modules() -> set[str]:
     for importer in internal:
         for imported in graph.find_modules_directly_imported_by(importer) - internal:
             lines |= {d["line_contents"] for d in graph.get_import_details(importer=importer, imported=imported)}
-    names = {*_modules_in("\n".join(line.strip() for line in lines)),
-             *_modules_in((ROOT / "function_app.py").read_text())}
+    names = {_module_of(line) for line in lines} | _modules_in((ROOT / "function_app.py").read_text())
     return {n for n in names if n.split(".")[0] not in PACKAGES and n.split(".")[0] not in sys.stdlib_module_names}
+
+
+IMPORT_LINE = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))")
+
+
+def _module_of(line: str) -> str:
+    """The module an import line names (grimp gives the first line of a multi-line import)."""
+    match = IMPORT_LINE.match(line)
+    assert match, line
+    return match.group(1) or match.group(2)
 
 
 def _modules_in(source: str) -> set[str]:
