@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
@@ -24,8 +25,9 @@ from dicomweb.api.stow import routes as stow_routes
 from dicomweb.api.wado import routes as wado_routes
 from dicomweb.background import event_indexing
 from dicomweb.composition import build_services
-from dicomweb.http.errors import HTTPError, handle_http_error
+from dicomweb.http.errors import handle_http_error
 from dicomweb.http.limits import HeaderLimits
+from dicomweb.http.routing import merge_methods
 from dicomweb.http.telemetry import RequestTelemetry
 from dicomweb.http.urls import SERVICE_PREFIX
 from dicomweb.settings import Settings
@@ -64,20 +66,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     routes = [
         Mount(
             SERVICE_PREFIX,
-            routes=[
+            routes=merge_methods([
                 *stow_routes.routes,
                 *qido_routes.routes,
                 *wado_routes.routes,
                 *delete_routes.routes,
                 *changefeed_routes.routes,
                 *operations_routes.routes,
-            ],
+            ]),
         )
     ]
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPError: handle_http_error},
+        exception_handlers={HTTPException: handle_http_error},
         lifespan=lifespan,
     )
     app.state.services = wired

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+MIB = 1024**2
 
 
 def _env(name: str, default: str) -> str:
@@ -48,6 +49,9 @@ class Settings:
     ``APPLICATIONINSIGHTS_CONNECTION_STRING``  traces and metrics to Application Insights
     ``DICOMWEB_TELEMETRY``                  local telemetry: ``otlp`` (the ``OTEL_EXPORTER_OTLP_*``
                                             variables), ``console``, or empty: off
+    ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
+                                            decoded) WADO converts in memory (256 MiB); larger
+                                            conversions answer 406
     ======================================  =====================================================
     """
 
@@ -70,6 +74,7 @@ class Settings:
     blob_events_queue: str = "blob-events"
     appinsights_connection_string: str = ""
     telemetry: str = ""
+    transcode_max_bytes: int = 256 * MIB
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -94,6 +99,7 @@ class Settings:
             blob_events_queue=_env("DICOMWEB_BLOB_EVENTS_QUEUE", "blob-events"),
             appinsights_connection_string=_env("APPLICATIONINSIGHTS_CONNECTION_STRING", ""),
             telemetry=_env("DICOMWEB_TELEMETRY", "").lower(),
+            transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
         )
 
     def with_(self, **changes: Any) -> Settings:

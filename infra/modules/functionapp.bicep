@@ -31,6 +31,9 @@ param pythonVersion string = '3.11'
 // (POST /v1/uploads); the host's own limit is set above it so those requests reach the app.
 var maxRequestBytes = 104857600
 var hostRequestLimit = 2 * maxRequestBytes
+// WADO converts an instance in memory up to this size (about three times it at worst): 256 MiB
+// fits the default 2048 MB instance.
+var transcodeMaxBytes = 268435456
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -110,6 +113,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     DICOMWEB_EVENTGRID_ENDPOINT: changeTopicEndpoint
     DICOMWEB_INGEST_SCAN_SECONDS: '0'
     DICOMWEB_BLOB_EVENTS_QUEUE: blobEventsQueue
+    DICOMWEB_TRANSCODE_MAX_BYTES: string(transcodeMaxBytes)
     DICOMWEB_IMPORT_CONTAINER: importContainer
     DICOMWEB_AUTH_AUTHORITY: authAuthority
     DICOMWEB_AUTH_AUDIENCE: authAudience

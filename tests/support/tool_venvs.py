@@ -34,6 +34,9 @@ def cached_venv(name: str, requirements: list[str], *, fingerprint: str = "") ->
             return python
         shutil.rmtree(target, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+        # The pip a venv starts with can be old enough to fail on today's dependency graphs.
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--upgrade", "pip"],
+                       check=True, capture_output=True, timeout=_INSTALL_TIMEOUT)
         result = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                                  *requirements], capture_output=True, text=True, timeout=_INSTALL_TIMEOUT)
         if result.returncode != 0:
