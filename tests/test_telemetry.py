@@ -4,6 +4,7 @@ the STOW/frame/QIDO metrics, and no patient data anywhere in them."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +75,12 @@ def _metric_points() -> dict[str, list[Any]]:
 
 def test_spans_and_metrics_of_a_stow_a_frame_and_a_search(client: TestClient, spans: InMemorySpanExporter) -> None:
     before = _metric_points()
+    published: list[Any] = []
+
+    async def subscriber(entry: Any) -> None:
+        published.append(entry)
+
+    client.app.state.services.events.subscribe(subscriber)  # type: ignore[attr-defined]
     ds = make_dataset(patient_name=PATIENT_NAME, patient_id=PATIENT_ID, rows=64, columns=64, frames=3)
     instance = to_bytes(ds)
     body, content_type = multipart_body([instance])
@@ -105,7 +112,14 @@ def test_spans_and_metrics_of_a_stow_a_frame_and_a_search(client: TestClient, sp
         text = f"{span.name} {dict(span.attributes or {})} {[e.attributes for e in span.events]}"
         assert PATIENT_NAME.split("^")[0] not in text and PATIENT_ID not in text, text
 
+    deadline = time.monotonic() + 10
+    while not published and time.monotonic() < deadline:  # the publisher runs in the background
+        time.sleep(0.05)
+    assert published, "the change event was not published"
+    time.sleep(0.1)
     after = _metric_points()
+    assert _count(after, "dicomweb.events.lag") - _count(before, "dicomweb.events.lag") >= 1
+    assert any(span.name == "events.publish" for span in spans.get_finished_spans())
     assert _sum(after, "dicomweb.stow.instances") - _sum(before, "dicomweb.stow.instances") == 1
     assert _sum(after, "dicomweb.stow.bytes") - _sum(before, "dicomweb.stow.bytes") == len(instance)
     assert _count(after, "dicomweb.frame.duration") - _count(before, "dicomweb.frame.duration") == 1
