@@ -22,7 +22,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
 
-resource systemTopic 'Microsoft.EventGrid/systemTopics@2024-06-01-preview' = {
+resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   name: systemTopicName
   location: location
   tags: tags
@@ -43,7 +43,7 @@ resource topicSendsToQueue 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
-resource blobCreated 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2024-06-01-preview' = {
+resource blobCreated 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
   parent: systemTopic
   name: 'blob-created-to-queue'
   dependsOn: [topicSendsToQueue]
@@ -68,7 +68,7 @@ resource blobCreated 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2024-0
   }
 }
 
-resource changeTopic 'Microsoft.EventGrid/topics@2024-06-01-preview' = {
+resource changeTopic 'Microsoft.EventGrid/topics@2025-02-15' = {
   name: changeTopicName
   location: location
   tags: tags

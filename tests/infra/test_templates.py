@@ -123,3 +123,9 @@ SECRET = re.compile(r"(?i)(listKeys|listConnectionStrings|AccountKey=|SharedAcce
 def test_no_key_or_secret_is_read_or_written(path: Path) -> None:
     code = "\n".join(line.split("//")[0] for line in path.read_text().splitlines())  # comments may say why not
     assert not SECRET.search(code), SECRET.search(code)
+
+
+def test_no_preview_api_versions() -> None:
+    for path in bicep_files():
+        for name, resource in parse(path).get("resources", {}).items():
+            assert "preview" not in resource["api_version"], f"{path.name}: {name} uses {resource['api_version']}"
