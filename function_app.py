@@ -10,6 +10,11 @@ queue; the queue trigger (:mod:`dicomweb.functions.blob_events`) hands each to
 server's in-process bus calls. Why a queue rather than the blob trigger's webhook: see
 that module and docs/deploy.md.
 
+Operations (bulk import, reindex): Durable Functions, registered from dicomweb/durable.py;
+their start queue's ``connection`` is ``DICOMWEB_BLOB_CONNECTION_STRING`` (in Azure, with
+the identity: ``DICOMWEB_BLOB_CONNECTION_STRING__queueServiceUri``, ``__credential``,
+``__clientId``).
+
 Configuration comes from the app settings (``local.settings.json`` ``Values`` locally; in
 Azure the ones infra/modules/functionapp.bicep sets). Telemetry (Application Insights when
 ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set) is configured by the composition root.
@@ -19,12 +24,17 @@ import azure.functions as func
 
 from dicomweb.app import create_app
 from dicomweb.composition import build_services
+from dicomweb.durable import blueprint
 from dicomweb.functions.blob_events import blob_events
 from dicomweb.settings import Settings
 
+OPERATIONS_QUEUE_CONNECTION = "DICOMWEB_BLOB_CONNECTION_STRING"
+
 # Event Grid announces dropped files here; the periodic drop-zone scan is the embedded
-# server's stand-in for it, so it stays off.
-services = build_services(Settings.from_env().with_(ingest_scan_seconds=0))
+# server's stand-in for it, so it stays off. Operations run as Durable orchestrations.
+services = build_services(Settings.from_env().with_(ingest_scan_seconds=0, operations_runner="durable"))
 
 app = func.AsgiFunctionApp(app=create_app(services.settings, services), http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(blob_events(services.blob_created))
+# Long-running operations (dicomweb/durable.py): a queue starter, the orchestrator, one activity.
+app.register_functions(blueprint(services, OPERATIONS_QUEUE_CONNECTION))

@@ -85,6 +85,7 @@ module storage 'modules/storage.bicep' = {
     importContainer: importContainer
     deploymentContainer: deploymentContainer
     blobEventsQueue: blobEventsQueue
+    operationsQueue: operationsQueue
     principalId: identity.outputs.principalId
     userPrincipalId: principalId
   }
@@ -138,6 +139,7 @@ module functionApp 'modules/functionapp.bicep' = {
     dicomContainer: dicomContainer
     importContainer: importContainer
     blobEventsQueue: blobEventsQueue
+    operationsQueue: operationsQueue
     cosmosEndpoint: cosmos.outputs.endpoint
     cosmosDatabase: cosmosDatabase
     changeTopicEndpoint: events.outputs.changeTopicEndpoint
@@ -152,6 +154,7 @@ var dicomContainer = 'dicomweb'
 var importContainer = 'import'
 var deploymentContainer = 'app-package'
 var blobEventsQueue = 'blob-events'
+var operationsQueue = 'dicomweb-operations'
 var cosmosDatabase = 'dicomweb'
 
 // What azd writes to the environment (.azure/<env>/.env).

@@ -16,6 +16,7 @@ param deploymentContainer string
 param dicomContainer string
 param importContainer string
 param blobEventsQueue string
+param operationsQueue string
 param cosmosEndpoint string
 param cosmosDatabase string
 param changeTopicEndpoint string
@@ -94,6 +95,10 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
     FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(hostRequestLimit)
+    // The Durable operations' start queue trigger (connection DICOMWEB_BLOB_CONNECTION_STRING), with the identity.
+    DICOMWEB_BLOB_CONNECTION_STRING__queueServiceUri: queueEndpoint
+    DICOMWEB_BLOB_CONNECTION_STRING__credential: 'managedidentity'
+    DICOMWEB_BLOB_CONNECTION_STRING__clientId: identityClientId
     // Telemetry, host and app, sent with the identity (Application Insights local auth is off).
     APPLICATIONINSIGHTS_CONNECTION_STRING: insightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
@@ -115,6 +120,13 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     DICOMWEB_BLOB_EVENTS_QUEUE: blobEventsQueue
     DICOMWEB_TRANSCODE_MAX_BYTES: string(transcodeMaxBytes)
     DICOMWEB_IMPORT_CONTAINER: importContainer
+    DICOMWEB_DELETE_LEASE_SECONDS: '10'
+    DICOMWEB_STAGING_GRACE_SECONDS: '3600'
+    // Every instance the app scales out to would reconcile at its start: run verify as an operation instead.
+    DICOMWEB_VERIFY_AT_STARTUP: '0'
+    DICOMWEB_OPERATIONS_RUNNER: 'durable'
+    DICOMWEB_OPERATIONS_QUEUE: operationsQueue
+    DICOMWEB_UPLOAD_EXPIRY_SECONDS: '3600'
     DICOMWEB_AUTH_AUTHORITY: authAuthority
     DICOMWEB_AUTH_AUDIENCE: authAudience
   }

@@ -9,6 +9,7 @@ param dicomContainer string
 param importContainer string
 param deploymentContainer string
 param blobEventsQueue string
+param operationsQueue string
 @description('The app identity.')
 param principalId string
 @description('The user running azd (empty: none).')
@@ -89,6 +90,12 @@ resource userAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!
     principalId: userPrincipalId
     principalType: 'User'
   }
+}
+
+// The queue that starts Durable operations (import, reindex): the HTTP app sends, a queue trigger starts them.
+resource operations 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: operationsQueue
 }
 
 output name string = account.name
