@@ -1,7 +1,8 @@
 """requirements.txt (what the Functions deployment installs) holds every package the app
-imports: a venv built from it alone imports function_app and every third-party module the
-app's packages import, also those imported inside functions (found by grimp, the graph
-import-linter builds)."""
+imports: a venv built from it alone imports function_app and every third-party module
+function_app reaches through the app's modules, also those imported inside functions (found
+by grimp, the graph import-linter builds). Modules the Functions app never reaches (the
+embedded server's CLI) may use packages requirements.txt leaves out."""
 
 from __future__ import annotations
 
@@ -20,14 +21,19 @@ PACKAGES = ("dicomweb", "indexing", "changefeed", "dicomcore")
 
 
 def third_party_modules() -> set[str]:
-    """Full names of the external modules the app's packages and function_app.py import."""
+    """Full names of the external modules function_app.py imports, directly or through the
+    app's modules it reaches (also imports made inside functions: grimp sees every one)."""
     graph = grimp.build_graph(*PACKAGES, include_external_packages=True)
     internal = {m for m in graph.modules if m.split(".")[0] in PACKAGES}
+    entry = _modules_in((ROOT / "function_app.py").read_text())
+    reached: set[str] = set()
+    for module in entry & internal:
+        reached |= {module, *(graph.find_upstream_modules(module) & internal)}
     lines: set[str] = set()
-    for importer in internal:
+    for importer in reached:
         for imported in graph.find_modules_directly_imported_by(importer) - internal:
             lines |= {d["line_contents"] for d in graph.get_import_details(importer=importer, imported=imported)}
-    names = {_module_of(line) for line in lines} | _modules_in((ROOT / "function_app.py").read_text())
+    names = {_module_of(line) for line in lines} | (entry - internal)
     return {n for n in names if n.split(".")[0] not in PACKAGES and n.split(".")[0] not in sys.stdlib_module_names}
 
 
