@@ -31,6 +31,7 @@ from dicomweb.composition import build_services
 from dicomweb.http.errors import handle_http_error, handle_missing_blob
 from dicomweb.http.limits import HeaderLimits
 from dicomweb.http.routing import merge_methods
+from dicomweb.http.telemetry import RequestTelemetry
 from dicomweb.http.urls import SERVICE_PREFIX
 from dicomweb.settings import Settings
 from dicomweb.storage.port import BlobNotFoundError
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             if own_services:
                 await wired.close()
 
-    middleware = [Middleware(HeaderLimits)]
+    middleware = [Middleware(RequestTelemetry), Middleware(HeaderLimits)]
     if settings.cors_origins:
         middleware.append(
             Middleware(

@@ -14,6 +14,8 @@ from dicomweb.api.context import Services
 from dicomweb.settings import Settings
 from dicomweb.storage.local_events import BlobEventBus
 from dicomweb.storage.port import BlobStore, ImportArea
+from dicomweb.telemetry.exporters import configure_telemetry
+from dicomweb.telemetry.traced import MeasuredEventSink, count_stored, traced
 from dicomweb.usecases.blob_created import BlobCreatedHandler
 from dicomweb.usecases.cast.archive import LocalArchive
 from dicomweb.usecases.cast.ports import FeedSource, FhirClient, StudySource
@@ -38,12 +40,16 @@ def build_services(settings: Settings) -> Services:
     redact.quiet_pydicom()
     limits.configure(limits.ParseLimits(max_header_bytes=settings.max_header_bytes,
                                         max_inflated_bytes=settings.max_inflated_bytes))
+    configure_telemetry(settings)
     # A local folder announces its own writes; Blob Storage has Event Grid for that.
     local = settings.blob_store == "filesystem"
     blob_events = BlobEventBus(settings.blob_container, _blob_root(settings)) if local else None
-    blobs = _blob_store(settings, blob_events)
+    # Every port is traced here, at the root: one span per call, no tracing code in an adapter.
+    blobs = traced(_blob_store(settings, blob_events), "blob")
     index, feed = _index_and_feed(settings)
-    events = _event_sink(settings)
+    index = traced(index, "index", {"add_instance": count_stored})
+    feed = traced(feed, "feed")
+    events = traced(MeasuredEventSink(_event_sink(settings)), "events")
     publisher = FeedPublisher(feed, events, blobs)
     sidecars = SidecarFiles(blobs, settings.bulkdata_threshold)
     store = StoreInstance(blobs, index, sidecars, on_change=publisher.kick,

@@ -41,9 +41,14 @@ class Settings:
     ``DICOMWEB_COSMOS_DATABASE``            the database (``dicomweb``); containers are created
     ``DICOMWEB_PUBLIC_URL``                 the service root as clients see it (in events)
     ``DICOMWEB_EVENTGRID_ENDPOINT``         Event Grid topic endpoint; empty: in-process events
-    ``DICOMWEB_EVENTGRID_KEY``              its access key
+    ``DICOMWEB_EVENTGRID_KEY``              its access key; empty: DefaultAzureCredential
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_BLOB_EVENTS_QUEUE``          Azure: the storage queue Event Grid delivers the
+                                            container's BlobCreated events to (``blob-events``)
+    ``APPLICATIONINSIGHTS_CONNECTION_STRING``  traces and metrics to Application Insights
+    ``DICOMWEB_TELEMETRY``                  local telemetry: ``otlp`` (the ``OTEL_EXPORTER_OTLP_*``
+                                            variables), ``console``, or empty: off
     ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
                                             decoded) WADO converts in memory (256 MiB); larger
                                             conversions answer 406
@@ -92,6 +97,9 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    blob_events_queue: str = "blob-events"
+    appinsights_connection_string: str = ""
+    telemetry: str = ""
     transcode_max_bytes: int = 256 * MIB
     delete_lease_seconds: float = 10.0
     staging_grace_seconds: float = 3600.0
@@ -137,6 +145,9 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            blob_events_queue=_env("DICOMWEB_BLOB_EVENTS_QUEUE", "blob-events"),
+            appinsights_connection_string=_env("APPLICATIONINSIGHTS_CONNECTION_STRING", ""),
+            telemetry=_env("DICOMWEB_TELEMETRY", "").lower(),
             transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
             delete_lease_seconds=float(_env("DICOMWEB_DELETE_LEASE_SECONDS", "10")),
             staging_grace_seconds=float(_env("DICOMWEB_STAGING_GRACE_SECONDS", "3600")),

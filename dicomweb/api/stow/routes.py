@@ -44,10 +44,18 @@ def _content_type(request: Request) -> tuple[str, dict[str, str]]:
         name.decode("latin-1").lower(): value.decode("latin-1") for name, value in params.items()}
 
 
+UPLOAD_SESSIONS = "send larger files through an upload session (POST /v1/uploads) or straight to the import container"
+
+
+def _too_large(message: str) -> HTTPError:
+    """413 naming the limit and where larger files go (in Azure the limit is the Functions request size)."""
+    return HTTPError(413, f"{message}; {UPLOAD_SESSIONS}")
+
+
 def _check_size(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPError(413, f"request body of {declared} bytes is larger than the {limit}-byte limit")
+        raise _too_large(f"request body of {declared} bytes is larger than the {limit}-byte limit")
 
 
 async def _store_multipart(
@@ -132,7 +140,7 @@ async def store_instances(request: Request) -> Response:
         log.info("STOW client disconnected before the end of its request body")
         return Response(status_code=400)
     except (BodyTooLargeError, TooManyPartsError) as exc:
-        raise HTTPError(413, str(exc)) from exc
+        raise _too_large(str(exc)) from exc
     except MultipartError as exc:
         raise bad_request(str(exc)) from exc
     except OSError as exc:
