@@ -2,7 +2,9 @@
 
 Each DICOMweb transaction and feature lives in its own package under :mod:`dicomweb.api`
 (``stow``, ``qido``, ``wado``, ``delete``, ``changefeed``, ``operations``) and contributes a
-``routes`` list; they are mounted under the service root.
+``routes`` list; they are mounted under the service root. Outside it: the health probes
+(``health``), the capabilities summary and OpenAPI description (``capabilities``: ``/v1`` and
+``/v1/openapi.json``), and the pages for people (``site``: ``/``, ``/docs``, ``/viewer/``).
 """
 
 from __future__ import annotations
@@ -15,17 +17,21 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
+from dicomweb.api.capabilities import routes as capabilities_routes
 from dicomweb.api.changefeed import routes as changefeed_routes
 from dicomweb.api.context import Services
 from dicomweb.api.delete import routes as delete_routes
+from dicomweb.api.health import routes as health_routes
 from dicomweb.api.operations import routes as operations_routes
 from dicomweb.api.qido import routes as qido_routes
+from dicomweb.api.site import routes as site_routes
 from dicomweb.api.stow import routes as stow_routes
 from dicomweb.api.wado import routes as wado_routes
 from dicomweb.background import event_indexing
 from dicomweb.composition import build_services
 from dicomweb.http.errors import HTTPError, handle_http_error
 from dicomweb.http.limits import HeaderLimits
+from dicomweb.http.request_log import RequestLog
 from dicomweb.http.urls import SERVICE_PREFIX
 from dicomweb.settings import Settings
 
@@ -49,7 +55,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             if own_services:
                 await wired.close()
 
-    middleware = [Middleware(HeaderLimits)]
+    middleware = [Middleware(RequestLog)] if settings.request_log else []
+    middleware.append(Middleware(HeaderLimits))
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -61,6 +68,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             )
         )
     routes = [
+        *site_routes.routes,
+        *health_routes.routes,
+        *capabilities_routes.routes,
         Mount(
             SERVICE_PREFIX,
             routes=[

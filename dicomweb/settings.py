@@ -13,6 +13,9 @@ from typing import Any
 
 GIB = 1024**3
 
+DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[1] / "viewer" / "ohif"
+"""Where ``scripts/setup.sh`` (``scripts/fetch_viewer.sh``) installs the OHIF viewer in a clone."""
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
@@ -43,6 +46,8 @@ class Settings:
     ``DICOMWEB_EVENTGRID_KEY``              its access key
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_VIEWER_DIR``                 the OHIF viewer bundle served at ``/viewer/``
+    ``DICOMWEB_REQUEST_LOG``                ``1``: one log line per request (the CLI's default)
     ======================================  =====================================================
     """
 
@@ -62,6 +67,8 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    viewer_dir: Path = DEFAULT_VIEWER_DIR
+    request_log: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,6 +90,8 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            viewer_dir=Path(_env("DICOMWEB_VIEWER_DIR", str(DEFAULT_VIEWER_DIR))),
+            request_log=_env("DICOMWEB_REQUEST_LOG", "0").lower() in ("1", "true", "yes"),
         )
 
     def with_(self, **changes: Any) -> Settings:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from dicomcore.threads import in_thread
 from indexing.attributes import AttributeTable, Level, standard_table
-from indexing.port import DicomJson, InstanceRecord
+from indexing.port import DicomJson, InstanceRecord, StoreCounts
 from indexing.query import SERIES_UID_TAG, SOP_UID_TAG, STUDY_UID_TAG, Query
 from indexing.results import instance_number
 from indexing.sqlite.schema import connect, create_schema, value_table, word_table, write_transaction
@@ -83,6 +83,9 @@ class SqliteIndexStore:
 
     async def search(self, query: Query) -> list[DicomJson]:
         return await self._run(search, query)
+
+    async def counts(self) -> StoreCounts:
+        return await self._run(_counts)
 
     async def close(self) -> None:
         with self._lock:
@@ -332,6 +335,13 @@ def _with_identity(record: InstanceRecord) -> DicomJson:
         SOP_UID_TAG: {"vr": "UI", "Value": [record.sop_uid]},
         SOP_CLASS_TAG: {"vr": "UI", "Value": [record.sop_class_uid]},
     }
+
+
+def _counts(connection: sqlite3.Connection) -> StoreCounts:
+    studies, series, instances = connection.execute(
+        "SELECT (SELECT COUNT(*) FROM study), (SELECT COUNT(*) FROM series), (SELECT COUNT(*) FROM instance)"
+    ).fetchone()
+    return StoreCounts(studies=studies, series=series, instances=instances)
 
 
 def _exists(connection: sqlite3.Connection, sql: str, *params: Any) -> bool:
