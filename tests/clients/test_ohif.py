@@ -38,8 +38,8 @@ import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
 
+from dicomweb.demo.wsi_generate import generate_pyramid
 from tests.support.servers import ServerProcess, free_port
-from tools.wsi_generate import generate_pyramid
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK_SCRIPT = Path(__file__).with_name("ohif_check.mjs")
@@ -49,7 +49,7 @@ CHROMIUM = os.environ.get("OHIF_CHROMIUM", "/usr/bin/chromium")
 CHECK_TIMEOUT_S = 180
 CT_SLICES = 5
 CT_DESCRIPTION = "OHIF check CT"
-SLIDE_DESCRIPTION = "Synthetic whole slide image"  # what tools/wsi_generate.py writes
+SLIDE_DESCRIPTION = "Synthetic whole slide image"  # what dicomweb/demo/wsi_generate.py writes
 
 
 @dataclass
