@@ -21,7 +21,7 @@ version="$(pin version)"
 integrity="$(pin integrity)"
 base="/viewer/"
 root="${DICOMWEB_VIEWER_DIR:-viewer/ohif}"
-stamp="@ohif/app@$version at $base"
+stamp="@ohif/app@$version at $base (public paths of every bundle, slide viewer import)"
 
 if [ -f "$root/index.html" ] && [ "$(cat "$root/.installed" 2>/dev/null)" = "$stamp" ]; then
   echo "$root"
@@ -45,12 +45,20 @@ dist="$work/package/dist"
 # Source maps are half the package and only serve debugging.
 find "$dist" -name '*.map' -delete
 # The bundle was built for "/": its page's links, webpack's public path (where chunks, workers
-# and codecs load from) and the stylesheets' font URLs all start there.
+# and codecs load from: the app's and each web worker's runtime) and the stylesheets' font URLs
+# all start there.
 sed -i -e "s#=\"/#=\"$base#g" -e "s#PUBLIC_URL=\"/\"#PUBLIC_URL=\"$base\"#" "$dist/index.html"
-sed -i "s#__webpack_require__.p = \"/\";#__webpack_require__.p = \"$base\";#" "$dist"/app.bundle.*.js
+sed -i "s#__webpack_require__.p = \"/\";#__webpack_require__.p = \"$base\";#" "$dist"/*.js
 grep -q "__webpack_require__.p = \"$base\";" "$dist"/app.bundle.*.js \
   || { echo "fetch_viewer.sh: the bundle's public path was not found; OHIF's layout changed" >&2; exit 1; }
 sed -i "s#url(/#url($base#g" "$dist"/*.css
+sed -i "s#\"/#\"$base#g" "$dist/manifest.json"
+# The slide viewer's script is imported by an absolute URL of its own (it finds its worker and
+# codecs from there).
+sed -i "s#browserImportFunction('/dicom-microscopy-viewer/#browserImportFunction('${base}dicom-microscopy-viewer/#" \
+  "$dist"/app.bundle.*.js
+grep -q "browserImportFunction('${base}dicom-microscopy-viewer/" "$dist"/app.bundle.*.js \
+  || { echo "fetch_viewer.sh: the slide viewer's import was not found; OHIF's layout changed" >&2; exit 1; }
 echo "$stamp" > "$dist/.installed"
 mkdir -p "$(dirname "$root")"
 rm -rf "$root.partial" "$root.old"
