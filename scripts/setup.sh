@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install the project with the given extras, e.g. "test,azure".
+# Create .venv (if missing) and install the project with the given extras, e.g. "test,azure";
+# then the viewer the server serves at /viewer/ (scripts/fetch_viewer.sh), when node and npm are
+# here. Without them the server still runs, and its start page says how to get the viewer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -10,4 +12,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   python -m pip install -q --upgrade pip
   python -m pip install -q -e ".${extras:+[$extras]}"
   touch "$stamp"
+fi
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  bash scripts/fetch_viewer.sh >/dev/null \
+    || echo "setup.sh: could not install the viewer (see above); the server runs without it" >&2
+else
+  echo "setup.sh: node and npm not found: the server runs, without the viewer at /viewer/" >&2
 fi
