@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
@@ -29,7 +30,7 @@ from dicomweb.api.stow import routes as stow_routes
 from dicomweb.api.wado import routes as wado_routes
 from dicomweb.background import event_indexing
 from dicomweb.composition import build_services
-from dicomweb.http.errors import HTTPError, handle_http_error
+from dicomweb.http.errors import handle_http_error
 from dicomweb.http.limits import HeaderLimits
 from dicomweb.http.request_log import RequestLog
 from dicomweb.http.urls import SERVICE_PREFIX
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPError: handle_http_error},
+        exception_handlers={HTTPException: handle_http_error},
         lifespan=lifespan,
     )
     app.state.services = wired
