@@ -81,6 +81,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *delete_routes.routes,
                 *changefeed_routes.routes,
                 *operations_routes.routes,
+                # Also under the service root: the Functions host routes only /v1/* to the app.
+                *health_routes.routes,
             ],
         )
     ]

@@ -62,6 +62,8 @@ def test_liveness_and_readiness_answer(client: TestClient) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ready", "checks": {"store": "ok", "index": "ok"}}
     assert ready.headers["cache-control"] == "no-store"
+    # The same under the service root, which is all the Functions host passes to the app.
+    assert client.get("/v1/health/ready").json() == ready.json()
 
 
 def test_readiness_is_503_when_the_index_is_unreachable(settings: Settings, backend: str) -> None:

@@ -1,7 +1,8 @@
 """GET /health (liveness) and GET /health/ready (readiness).
 
-Outside the service root: they describe the process, not the DICOMweb service, and probes
-are configured with a fixed path.
+At the top level, since they describe the process, not the DICOMweb service; the app also
+mounts them under the service root (``/v1/health``, ``/v1/health/ready``) because the Azure
+Functions host (route prefix ``v1``) passes only ``/v1/*`` to the app.
 """
 
 from __future__ import annotations
