@@ -1,5 +1,6 @@
-"""The README's "Run against the Azure emulators" commands, run as written: parsed from
-README.md, so the test follows the README when it changes.
+"""The README's commands, run as written: parsed from README.md, so the test follows the
+README when it changes. The quick start (serve, demo, the curl examples), and the "Run
+against the Azure emulators" section.
 
 The first command starts the emulators (in its own shell, as the README says), the rest run
 in a second shell: the exports, then ``bash scripts/serve.sh``. Two things differ from a
@@ -13,6 +14,7 @@ it). Needs node and npm; in CI their absence fails the test instead of skipping 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -29,18 +31,20 @@ from tests.support.emulators import missing_tools
 from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-SECTION = "## Run against the Azure emulators"
+QUICK_START = "## Quick start"
+AZURE = "## Run against the Azure emulators"
 # Setting up may install the Azure extra into .venv first; npm ci may run on first use.
 START_TIMEOUT_S = 300
 
 
-def readme_commands() -> list[str]:
-    """The section's first bash block as shell lines: continuations joined, comments dropped."""
+def readme_commands(section: str, block: int = 0) -> list[str]:
+    """A bash block of a section as shell lines: continuations joined, comments dropped."""
     text = (REPO / "README.md").read_text()
-    section = text[text.index(SECTION):]
-    block = re.search(r"```bash\n(.*?)```", section, re.S)
-    assert block, f"no bash block under {SECTION!r} in README.md"
-    joined = block.group(1).replace("\\\n", " ")
+    start = text.index(section)
+    end = text.find("\n## ", start + len(section))
+    blocks = re.findall(r"```bash\n(.*?)```", text[start:end if end > 0 else None], re.S)
+    assert len(blocks) > block, f"no bash block {block} under {section!r} in README.md"
+    joined = blocks[block].replace("\\\n", " ")
     lines = [re.sub(r"\s+#\s.*$", "", line).strip() for line in joined.splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
@@ -83,6 +87,35 @@ def shells() -> Iterator[list[Shell]]:
         shell.stop()
 
 
+def test_readme_quick_start_serves_the_demo_and_its_curl_examples_work(tmp_path: Path,
+                                                                        shells: list[Shell]) -> None:
+    serve, demo = readme_commands(QUICK_START, 0)
+    assert (serve, demo) == ("bash scripts/serve.sh", ".venv/bin/dicomweb demo"), (serve, demo)
+    search, store = readme_commands(QUICK_START, 1)
+    port = free_port()
+    # The store folder through the environment (both commands read it), so the commands stay as written.
+    env = {**{name: value for name, value in os.environ.items() if not name.startswith("DICOMWEB_")},
+           "DICOMWEB_DATA_DIR": str(tmp_path / "data")}
+    server = Shell(f"{serve} --port {port}", tmp_path / "server.log", env)
+    shells.append(server)
+    server.wait_for(r"service root: http://127\.0\.0\.1:\d+/v1")
+    loaded = subprocess.run(["bash", "-c", demo], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+
+    def run(command: str) -> str:
+        command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+        result = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    found = json.loads(run(search))
+    assert {study["00081030"]["Value"][0] for study in found} == {"Demo CT", "Demo MR", "Demo slide"}
+    stored = json.loads(run(store))
+    assert "00081199" in stored, stored  # ReferencedSOPSequence: the instance was stored
+    assert "127.0.0.1:8080" in search and "127.0.0.1:8080" in store, "the README's port changed: update this test"
+
+
 def test_readme_azure_emulator_commands_store_and_retrieve_an_instance(tmp_path: Path,
                                                                        shells: list[Shell]) -> None:
     reason = missing_tools()
@@ -91,7 +124,7 @@ def test_readme_azure_emulator_commands_store_and_retrieve_an_instance(tmp_path:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message)
         pytest.skip(message)
-    commands = readme_commands()
+    commands = readme_commands(AZURE)
     first, *second = commands
     assert first == "bash scripts/emulators.sh", commands
     assert second[-1] == "bash scripts/serve.sh", commands
