@@ -25,7 +25,7 @@ TRANSACTIONS: dict[str, dict[str, Any]] = {
     "qido": {
         "name": "QIDO-RS (PS3.18 §10.6)",
         "responseMediaTypes": ["application/dicom+json"],
-        "options": ["limit", "offset", "includefield", "fuzzymatching=false", "wildcards * ?", "UID lists",
+        "options": ["limit", "offset", "includefield", "fuzzymatching (person names)", "wildcards * ?", "UID lists",
                     "date and time ranges"],
     },
     "wado": {
