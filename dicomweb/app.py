@@ -33,6 +33,7 @@ from dicomweb.composition import build_services
 from dicomweb.http.errors import handle_http_error
 from dicomweb.http.limits import HeaderLimits
 from dicomweb.http.request_log import RequestLog
+from dicomweb.http.routing import merge_methods
 from dicomweb.http.urls import SERVICE_PREFIX
 from dicomweb.settings import Settings
 
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         *capabilities_routes.routes,
         Mount(
             SERVICE_PREFIX,
-            routes=[
+            routes=merge_methods([
                 *stow_routes.routes,
                 *qido_routes.routes,
                 *wado_routes.routes,
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *operations_routes.routes,
                 # Also under the service root: the Functions host routes only /v1/* to the app.
                 *health_routes.routes,
-            ],
+            ]),
         )
     ]
     app = Starlette(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+MIB = 1024**2
 
 DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[1] / "viewer" / "ohif"
 """Where ``scripts/setup.sh`` (``scripts/fetch_viewer.sh``) installs the OHIF viewer in a clone."""
@@ -46,6 +47,9 @@ class Settings:
     ``DICOMWEB_EVENTGRID_KEY``              its access key
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
+                                            decoded) WADO converts in memory (256 MiB); larger
+                                            conversions answer 406
     ``DICOMWEB_VIEWER_DIR``                 the OHIF viewer bundle served at ``/viewer/``
     ``DICOMWEB_REQUEST_LOG``                ``1``: one log line per request (the CLI's default)
     ======================================  =====================================================
@@ -67,6 +71,7 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    transcode_max_bytes: int = 256 * MIB
     viewer_dir: Path = DEFAULT_VIEWER_DIR
     request_log: bool = False
 
@@ -90,6 +95,7 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
             viewer_dir=Path(_env("DICOMWEB_VIEWER_DIR", str(DEFAULT_VIEWER_DIR))),
             request_log=_env("DICOMWEB_REQUEST_LOG", "0").lower() in ("1", "true", "yes"),
         )

@@ -146,6 +146,11 @@ def test_openapi_lists_every_route_and_every_path_in_it_is_served(client: TestCl
         assert answer.status_code < 500, (method, path, answer.status_code)
     operations = [operation for operations in document["paths"].values() for operation in operations.values()]
     assert all(operation["summary"] for operation in operations)
+    # Each method is described by its own feature's endpoint, even where one path serves several.
+    assert {operation["tags"][0] for operation in operations} >= {"stow", "qido", "wado", "delete", "site", "health"}
+    assert not {operation["tags"][0] for operation in operations} & {"other", "http"}
+    assert document["paths"]["/v1/studies"]["post"]["tags"] == ["stow"]
+    assert document["paths"]["/v1/studies"]["get"]["tags"] == ["qido"]
     assert len({operation["operationId"] for operation in operations}) == len(operations)
 
 

@@ -32,8 +32,16 @@ def feature_of(endpoint: Callable[..., Any]) -> str:
 
 
 def endpoints(routes: Sequence[BaseRoute]) -> list[EndpointInfo]:
-    """Every (path, method, endpoint) of the route table; HEAD, implied by GET, left out."""
-    return _Walker().get_endpoints(list(routes))
+    """Every (path, method, endpoint) of the route table; HEAD, implied by GET, left out.
+
+    A route serving several features' methods on one path (:func:`dicomweb.http.routing.merge_methods`)
+    is described by each method's own endpoint, not by the dispatcher.
+    """
+    found = []
+    for info in _Walker().get_endpoints(list(routes)):
+        handlers = getattr(info.func, "handlers", {})
+        found.append(info._replace(func=handlers.get(info.http_method.upper(), info.func)))
+    return found
 
 
 def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
