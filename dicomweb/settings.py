@@ -50,6 +50,17 @@ class Settings:
     ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
                                             decoded) WADO converts in memory (256 MiB); larger
                                             conversions answer 406
+    ``DICOMWEB_DELETE_LEASE_SECONDS``       how long a deleter's claim on an unfinished delete
+                                            holds off others (10)
+    ``DICOMWEB_STAGING_GRACE_SECONDS``      age past which ``verify`` removes staging leftovers
+                                            (3600)
+    ``DICOMWEB_VERIFY_AT_STARTUP``          reconcile files, index and feed in the background
+                                            at start-up (1; 0: only ``dicomweb verify``)
+    ``DICOMWEB_IMPORT_DIR``                 the embedded import area (default ``DATA/import``)
+    ``DICOMWEB_IMPORT_CONTAINER``           the Azure import area: a container (``import``)
+    ``DICOMWEB_OPERATIONS_RUNNER``          ``local`` (in the server process) or ``durable``
+    ``DICOMWEB_OPERATIONS_QUEUE``           the queue that starts Durable orchestrations
+    ``DICOMWEB_UPLOAD_EXPIRY_SECONDS``      how long an upload URL is valid (3600)
     ``DICOMWEB_VIEWER_DIR``                 the OHIF viewer bundle served at ``/viewer/``
     ``DICOMWEB_REQUEST_LOG``                ``1``: one log line per request (the CLI's default)
     ======================================  =====================================================
@@ -72,6 +83,14 @@ class Settings:
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
     transcode_max_bytes: int = 256 * MIB
+    delete_lease_seconds: float = 10.0
+    staging_grace_seconds: float = 3600.0
+    verify_at_startup: bool = True
+    import_dir: str = ""
+    import_container: str = "import"
+    operations_runner: str = "local"
+    operations_queue: str = "dicomweb-operations"
+    upload_expiry_seconds: int = 3600
     viewer_dir: Path = DEFAULT_VIEWER_DIR
     request_log: bool = False
 
@@ -96,9 +115,22 @@ class Settings:
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
             transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
+            delete_lease_seconds=float(_env("DICOMWEB_DELETE_LEASE_SECONDS", "10")),
+            staging_grace_seconds=float(_env("DICOMWEB_STAGING_GRACE_SECONDS", "3600")),
+            verify_at_startup=_env("DICOMWEB_VERIFY_AT_STARTUP", "1") not in ("0", "false", "no"),
+            import_dir=_env("DICOMWEB_IMPORT_DIR", ""),
+            import_container=_env("DICOMWEB_IMPORT_CONTAINER", "import"),
+            operations_runner=_env("DICOMWEB_OPERATIONS_RUNNER", "local"),
+            operations_queue=_env("DICOMWEB_OPERATIONS_QUEUE", "dicomweb-operations"),
+            upload_expiry_seconds=int(_env("DICOMWEB_UPLOAD_EXPIRY_SECONDS", "3600")),
             viewer_dir=Path(_env("DICOMWEB_VIEWER_DIR", str(DEFAULT_VIEWER_DIR))),
             request_log=_env("DICOMWEB_REQUEST_LOG", "0").lower() in ("1", "true", "yes"),
         )
+
+    @property
+    def import_path(self) -> Path:
+        """The embedded import area."""
+        return Path(self.import_dir) if self.import_dir else self.data_dir / "import"
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

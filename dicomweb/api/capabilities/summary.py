@@ -37,7 +37,8 @@ TRANSACTIONS: dict[str, dict[str, Any]] = {
     },
     "delete": {"name": "Delete (study, series, instance)"},
     "changefeed": {"name": "Change feed (ordered, offset/limit or time window)"},
-    "operations": {"name": "Operations (ingest failures of the drop-zone import)"},
+    "operations": {"name": "Operations (long-running work and its status, ingest failures)"},
+    "importing": {"name": "Bulk import (from the import area, as an operation)"},
 }
 
 
