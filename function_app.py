@@ -18,6 +18,10 @@ its header, with ranged reads through the same blob store as the HTTP app. The t
 does not pass the event's time; the handler copes (see dicomweb/usecases/blob_created.py).
 
 Operations (bulk import, reindex): Durable Functions, registered from dicomweb/durable.py.
+DICOMcast (when ``DICOMWEB_FHIR_URL`` is set): a timer runs one catch-up of the change feed
+every 30 seconds (:mod:`dicomweb.cast_trigger`); ``DICOMWEB_FHIR_AUTH=azure`` signs in to the
+FHIR service with the app's managed identity. The Functions app never runs the embedded
+server's background DICOMcast loop: the timer is its only runner.
 
 Configuration comes from the app settings (``local.settings.json`` ``Values`` locally);
 the trigger's ``connection`` names the same setting as the blob store's connection string
@@ -29,6 +33,7 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_sdk
 
 from dicomweb.app import create_app
+from dicomweb.cast_trigger import SCHEDULE, cast_tick
 from dicomweb.composition import build_services
 from dicomweb.durable import blueprint
 from dicomweb.settings import Settings
@@ -39,7 +44,9 @@ BLOB_PATH = "%DICOMWEB_BLOB_CONTAINER%/{name}"
 
 # Event Grid announces dropped files here; the periodic drop-zone scan is the embedded
 # server's stand-in for it, so it stays off. Operations run as Durable orchestrations.
-services = build_services(Settings.from_env().with_(ingest_scan_seconds=0, operations_runner="durable"))
+# The in-process DICOMcast loop stays off too (the timer runs it).
+services = build_services(Settings.from_env().with_(ingest_scan_seconds=0, operations_runner="durable",
+                                                    cast_poll_seconds=0))
 
 app = func.AsgiFunctionApp(app=create_app(services.settings, services), http_auth_level=func.AuthLevel.ANONYMOUS)
 # Long-running operations (dicomweb/durable.py): a queue starter, the orchestrator, one activity.
@@ -49,3 +56,8 @@ app.register_functions(blueprint(services, BLOB_CONNECTION))
 @app.blob_trigger(arg_name="blob", path=BLOB_PATH, connection=BLOB_CONNECTION, source=func.BlobSource.EVENT_GRID)
 async def blob_created(blob: blob_sdk.BlobClient) -> None:
     await services.blob_created.handle(BlobCreated(container=blob.container_name, name=blob.blob_name, url=blob.url))
+
+
+@app.timer_trigger(arg_name="timer", schedule=SCHEDULE, run_on_startup=False, use_monitor=False)
+async def dicomcast(timer: func.TimerRequest) -> None:
+    await cast_tick(services)

@@ -1,8 +1,9 @@
 """Command line: ``dicomweb serve`` starts the embedded server; ``dicomweb ingest`` imports
 the files dropped into the drop zone once; ``dicomweb verify [--repair]`` reconciles files,
 index and change feed; ``dicomweb import PREFIX`` runs a bulk import
-(:mod:`dicomweb.import_cli`); ``dicomweb demo`` loads the sample
-studies; ``dicomweb changefeed tail`` follows the feed.
+(:mod:`dicomweb.import_cli`); ``dicomweb demo`` loads the sample studies;
+``dicomweb changefeed tail`` follows the feed; ``dicomweb cast``
+syncs a FHIR server from the feed (DICOMcast).
 
 Options override the environment (see :class:`dicomweb.settings.Settings`).
 """
@@ -25,6 +26,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from dicomweb.serving import GuardedProtocol
+    from dicomweb.settings import Settings
+
     # Settings are read from the environment, so workers started by uvicorn see the same.
     os.environ["DICOMWEB_DATA_DIR"] = str(Path(args.data).resolve())
     root = f"http://{args.host}:{args.port}{SERVICE_PREFIX}"
@@ -32,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Our request log (dicomweb.http.request_log) replaces uvicorn's access log: that one
     # writes the query string, where QIDO carries patient names, and no duration.
     os.environ["DICOMWEB_REQUEST_LOG"] = "0" if args.quiet else "1"
+    settings = Settings.from_env()
     config = uvicorn.Config(
         "dicomweb.asgi:app",
         host=args.host,
@@ -40,8 +45,9 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_config=_logging_config(),
         access_log=False,
-        timeout_keep_alive=30,
-        h11_max_incomplete_event_size=64 * 1024,
+        http=GuardedProtocol,  # header deadline, header cap, body idle timeout (dicomweb/serving.py)
+        timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
+        limit_concurrency=settings.max_connections,
     )
     server = uvicorn.Server(config)
     start_page = f"http://{args.host}:{args.port}/"
@@ -194,6 +200,10 @@ def _import(args: argparse.Namespace) -> int:
     if args.data:
         return import_in_process(Path(args.data).resolve(), args.prefix, args.delete_source)
     return import_remote(args.url.rstrip("/"), args.prefix, args.delete_source)
+def _cast(args: argparse.Namespace) -> int:
+    from dicomweb.cast_command import run_cast
+
+    return run_cast(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +260,26 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--poll", type=float, default=1.0, help="seconds between polls when caught up")
     tail.add_argument("--once", action="store_true", help="stop when caught up instead of polling")
     tail.set_defaults(handler=_tail)
+
+    cast = commands.add_parser(
+        "cast", help="DICOMcast: keep a FHIR R4 server's Patient, Endpoint and ImagingStudy in step with the "
+        "change feed of a running server; `cast failures` lists (--retry: retries) the studies it skipped")
+    cast.add_argument("what", nargs="?", choices=["run", "failures"], default="run")
+    cast.add_argument("--fhir-url", default=os.environ.get("DICOMWEB_FHIR_URL", ""), help="FHIR R4 base URL")
+    cast.add_argument("--url", default="http://127.0.0.1:8080/v1", help="service root of the DICOMweb server")
+    cast.add_argument("--state", default="dicomcast-state.json", help="file holding the position and the failures")
+    cast.add_argument("--patient-system", default=os.environ.get("DICOMWEB_FHIR_PATIENT_SYSTEM", ""),
+                      help="identifier system of PatientID in FHIR (default: IssuerOfPatientID, else none)")
+    cast.add_argument("--auth", default=os.environ.get("DICOMWEB_FHIR_AUTH", "none"), choices=["none", "azure"],
+                      help="azure: sign in to FHIR with DefaultAzureCredential (scope {fhir-url}/.default)")
+    cast.add_argument("--poll", type=float, default=1.0, help="seconds between polls when caught up")
+    cast.add_argument("--once", action="store_true", help="stop when caught up instead of polling")
+    cast.add_argument("--batch", type=int, default=1000, help="change-feed entries read (and saved) at a time")
+    cast.add_argument("--dose-observations", action="store_true",
+                      default=os.environ.get("DICOMWEB_FHIR_DOSE_OBSERVATIONS", "").lower() in ("1", "true", "yes"),
+                      help="radiation dose SR instances become FHIR Observations (LOINC 73569-6)")
+    cast.add_argument("--retry", action="store_true", help="with `failures`: sync the failed studies again")
+    cast.set_defaults(handler=_cast)
     return parser
 
 

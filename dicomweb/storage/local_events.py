@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from dicomcore.redact import error_summary
 from dicomweb.storage.blob_events import EventHandler, blob_created_event
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class BlobEventBus:
             payload = await queue.get()
             try:
                 await handler(payload)
-            except Exception:
-                log.exception("handling blob-created event for %s failed", payload.get("subject"))
+            except Exception as exc:  # summarised: a message or traceback may quote patient data
+                log.error("handling blob-created event for %a failed (%s)", payload.get("subject"), error_summary(exc))
             finally:
                 queue.task_done()

@@ -40,6 +40,7 @@ class ServerProcess:
         assert self.process.stdout is not None
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
+            self.output.append(line)
             if not line and self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             match = re.search(r"(http://\S+/v1)", line)

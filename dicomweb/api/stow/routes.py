@@ -21,7 +21,15 @@ from dicomweb.api.context import Services, services_of
 from dicomweb.api.stow.response import stow_response, warning_headers
 from dicomweb.http.accept import accepts_json
 from dicomweb.http.errors import HTTPError, bad_request, not_acceptable, unsupported_media_type
-from dicomweb.http.multipart import BodyTooLargeError, MultipartError, read_parts, spool_body
+from dicomweb.http.multipart import (
+    BodyTooLargeError,
+    MultipartError,
+    SpooledPart,
+    TooManyPartsError,
+    read_parts,
+    spool_body,
+    valid_boundary,
+)
 from dicomweb.http.urls import service_root, study_url
 from dicomweb.usecases.store_instance import FailureReason, Outcome, store_upload
 
@@ -46,21 +54,31 @@ async def _store_multipart(
     request: Request, services: Services, boundary: str, root_type: str, study: str | None
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
+    limit = services.settings.max_parts
     parts = read_parts(request.stream(), boundary, services.blobs.new_staging_path,
-                       max_bytes=services.settings.max_request_bytes)
-    async for part in parts:
-        part_type = (part.content_type or root_type).split(";")[0].strip().lower()
-        if part_type != DICOM:
-            if part.path.exists():
-                part.path.unlink()
-            outcomes.append(Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE,
-                                    message=f"part Content-Type {part_type!r} is not {DICOM}"))
-        elif part.size == 0:
-            outcomes.append(Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE,
-                                    message="part is empty"))
-        else:
-            outcomes.append(await store_upload(services.store, part.path, study, part.sha256))
+                       max_bytes=services.settings.max_request_bytes, max_parts=limit)
+    try:
+        async for part in parts:
+            outcomes.append(await _store_part(services, part, root_type, study))
+    except (BodyTooLargeError, TooManyPartsError) as exc:
+        if not any(outcome.stored for outcome in outcomes):
+            raise
+        # Some instances are stored already: say which, and that the rest was not read.
+        outcomes.append(Outcome(None, None, failure=FailureReason.PROCESSING_FAILURE,
+                                message=f"{exc}; the parts after part {len(outcomes)} were not read"))
     return outcomes
+
+
+async def _store_part(services: Services, part: SpooledPart, root_type: str, study: str | None) -> Outcome:
+    part_type = (part.content_type or root_type).split(";")[0].strip().lower()
+    if part_type != DICOM:
+        part.path.unlink(missing_ok=True)
+        return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE,
+                       message=f"part Content-Type {part_type[:80]!r} is not {DICOM}")
+    if part.size == 0:
+        part.path.unlink(missing_ok=True)
+        return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE, message="part is empty")
+    return await store_upload(services.store, part.path, study, part.sha256)
 
 
 async def _store_single(request: Request, services: Services, study: str | None) -> list[Outcome]:
@@ -86,6 +104,8 @@ async def _receive(request: Request, services: Services, study: str | None) -> l
         boundary = params.get("boundary")
         if not boundary:
             raise bad_request("multipart/related Content-Type has no boundary parameter")
+        if not valid_boundary(boundary):
+            raise bad_request(f"multipart boundary {boundary[:80]!r} is not 1 to 70 characters allowed by RFC 2046")
         outcomes = await _store_multipart(request, services, boundary, root_type, study)
         if not outcomes:
             raise bad_request("multipart body has no parts")
@@ -111,7 +131,7 @@ async def store_instances(request: Request) -> Response:
         # Nobody is left to answer; what was stored before the break stays stored.
         log.info("STOW client disconnected before the end of its request body")
         return Response(status_code=400)
-    except BodyTooLargeError as exc:
+    except (BodyTooLargeError, TooManyPartsError) as exc:
         raise HTTPError(413, str(exc)) from exc
     except MultipartError as exc:
         raise bad_request(str(exc)) from exc
