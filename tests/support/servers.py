@@ -26,7 +26,7 @@ class ServerProcess:
     def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None, quiet: bool = True) -> None:
         self.port = free_port()
         self.output: list[str] = []
-        """What the server printed after its service root (``quiet=False`` keeps the request log)."""
+        """Every line the server printed (stdout and stderr; ``quiet=False`` keeps the request log)."""
         command = [sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--data", str(data), "--workers", str(workers)]
         if quiet:
