@@ -2,7 +2,9 @@
 
 Each DICOMweb transaction and feature lives in its own package under :mod:`dicomweb.api`
 (``stow``, ``qido``, ``wado``, ``delete``, ``changefeed``, ``operations``) and contributes a
-``routes`` list; they are mounted under the service root.
+``routes`` list; they are mounted under the service root. Outside it: the health probes
+(``health``), the capabilities summary and OpenAPI description (``capabilities``: ``/v1`` and
+``/v1/openapi.json``), and the pages for people (``site``: ``/``, ``/docs``, ``/viewer/``).
 """
 
 from __future__ import annotations
@@ -17,19 +19,23 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
 from dicomcore import redact
+from dicomweb.api.capabilities import routes as capabilities_routes
 from dicomweb.api.changefeed import routes as changefeed_routes
 from dicomweb.api.context import Services
 from dicomweb.api.delete import routes as delete_routes
+from dicomweb.api.health import routes as health_routes
 from dicomweb.api.importing import routes as importing_routes
 from dicomweb.api.operations import cast_routes
 from dicomweb.api.operations import routes as operations_routes
 from dicomweb.api.qido import routes as qido_routes
+from dicomweb.api.site import routes as site_routes
 from dicomweb.api.stow import routes as stow_routes
 from dicomweb.api.wado import routes as wado_routes
 from dicomweb.background import event_indexing, fhir_sync, operations_running
 from dicomweb.composition import build_services
 from dicomweb.http.errors import handle_http_error, handle_missing_blob
 from dicomweb.http.limits import HeaderLimits
+from dicomweb.http.request_log import RequestLog
 from dicomweb.http.routing import merge_methods
 from dicomweb.http.telemetry import RequestTelemetry
 from dicomweb.http.urls import SERVICE_PREFIX
@@ -56,7 +62,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             if own_services:
                 await wired.close()
 
-    middleware = [Middleware(RequestTelemetry), Middleware(HeaderLimits)]
+    middleware = [Middleware(RequestLog)] if settings.request_log else []
+    middleware += [Middleware(RequestTelemetry), Middleware(HeaderLimits)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -68,6 +75,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             )
         )
     routes = [
+        *site_routes.routes,
+        *health_routes.routes,
+        *capabilities_routes.routes,
         Mount(
             SERVICE_PREFIX,
             routes=merge_methods([
@@ -79,6 +89,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *cast_routes.routes,  # before /operations/{id}, which would take "cast-failures"
                 *operations_routes.routes,
                 *importing_routes.routes,
+                # Also under the service root: the Functions host routes only /v1/* to the app.
+                *health_routes.routes,
             ]),
         )
     ]

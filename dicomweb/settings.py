@@ -14,6 +14,9 @@ from typing import Any
 GIB = 1024**3
 MIB = 1024**2
 
+DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[1] / "viewer" / "ohif"
+"""Where ``scripts/setup.sh`` (``scripts/fetch_viewer.sh``) installs the OHIF viewer in a clone."""
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
@@ -78,6 +81,8 @@ class Settings:
     ``DICOMWEB_HEADER_TIMEOUT_SECONDS``     time to send a request's headers (30)
     ``DICOMWEB_BODY_TIMEOUT_SECONDS``       longest pause while sending a request body (60)
     ``DICOMWEB_KEEPALIVE_SECONDS``          idle time before a kept-alive connection closes (30)
+    ``DICOMWEB_VIEWER_DIR``                 the OHIF viewer bundle served at ``/viewer/``
+    ``DICOMWEB_REQUEST_LOG``                ``1``: one log line per request (the CLI's default)
     ======================================  =====================================================
     """
 
@@ -124,6 +129,8 @@ class Settings:
     header_timeout_seconds: float = 30.0
     body_timeout_seconds: float = 60.0
     keepalive_seconds: float = 30.0
+    viewer_dir: Path = DEFAULT_VIEWER_DIR
+    request_log: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -172,6 +179,8 @@ class Settings:
             header_timeout_seconds=float(_env("DICOMWEB_HEADER_TIMEOUT_SECONDS", "30")),
             body_timeout_seconds=float(_env("DICOMWEB_BODY_TIMEOUT_SECONDS", "60")),
             keepalive_seconds=float(_env("DICOMWEB_KEEPALIVE_SECONDS", "30")),
+            viewer_dir=Path(_env("DICOMWEB_VIEWER_DIR", str(DEFAULT_VIEWER_DIR))),
+            request_log=_env("DICOMWEB_REQUEST_LOG", "0").lower() in ("1", "true", "yes"),
         )
 
     @property
