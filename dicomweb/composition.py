@@ -88,7 +88,8 @@ def _event_sink(settings: Settings) -> EventSink:
     if settings.eventgrid_endpoint:
         from changefeed.eventgrid import EventGridSink
 
-        return EventGridSink(settings.eventgrid_endpoint, settings.eventgrid_key, settings.public_url)
+        source = settings.public_url or "http://127.0.0.1:8080/v1"  # the embedded default root
+        return EventGridSink(settings.eventgrid_endpoint, settings.eventgrid_key, source)
     from changefeed.inprocess import InProcessEventBus
 
     return InProcessEventBus()

@@ -19,6 +19,10 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Server configuration.
@@ -38,11 +42,21 @@ class Settings:
     ``DICOMWEB_COSMOS_ENDPOINT``            Cosmos DB account endpoint (index and change feed)
     ``DICOMWEB_COSMOS_KEY``                 its key; empty: DefaultAzureCredential
     ``DICOMWEB_COSMOS_DATABASE``            the database (``dicomweb``); containers are created
-    ``DICOMWEB_PUBLIC_URL``                 the service root as clients see it (in events)
+    ``DICOMWEB_PUBLIC_URL``                 the service root as clients see it (returned URLs,
+                                            events); empty: from the request
     ``DICOMWEB_EVENTGRID_ENDPOINT``         Event Grid topic endpoint; empty: in-process events
     ``DICOMWEB_EVENTGRID_KEY``              its access key
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_AUTH_AUTHORITY``             OpenID provider (issuer URL); empty: no authentication
+    ``DICOMWEB_AUTH_AUDIENCE``              accepted token audiences, comma-separated
+    ``DICOMWEB_AUTH_ROLES_CLAIM``           the claim holding the caller's roles (``roles``)
+    ``DICOMWEB_AUTH_ROLES_FILE``            JSON file of extra role → permissions maps
+    ``DICOMWEB_AUTH_DISABLED``              ``true``: the Functions app serves without authority
+    ``DICOMWEB_ALLOWED_HOSTS``              accepted Host names, comma-separated (default:
+                                            loopback names and the public URL's host)
+    ``DICOMWEB_TRUSTED_PROXIES``            addresses/networks whose X-Forwarded-* are honoured
+    ``DICOMWEB_AUDIT_LOG``                  audit log file (embedded default DATA/audit.log)
     ======================================  =====================================================
     """
 
@@ -58,10 +72,18 @@ class Settings:
     cosmos_endpoint: str = ""
     cosmos_key: str = ""
     cosmos_database: str = "dicomweb"
-    public_url: str = "http://127.0.0.1:8080/v1"
+    public_url: str = ""
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    auth_authority: str = ""
+    auth_audiences: tuple[str, ...] = field(default_factory=tuple)
+    auth_roles_claim: str = "roles"
+    auth_roles_file: str = ""
+    auth_disabled: bool = False
+    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
+    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    audit_log: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -79,10 +101,18 @@ class Settings:
             cosmos_endpoint=_env("DICOMWEB_COSMOS_ENDPOINT", ""),
             cosmos_key=_env("DICOMWEB_COSMOS_KEY", ""),
             cosmos_database=_env("DICOMWEB_COSMOS_DATABASE", "dicomweb"),
-            public_url=_env("DICOMWEB_PUBLIC_URL", "http://127.0.0.1:8080/v1"),
+            public_url=_env("DICOMWEB_PUBLIC_URL", ""),
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            auth_authority=_env("DICOMWEB_AUTH_AUTHORITY", ""),
+            auth_audiences=_list("DICOMWEB_AUTH_AUDIENCE"),
+            auth_roles_claim=_env("DICOMWEB_AUTH_ROLES_CLAIM", "roles"),
+            auth_roles_file=_env("DICOMWEB_AUTH_ROLES_FILE", ""),
+            auth_disabled=_env("DICOMWEB_AUTH_DISABLED", "false").lower() in ("1", "true", "yes"),
+            allowed_hosts=_list("DICOMWEB_ALLOWED_HOSTS"),
+            trusted_proxies=_list("DICOMWEB_TRUSTED_PROXIES"),
+            audit_log=_env("DICOMWEB_AUDIT_LOG", ""),
         )
 
     def with_(self, **changes: Any) -> Settings:

@@ -39,7 +39,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
-    base = Settings(data_dir=tmp_path / "data")
+    # TestClient sends Host: testserver; a real server accepts only loopback names by default.
+    base = Settings(data_dir=tmp_path / "data", allowed_hosts=("testserver",))
     if backend == EMBEDDED:
         return base
     azurite: Azurite = request.getfixturevalue("azurite")

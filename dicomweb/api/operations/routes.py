@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from dicomweb.api.context import services_of
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import bad_request
+from dicomweb.identity.permissions import Permission
 from dicomweb.usecases.failures import list_failures
 
 DEFAULT_LIMIT = 100
@@ -31,4 +32,4 @@ async def ingest_failures(request: Request) -> Response:
     return JSONResponse(await list_failures(services_of(request).blobs, _limit(request)))
 
 
-routes = [Route("/operations/ingest-failures", ingest_failures, methods=["GET"])]
+routes = [ApiRoute("/operations/ingest-failures", ingest_failures, methods=["GET"], permission=Permission.READ)]
