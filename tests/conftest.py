@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
 from tests.support.emulators import Azurite, CosmosServer, missing_tools, start_azurite, start_cosmos
+from tests.support.oidc import OidcProvider, start_oidc_provider
 from tests.support.servers import ServerProcess
 
 AZURE = "azure"
@@ -91,3 +92,12 @@ def cosmos_server() -> Iterator[CosmosServer]:
     emulator = start_cosmos()
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OidcProvider]:
+    """A real OpenID provider (npm oidc-provider) on 127.0.0.1, for the authentication tests."""
+    _require_node()
+    provider = start_oidc_provider()
+    yield provider
+    provider.stop()
