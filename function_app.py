@@ -17,6 +17,9 @@ a multi-GB upload dropped into ``incoming/`` costs no memory; the handler then r
 its header, with ranged reads through the same blob store as the HTTP app. The trigger
 does not pass the event's time; the handler copes (see dicomweb/usecases/blob_created.py).
 
+Authentication: the app refuses to serve the API without ``DICOMWEB_AUTH_AUTHORITY``
+unless ``DICOMWEB_AUTH_DISABLED=true`` (see docs/security.md).
+
 Configuration comes from the app settings (``local.settings.json`` ``Values`` locally);
 the trigger's ``connection`` names the same setting as the blob store's connection string
 (with a managed identity: ``DICOMWEB_BLOB_CONNECTION_STRING__blobServiceUri`` and
@@ -38,7 +41,11 @@ BLOB_PATH = "%DICOMWEB_BLOB_CONTAINER%/{name}"
 # server's stand-in for it, so it stays off.
 services = build_services(Settings.from_env().with_(ingest_scan_seconds=0))
 
-app = func.AsgiFunctionApp(app=create_app(services.settings, services), http_auth_level=func.AuthLevel.ANONYMOUS)
+# The API checks bearer tokens itself (DICOMWEB_AUTH_AUTHORITY), so the Functions host lets
+# every request through (ANONYMOUS); without an authority the API answers 503 unless
+# DICOMWEB_AUTH_DISABLED=true is set explicitly (the emulator tests).
+asgi = create_app(services.settings, services, require_authority=True)
+app = func.AsgiFunctionApp(app=asgi, http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
 @app.blob_trigger(arg_name="blob", path=BLOB_PATH, connection=BLOB_CONNECTION, source=func.BlobSource.EVENT_GRID)

@@ -18,8 +18,10 @@ import azurefunctions.extensions.bindings.blob as blob_sdk
 import pytest
 from azurefunctions.extensions.base import Datum
 from azurefunctions.extensions.base.utils import get_raw_bindings
+from starlette.testclient import TestClient
 
 from dicomcore import layout
+from dicomweb.app import create_app
 from dicomweb.composition import build_services
 from dicomweb.settings import Settings
 from dicomweb.usecases.blob_created import Outcome
@@ -35,6 +37,7 @@ def function_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleTyp
     """``function_app`` imported once, with its embedded defaults pointed at a scratch folder."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DICOMWEB_DATA_DIR", str(tmp_path_factory.mktemp("function-app")))
+        patch.setenv("DICOMWEB_AUTH_DISABLED", "true")  # no OpenID provider in these tests
         patch.syspath_prepend(str(ROOT))
         sys.modules.pop("function_app", None)
         yield importlib.import_module("function_app")
@@ -58,6 +61,21 @@ def test_the_http_function_serves_the_service_root_only(functions: dict[str, Any
     assert output["type"] == "http"
     # The catch-all sits under /v1, never over the host's /admin and /runtime/webhooks routes.
     assert json.loads((ROOT / "host.json").read_text())["extensions"]["http"]["routePrefix"] == "v1"
+
+
+def test_with_auth_disabled_explicitly_the_api_answers(function_app: ModuleType) -> None:
+    with TestClient(function_app.asgi, base_url="http://127.0.0.1") as client:
+        assert client.get("/v1/studies").status_code in (200, 204)
+
+
+def test_without_an_authority_the_api_refuses_to_serve(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    with TestClient(create_app(settings, require_authority=True), base_url="http://127.0.0.1") as client:
+        response = client.get("/v1/studies")
+        assert response.status_code == 503 and "DICOMWEB_AUTH_AUTHORITY" in response.json()["message"]
+    with TestClient(create_app(settings.with_(auth_disabled=True), require_authority=True),
+                    base_url="http://127.0.0.1") as client:
+        assert client.get("/v1/studies").status_code in (200, 204)
 
 
 def test_the_blob_trigger_takes_event_grid_events_for_the_container(functions: dict[str, Any]) -> None:
