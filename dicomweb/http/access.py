@@ -144,8 +144,10 @@ async def _refusal(policy: AccessPolicy, scope: Scope, permission: Permission) -
     if token is None:
         return _json(401, "this request needs a bearer token (Authorization: Bearer <JWT>)",
                      {"WWW-Authenticate": f'Bearer realm="{policy.realm}"'})
+    caller = policy.tokens.remembered(token)
     try:
-        caller = await run_in_threadpool(policy.tokens.validate, token)
+        if caller is None:  # verifying a signature is CPU work, and fetching keys blocks
+            caller = await run_in_threadpool(policy.tokens.validate, token)
     except InvalidToken as exc:
         return _json(401, f"invalid token: {exc}", {"WWW-Authenticate": _challenge(policy.realm, str(exc))})
     except ProviderUnreachable as exc:
