@@ -16,7 +16,7 @@ from dicomweb_client.api import DICOMwebClient
 from tests.security.conftest import bearer
 from tests.support.builders import make_dataset
 from tests.support.oidc import AUDIENCE, OidcProvider
-from tests.support.servers import ServerProcess
+from tests.support.servers import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +37,9 @@ def test_dicomweb_client_with_a_token_follows_every_returned_url(
     (found,) = client.search_for_instances(study_instance_uid=ds.StudyInstanceUID)
     retrieve_url = found["00081190"]["Value"][0]
     assert retrieve_url.startswith(auth_server.root)
+    followed = httpx.get(retrieve_url, headers={**bearer(oidc_provider.token("reader")),
+                                                "Accept": "multipart/related; type=\"application/dicom\""})
+    assert followed.status_code == 200 and ds.SOPInstanceUID.encode() in followed.content
     metadata = client.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     bulkdata_uri = metadata["7FE00010"]["BulkDataURI"]
     assert bulkdata_uri.startswith(f"{auth_server.root}/studies/")  # with the port, though Host had none
@@ -87,6 +90,52 @@ def test_a_non_loopback_address_without_authority_is_refused(tmp_path: Path) -> 
     result = serve("--host", "0.0.0.0", "--port", "1", "--data", str(tmp_path))
     assert result.returncode == 2
     assert "--allow-anonymous" in result.stderr and "--auth-authority" in result.stderr
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_flags_serve_https(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "dicomweb", "serve", "--port", str(port), "--data",
+                                str(tmp_path / "data"), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        root = ""
+        for line in process.stdout:
+            if "service root" in line:
+                root = line.split()[3]
+                break
+        assert root == f"https://127.0.0.1:{port}/v1"
+        response = httpx.get(f"{root}/studies", verify=str(cert))
+        assert response.status_code in (200, 204)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def test_the_loopback_server_says_it_is_open(server: ServerProcess) -> None:

@@ -172,3 +172,12 @@ def test_key_rotation_at_the_provider_is_followed_and_refetches_are_rate_limited
         token = oidc_provider.token("reader")
         assert jwt.get_unverified_header(token)["kid"] == new_kid
         assert client.get(SEARCH, headers=bearer(token)).status_code in (200, 204)
+
+
+def test_a_nested_roles_claim(auth_settings: Settings, oidc_provider: OidcProvider) -> None:
+    """``DICOMWEB_AUTH_ROLES_CLAIM=realm_access.roles``: Keycloak's realm roles."""
+    settings = auth_settings.with_(auth_roles_claim="realm_access.roles")
+    token = oidc_provider.sign(claims(oidc_provider, roles=[], realm_access={"roles": ["DicomDataReader"]}))
+    with TestClient(create_app(settings), base_url="http://testserver") as client:
+        assert client.get(SEARCH, headers=bearer(token)).status_code in (200, 204)
+        assert client.get(SEARCH, headers=bearer(oidc_provider.token("reader"))).status_code == 403
