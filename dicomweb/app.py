@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -28,7 +29,7 @@ from dicomweb.background import event_indexing
 from dicomweb.composition import build_services
 from dicomweb.http.access import AccessPolicy, Mode, check_routes
 from dicomweb.http.audit import AuditSink, AuditTrail
-from dicomweb.http.errors import HTTPError, handle_http_error
+from dicomweb.http.errors import handle_http_error
 from dicomweb.http.exposure import SecurityHeaders, allowed_hosts, check_cors
 from dicomweb.http.limits import HeaderLimits
 from dicomweb.http.proxies import TrustedProxies
@@ -122,7 +123,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPError: handle_http_error},
+        exception_handlers={HTTPException: handle_http_error},
         lifespan=lifespan,
     )
     app.state.services = wired

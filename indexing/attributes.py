@@ -160,10 +160,8 @@ class AttributeTable:
     def __init__(self, entries: Iterable[Attribute]) -> None:
         self.entries: tuple[Attribute, ...] = tuple(entries)
         self._by_tag: dict[str, list[Attribute]] = {}
-        self._by_keyword: dict[str, list[Attribute]] = {}
         for entry in self.entries:
             self._by_tag.setdefault(entry.tag, []).append(entry)
-            self._by_keyword.setdefault(entry.keyword, []).append(entry)
         self._check_unique_match_keys()
 
     def _check_unique_match_keys(self) -> None:
@@ -175,19 +173,12 @@ class AttributeTable:
         """Entries for a tag or tag path (``ggggeeee[.ggggeeee]``, any hex case)."""
         return self._by_tag.get(tag.upper(), [])
 
-    def by_keyword(self, keyword: str) -> list[Attribute]:
-        return self._by_keyword.get(keyword, [])
-
     def of_level(self, level: Level) -> tuple[Attribute, ...]:
         return tuple(entry for entry in self.entries if entry.level is level)
 
     def stored(self, level: Level) -> tuple[Attribute, ...]:
         """Entries of a level whose values come from the instance header."""
         return tuple(entry for entry in self.of_level(level) if not entry.computed)
-
-    def extended(self, extra: Iterable[Attribute]) -> AttributeTable:
-        """This table plus operator-defined entries (extended query tags)."""
-        return AttributeTable((*self.entries, *extra))
 
 
 @cache

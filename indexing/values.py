@@ -26,7 +26,6 @@ from typing import Any
 
 WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 """VRs for which PS3.4 C.2.2.2.4 gives ``*`` and ``?`` their wildcard meaning."""
-RANGE_VRS = frozenset({"DA", "TM", "DT"})
 INTEGER_VRS = frozenset({"IS", "US", "UL", "SS", "SL", "UV", "SV"})
 DECIMAL_VRS = frozenset({"DS", "FL", "FD"})
 

@@ -1,22 +1,32 @@
 """Errors as responses: every failure is a status and a message naming the problem.
 
-Handlers raise :class:`HTTPError`; the app turns it into ``application/json``
+Handlers raise :class:`HTTPError` (Starlette's ``HTTPException``); the app turns every
+HTTP exception, Starlette's own 404 and 405 included, into ``application/json``
 ``{"status": 400, "message": "..."}``. The body is JSON rather than DICOM JSON because
 it describes the request, not a dataset (STOW failures per instance are DICOM JSON).
 """
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 
-class HTTPError(Exception):
+class HTTPError(HTTPException):
+    """An HTTP exception whose message names the problem (``status``/``message`` read better
+    at the call sites than Starlette's ``status_code``/``detail``)."""
+
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+        super().__init__(status_code=status, detail=message, headers=headers)
+
+    @property
+    def status(self) -> int:
+        return self.status_code
+
+    @property
+    def message(self) -> str:
+        return self.detail
 
 
 def bad_request(message: str) -> HTTPError:
@@ -36,5 +46,7 @@ def unsupported_media_type(message: str) -> HTTPError:
 
 
 async def handle_http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPError)
-    return JSONResponse({"status": exc.status, "message": exc.message}, exc.status, headers=exc.headers)
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):  # no body allowed
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"status": exc.status_code, "message": exc.detail}, exc.status_code, headers=exc.headers)

@@ -90,10 +90,6 @@ CREATE INDEX IF NOT EXISTS {level}_word_owner ON {level}_word (entity_pk);
 """
 
 
-def entity_table(level: Level) -> str:
-    return level.value
-
-
 def value_table(level: Level) -> str:
     return f"{level.value}_value"
 

@@ -50,12 +50,18 @@ class ServerProcess:
             pass
 
     def _wait_until_listening(self) -> None:
-        for _ in range(100):
+        # With several workers the parent binds the socket and prints the root before the
+        # workers (slow to import on a busy machine) start listening on it.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return
             except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.process.returncode}") from None
                 time.sleep(0.05)
+        raise RuntimeError(f"server on port {self.port} did not accept connections in 60 s")
 
     def stop(self) -> None:
         self.process.terminate()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
@@ -29,13 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def _content_type(request: Request) -> tuple[str, dict[str, str]]:
-    raw = request.headers.get("content-type", "")
-    media_type, *params = [piece.strip() for piece in raw.split(";")]
-    parsed: dict[str, str] = {}
-    for param in params:
-        name, _, value = param.partition("=")
-        parsed[name.strip().lower()] = value.strip().strip('"')
-    return media_type.lower(), parsed
+    media_type, params = parse_options_header(request.headers.get("content-type", ""))
+    return media_type.decode("latin-1").lower(), {
+        name.decode("latin-1").lower(): value.decode("latin-1") for name, value in params.items()}
 
 
 def _check_size(request: Request, limit: int) -> None:

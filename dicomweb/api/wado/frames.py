@@ -8,11 +8,12 @@ instance. Files whose frames could not be located fall back to pydicom reading t
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from cachetools import LRUCache
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -63,24 +64,18 @@ class FrameIndexCache:
     """A bounded LRU of frame indexes, keyed by stored copy, weighed by frame count."""
 
     def __init__(self, budget: int = CACHE_FRAMES) -> None:
-        self.budget = budget
-        self.weight = 0
-        self._entries: OrderedDict[StoredCopy, FrameIndex] = OrderedDict()
+        self._entries: LRUCache[StoredCopy, FrameIndex] = LRUCache(maxsize=budget, getsizeof=_weight)
 
     async def get(self, services: Services, copy: StoredCopy) -> FrameIndex:
         index = self._entries.get(copy)
         if index is not None:
-            self._entries.move_to_end(copy)
             return index
         try:
             index = FrameIndex.from_json(await services.sidecars.read_frames(copy.key))
         except BlobNotFoundError as exc:  # deleted a moment ago
             raise not_found("the instance is no longer stored") from exc
-        self._entries[copy] = index
-        self.weight += _weight(index)
-        while self.weight > self.budget and len(self._entries) > 1:
-            _, evicted = self._entries.popitem(last=False)
-            self.weight -= _weight(evicted)
+        with contextlib.suppress(ValueError):  # larger than the whole budget: not cached
+            self._entries[copy] = index
         return index
 
 
