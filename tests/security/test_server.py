@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def auth_server(tmp_path: Path, oidc_provider: OidcProvider) -> Iterator[ServerProcess]:
-    env = {"DICOMWEB_AUTH_AUTHORITY": oidc_provider.issuer, "DICOMWEB_AUTH_AUDIENCE": AUDIENCE}
-    process = ServerProcess(tmp_path / "data", env=env)
+    # The flags, not the environment: they must reach uvicorn's worker the same way.
+    process = ServerProcess(tmp_path / "data", args=["--auth-authority", oidc_provider.issuer,
+                                                     "--auth-audience", AUDIENCE])
     yield process
     process.stop()
 

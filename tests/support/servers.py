@@ -21,10 +21,11 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m dicomweb serve`` on 127.0.0.1, stopped when the test ends."""
 
-    def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
         self.port = free_port()
         command = [sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--data", str(data), "--workers", str(workers)]
+                   "--data", str(data), "--workers", str(workers), *(args or [])]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[2])
         self.root = self._wait_for_root()
