@@ -69,3 +69,29 @@ def test_every_route_and_role_answers_as_the_table_says(auth_client: TestClient,
             checked += 1
     assert checked >= 4 * 25
     assert {permission for _, _, permission in table} >= {Permission.READ, Permission.WRITE, Permission.DELETE}
+
+
+def test_a_public_route_answers_without_a_token_beside_a_protected_one(oidc_provider: OidcProvider) -> None:
+    """How a landing page or /health is declared: ``permission=PUBLIC``, in its route list."""
+    from starlette.applications import Starlette
+
+    from dicomweb.http.access import AccessPolicy, Mode
+    from dicomweb.identity.permissions import load_roles
+    from dicomweb.identity.tokens import TokenValidator
+    from tests.support.oidc import AUDIENCE
+
+    async def endpoint(request: Request) -> Response:
+        return Response("ok")
+
+    routes: list[BaseRoute] = [ApiRoute("/health", endpoint, methods=["GET"], permission=PUBLIC),
+                               Mount("/v1", routes=[ApiRoute("/studies", endpoint, methods=["GET"],
+                                                             permission=Permission.READ)])]
+    check_routes(routes)
+    app = Starlette(routes=routes)
+    app.state.access = AccessPolicy(Mode.TOKENS, TokenValidator(oidc_provider.issuer, (AUDIENCE,), "roles",
+                                                                 load_roles(None)))
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/v1/studies").status_code == 401
+        assert client.get("/v1/studies", headers=bearer(oidc_provider.token("reader"))).status_code == 200
+    assert ("GET", "/health", PUBLIC) in declared_permissions(routes)
