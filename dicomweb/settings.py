@@ -35,7 +35,7 @@ class Settings:
     ``DICOMWEB_INDEX_STORE``                ``sqlite`` (default) or ``cosmos``
     ``DICOMWEB_MAX_REQUEST_BYTES``          STOW request body limit; larger gets 413 (64 GiB)
     ``DICOMWEB_BULKDATA_THRESHOLD``         binary values longer than this become BulkDataURIs
-    ``DICOMWEB_CORS_ORIGINS``               comma-separated allowed origins (``*`` for any)
+    ``DICOMWEB_CORS_ORIGINS``               comma-separated allowed origins (``*``: any, auth on only)
     ``DICOMWEB_BLOB_CONNECTION_STRING``     Azure Storage connection string (Azurite: see README)
     ``DICOMWEB_BLOB_ACCOUNT_URL``           or the account URL, signed in with DefaultAzureCredential
     ``DICOMWEB_BLOB_CONTAINER``             the container of instance files (``dicomweb``)

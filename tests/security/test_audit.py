@@ -71,3 +71,15 @@ def test_audit_log_path_setting_and_the_open_servers_anonymous_caller(tmp_path: 
     (line,) = lines(target)
     assert line["caller"] == "anonymous" and line["permission"] == "read"
     assert not (tmp_path / "data" / "audit.log").exists()
+
+
+def test_the_audit_log_rotates_and_every_file_is_owner_only(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("dicomweb.http.audit.ROTATE_BYTES", 2000)
+    settings = Settings(data_dir=tmp_path / "data", allowed_hosts=("testserver",))
+    with TestClient(create_app(settings), base_url="http://testserver") as client:
+        for _ in range(30):
+            client.get("/v1/studies")
+    files = sorted((tmp_path / "data").glob("audit.log*"))
+    assert [f.name for f in files][:2] == ["audit.log", "audit.log.1"]
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+    assert sum(len(lines(f)) for f in files) == 30  # nothing lost in the rotations (10 files kept)
