@@ -112,7 +112,7 @@ def app_url(app_port: int, dicomweb: ServerProcess) -> Iterator[str]:
     httpd.server_close()
 
 
-def _store_ct(root: str, token: str, slices: int = 3) -> str:
+def _store_ct(root: str, token: str, folder: Path, slices: int = 3) -> str:
     study, series = generate_uid(), generate_uid()
     source = Path(pydicom.data.get_testdata_file("CT_small.dcm"))
     with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
@@ -123,18 +123,17 @@ def _store_ct(root: str, token: str, slices: int = 3) -> str:
             ds.InstanceNumber = index + 1
             x, y, z = (float(v) for v in ds.ImagePositionPatient)
             ds.ImagePositionPatient = [x, y, z + index * float(ds.SliceThickness)]
-            path = Path(f"{os.environ.get('TMPDIR', '/tmp')}/ohif-token-{study}-{index}.dcm")
+            path = folder / f"ct-{index}.dcm"
             ds.save_as(path, enforce_file_format=True)
             response = http.post(f"{root}/studies", content=path.read_bytes(),
                                  headers={"Content-Type": "application/dicom"})
-            path.unlink()
             assert response.status_code == 200, response.text
     return study
 
 
 def test_ohif_shows_a_ct_with_a_bearer_token_and_nothing_without(
         app_url: str, dicomweb: ServerProcess, oidc_provider: OidcProvider, tmp_path: Path) -> None:
-    study = _store_ct(dicomweb.root, oidc_provider.token("writer"))
+    study = _store_ct(dicomweb.root, oidc_provider.token("writer"), tmp_path)
     out = tmp_path / "ohif-token"
     command = ["node", str(CHECK_SCRIPT), "--app", app_url, "--dicomweb", dicomweb.root, "--ct-study", study,
                "--token", oidc_provider.token("reader"), "--chromium", CHROMIUM, "--out", str(out)]
