@@ -1,7 +1,7 @@
 """The cloud event sink: change entries as CloudEvents on an Event Grid topic.
 
-Types follow the cloud DICOM service's (DicomImageCreated, DicomImageDeleted,
-DicomImageUpdated); data carries the UIDs, the feed's sequence number and the service
+Types follow the cloud DICOM service's (DicomImageCreated, DicomImageDeleted; this server
+never updates an instance in place); data carries the UIDs, the feed's sequence number and the service
 root, so a subscriber can fetch the instance or resume the change feed from the event.
 A send that fails raises: the :class:`dicomweb.usecases.publish_events.FeedPublisher` retries it
 from the feed.
@@ -20,7 +20,6 @@ from changefeed.port import Action, ChangeEntry
 EVENT_TYPES = {
     Action.CREATE: "DicomImageCreated",
     Action.DELETE: "DicomImageDeleted",
-    Action.UPDATE: "DicomImageUpdated",
 }
 
 

@@ -18,14 +18,12 @@ class Action(StrEnum):
 
     CREATE = "create"
     DELETE = "delete"
-    UPDATE = "update"
 
 
 class State(StrEnum):
     """What the entry's instance is now."""
 
     CURRENT = "current"
-    REPLACED = "replaced"
     DELETED = "deleted"
 
 

@@ -143,3 +143,15 @@ def _element(dataset: Dataset, tag_text: str, path: str) -> DataElement:
     if tag not in dataset:
         raise KeyError(path)
     return dataset[tag]
+
+
+def without_bulk_data(element: dict[str, Any]) -> dict[str, Any] | None:
+    """A DICOM JSON element with bulk data left out (``None`` if it is bulk data itself);
+    sequence items are cleaned the same way. Search results carry no bulk data."""
+    if "BulkDataURI" in element or "InlineBinary" in element:
+        return None
+    if element.get("vr") != "SQ" or not element.get("Value"):
+        return element
+    items = [{tag: kept for tag, value in item.items() if (kept := without_bulk_data(value)) is not None}
+             for item in element["Value"]]
+    return {**element, "Value": items}

@@ -22,6 +22,7 @@ from itertools import pairwise
 from typing import Any
 
 from pydicom import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 ITEM_HEADER_LENGTH = 8
 """Bytes of an item header in encapsulated Pixel Data: tag (FFFE,E000) and a 4-byte length."""
@@ -247,11 +248,12 @@ def native_frame_index(
     pixel_data_tag: int,
     offset: int | None,
     length: int,
-    big_endian: bool,
 ) -> FrameIndex:
     """The index of native Pixel Data whose value (``length`` bytes) starts at file ``offset``.
 
     ``offset`` is ``None`` when the value has no place in the file (a deflated dataset).
+    Big endian frames are located like little endian ones: their bytes are served as stored
+    (labelled big endian) or swapped after the read (see :func:`frame_transfer_syntax`).
     """
     try:
         frames = number_of_frames(dataset)
@@ -272,7 +274,7 @@ def native_frame_index(
     if frames == 1:
         # A lone frame starts at the value's first byte, so partly used last bytes do not matter.
         frame_size = math.ceil(bits / 8)
-    warning = _native_problem(frames, bits, length, offset, big_endian)
+    warning = _native_problem(frames, bits, length, offset)
     return FrameIndex(
         transfer_syntax_uid,
         frames,
@@ -286,13 +288,10 @@ def native_frame_index(
     )
 
 
-def _native_problem(frames: int, bits: int, length: int, offset: int | None, big_endian: bool) -> str | None:
+def _native_problem(frames: int, bits: int, length: int, offset: int | None) -> str | None:
     needed = math.ceil(frames * bits / 8)
     if offset is None:
         return "frames cannot be located: the dataset is deflated, so Pixel Data has no file offset"
-    if big_endian:
-        # Served frames are little endian; big endian words would need swapping after the read.
-        return "frames cannot be located: Explicit VR Big Endian frames need byte swapping"
     if bits % 8 and frames > 1:
         return f"frames cannot be located: frames of {bits} bits are not byte aligned"
     if length < needed:
@@ -364,3 +363,13 @@ def _split(fragments: Sequence[Fragment], starts: Sequence[int]) -> tuple[tuple[
 def unpack_extended_offsets(value: bytes) -> list[int]:
     """The offsets of (7FE0,0001) Extended Offset Table: 64-bit little endian (VR OV)."""
     return list(struct.unpack(f"<{len(value) // 8}Q", value[: len(value) // 8 * 8]))
+
+
+def frame_transfer_syntax(stored: str) -> str:
+    """The transfer syntax a stored frame's bytes are in, once read.
+
+    Deflate compresses the whole dataset, not the frames: a deflated instance's frames are
+    read inflated, so they are Explicit VR Little Endian bytes. Every other syntax is the
+    frames' own (big endian frames are served as stored bytes, or swapped on request).
+    """
+    return ExplicitVRLittleEndian if stored == DeflatedExplicitVRLittleEndian else stored

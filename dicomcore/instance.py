@@ -266,7 +266,7 @@ def _read_deflated(fp: BinaryIO, transfer_syntax: str) -> tuple[Dataset, FrameIn
     length = len(dataset[tag].value)
     del dataset[tag]
     index = fr.native_frame_index(
-        transfer_syntax, dataset, pixel_data_tag=tag, offset=None, length=length, big_endian=False
+        transfer_syntax, dataset, pixel_data_tag=tag, offset=None, length=length
     )
     return dataset, index
 
@@ -339,7 +339,6 @@ def _index_pixel_data(
         pixel_data_tag=header.tag,
         offset=header.value_offset,
         length=header.length,
-        big_endian=not little,
     )
     if index.warning is None and _is_encapsulated_syntax(transfer_syntax):
         return _with_warning(index, "native Pixel Data in an encapsulated transfer syntax")

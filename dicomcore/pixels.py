@@ -17,6 +17,7 @@ from PIL import Image
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.pixels import pack_bits
 from pydicom.uid import UID
 
 _OPENJPEG_ENCODER = threading.Lock()
@@ -65,6 +66,17 @@ def frame_dataset(attributes: dict[str, Any], transfer_syntax: str, frame: bytes
 def decode_frame(attributes: dict[str, Any], transfer_syntax: str, frame: bytes) -> np.ndarray:
     """Pixels of one stored frame (colour as RGB)."""
     return frame_dataset(attributes, transfer_syntax, frame).pixel_array
+
+
+def native_bytes(pixels: np.ndarray, attributes: dict[str, Any]) -> bytes:
+    """Decoded pixels as a native Explicit VR Little Endian frame: little-endian words,
+    colour planes in the stored Planar Configuration, 1-bit pixels packed again."""
+    if int(_value(attributes, "00280100") or 8) == 1:
+        return pack_bits(pixels.ravel())
+    if pixels.ndim == 3 and int(_value(attributes, "00280006") or 0) == 1:
+        pixels = np.moveaxis(pixels, -1, 0)  # colour-by-plane, as the metadata says
+    little = pixels.dtype.newbyteorder("<")
+    return np.ascontiguousarray(pixels, dtype=little).tobytes()
 
 
 def to_display(pixels: np.ndarray, attributes: dict[str, Any], window: tuple[float, float] | None = None

@@ -1,6 +1,7 @@
 """What an instance must carry to be stored (PS3.18 §10.5 and the issue's rules).
 
-The four UIDs must be present and valid (PS3.5 §9.1) and PatientID present. Errors name
+The four UIDs must be present and valid (PS3.5 §9.1) and PatientID present: it is Type 2
+(PS3.3 C.7.1.1), so an empty value is accepted and indexed as empty. Errors name
 the attribute and show the bad value, so a sender can fix the file from the message.
 """
 
@@ -51,6 +52,6 @@ def validate_instance(dataset: Dataset) -> InstanceUids:
             raise ValidationError(f"{keyword} is missing or empty", sop, sop_class)
         if not is_valid_uid(value):
             raise ValidationError(f"{keyword} {value!r} is not a valid UID (PS3.5 9.1)", sop, sop_class)
-    if _text(dataset, "PatientID") is None:
-        raise ValidationError("PatientID (0010,0020) is missing or empty", sop, sop_class)
+    if "PatientID" not in dataset:
+        raise ValidationError("PatientID (0010,0020) is missing (it may be empty, not absent)", sop, sop_class)
     return InstanceUids(values["StudyInstanceUID"], values["SeriesInstanceUID"], sop, sop_class)  # type: ignore[arg-type]

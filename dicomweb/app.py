@@ -33,6 +33,7 @@ from dicomweb.http.errors import handle_http_error
 from dicomweb.http.exposure import SecurityHeaders, allowed_hosts, check_cors
 from dicomweb.http.limits import HeaderLimits
 from dicomweb.http.proxies import TrustedProxies
+from dicomweb.http.routing import merge_methods
 from dicomweb.http.urls import SERVICE_PREFIX, UrlPolicy
 from dicomweb.identity.permissions import load_roles
 from dicomweb.identity.tokens import TokenValidator
@@ -109,14 +110,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     routes = [
         Mount(
             SERVICE_PREFIX,
-            routes=[
+            routes=merge_methods([
                 *stow_routes.routes,
                 *qido_routes.routes,
                 *wado_routes.routes,
                 *delete_routes.routes,
                 *changefeed_routes.routes,
                 *operations_routes.routes,
-            ],
+            ]),
         )
     ]
     check_routes(routes)

@@ -102,11 +102,18 @@ def _announce_when_ready(server: object, root: str, data: str) -> None:
 
 
 def _tail(args: argparse.Namespace) -> int:
+    import httpx
+
     from dicomweb.follow import Position, follow, print_entry
 
-    with contextlib.suppress(KeyboardInterrupt):
-        follow(args.url.rstrip("/"), print_entry, Position(Path(args.state)), metadata=args.metadata,
-               poll_seconds=args.poll, stop_when_idle=args.once)
+    root = args.url.rstrip("/")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            follow(root, print_entry, Position(Path(args.state)), metadata=args.metadata,
+                   poll_seconds=args.poll, stop_when_idle=args.once)
+    except httpx.HTTPError as exc:  # server down, refused, or an error status: one line, not a traceback
+        print(f"dicomweb changefeed tail: cannot read {root}/changefeed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+MIB = 1024**2
 
 
 def _env(name: str, default: str) -> str:
@@ -48,6 +49,9 @@ class Settings:
     ``DICOMWEB_EVENTGRID_KEY``              its access key
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
+                                            decoded) WADO converts in memory (256 MiB); larger
+                                            conversions answer 406
     ``DICOMWEB_AUTH_AUTHORITY``             OpenID provider (issuer URL); empty: no authentication
     ``DICOMWEB_AUTH_AUDIENCE``              accepted token audiences, comma-separated
     ``DICOMWEB_AUTH_ROLES_CLAIM``           the claim holding the caller's roles (``roles``)
@@ -76,6 +80,7 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    transcode_max_bytes: int = 256 * MIB
     auth_authority: str = ""
     auth_audiences: tuple[str, ...] = field(default_factory=tuple)
     auth_roles_claim: str = "roles"
@@ -105,6 +110,7 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
             auth_authority=_env("DICOMWEB_AUTH_AUTHORITY", ""),
             auth_audiences=_list("DICOMWEB_AUTH_AUDIENCE"),
             auth_roles_claim=_env("DICOMWEB_AUTH_ROLES_CLAIM", "roles"),

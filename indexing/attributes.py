@@ -8,6 +8,9 @@ Where the entries come from:
   search response payloads: the entries marked ``DEFAULT`` (returned without
   ``includefield``). Retrieve URL (0008,1190) is in those tables too; it is made by the
   HTTP layer, not stored, so it is not listed here.
+* PS3.3 module tables, return-only entries (roles 0): the rest of the study's and the
+  series' modules, stored per level so ``includefield`` can return them. Any other
+  instance attribute is answered from the instance's stored header, not from this table.
 * PS3.4 C.6.1.1 / C.6.2.1 optional keys: a few extra attributes clients commonly search
   or display (Study Description, Body Part Examined, Manufacturer, ...). Study
   Description is also returned by default because every viewer shows it.
@@ -108,6 +111,20 @@ STANDARD_ATTRIBUTES: tuple[tuple[str, str, str, Level, int], ...] = (
     ("StudyID", "00200010", "SH", _S, MATCH | DEFAULT),
     ("NumberOfStudyRelatedSeries", "00201206", "IS", _S, DEFAULT | COMPUTED),
     ("NumberOfStudyRelatedInstances", "00201208", "IS", _S, DEFAULT | COMPUTED),
+    # Study level, return-only: the rest of the Patient, General Study and Patient Study
+    # modules (PS3.3 C.7.1.1, C.7.2.1, C.7.2.2), kept so includefield (or =all) gets them.
+    ("IssuerOfAccessionNumberSequence", "00080051", "SQ", _S, 0),
+    ("ProcedureCodeSequence", "00081032", "SQ", _S, 0),
+    ("PhysiciansOfRecord", "00081048", "PN", _S, 0),
+    ("AdmittingDiagnosesDescription", "00081080", "LO", _S, 0),
+    ("ReferencedStudySequence", "00081110", "SQ", _S, 0),
+    ("PatientBirthTime", "00100032", "TM", _S, 0),
+    ("OtherPatientIDsSequence", "00101002", "SQ", _S, 0),
+    ("PatientSize", "00101020", "DS", _S, 0),
+    ("PatientWeight", "00101030", "DS", _S, 0),
+    ("EthnicGroup", "00102160", "SH", _S, 0),
+    ("PatientSpeciesDescription", "00102201", "LO", _S, 0),
+    ("PatientComments", "00104000", "LT", _S, 0),
     # Series level: PS3.18 Tables 10.6.1-5 and 10.6.3-4.
     ("SpecificCharacterSet", "00080005", "CS", _E, DEFAULT),
     ("SeriesDate", "00080021", "DA", _E, MATCH),
@@ -130,6 +147,21 @@ STANDARD_ATTRIBUTES: tuple[tuple[str, str, str, Level, int], ...] = (
     ("RequestAttributesSequence", "00400275", "SQ", _E, DEFAULT),
     ("RequestAttributesSequence.ScheduledProcedureStepID", "00400275.00400009", "SH", _E, MATCH),
     ("RequestAttributesSequence.RequestedProcedureID", "00400275.00401001", "SH", _E, MATCH),
+    # Series level, return-only: the rest of the General Series, Frame of Reference and
+    # General Equipment modules (PS3.3 C.7.3.1, C.7.4.1, C.7.5.1).
+    ("InstitutionAddress", "00080081", "ST", _E, 0),
+    ("InstitutionalDepartmentName", "00081040", "LO", _E, 0),
+    ("OperatorsName", "00081070", "PN", _E, 0),
+    ("ManufacturerModelName", "00081090", "LO", _E, 0),
+    ("ReferencedPerformedProcedureStepSequence", "00081111", "SQ", _E, 0),
+    ("AnatomicalOrientationType", "00102210", "CS", _E, 0),
+    ("DeviceSerialNumber", "00181000", "LO", _E, 0),
+    ("SoftwareVersions", "00181020", "LO", _E, 0),
+    ("PatientPosition", "00185100", "CS", _E, 0),
+    ("FrameOfReferenceUID", "00200052", "UI", _E, 0),
+    ("PositionReferenceIndicator", "00201040", "LO", _E, 0),
+    ("PerformedProcedureStepID", "00400253", "SH", _E, 0),
+    ("PerformedProcedureStepDescription", "00400254", "LO", _E, 0),
     # Instance level: PS3.18 Tables 10.6.1-5 and 10.6.3-5.
     ("SpecificCharacterSet", "00080005", "CS", _I, DEFAULT),
     ("ImageType", "00080008", "CS", _I, MATCH),
@@ -146,6 +178,10 @@ STANDARD_ATTRIBUTES: tuple[tuple[str, str, str, Level, int], ...] = (
     ("Rows", "00280010", "US", _I, MATCH | DEFAULT),
     ("Columns", "00280011", "US", _I, MATCH | DEFAULT),
     ("BitsAllocated", "00280100", "US", _I, MATCH | DEFAULT),
+    # Instance level, return-only: File Meta values, which the stored metadata (like WADO
+    # metadata) leaves out; the index record adds them (indexing/records.py). Any other
+    # attribute of an instance is answered from its stored header (dicomweb/api/qido).
+    ("TransferSyntaxUID", "00020010", "UI", _I, 0),
 )
 """(keyword, tag, VR, level, roles): the table an operator extends."""
 

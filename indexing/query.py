@@ -24,8 +24,10 @@ Semantics chosen here (summarised in docs/conformance.md):
   value with a wildcard is wildcard-matched even with fuzzy matching on.
 * Integers and decimals are compared as numbers (``InstanceNumber=01`` matches 1).
 * ``includefield``: repeatable and comma-separated keywords, tags, or ``all``. Names
-  that are not DICOM attributes are a 400; DICOM attributes the server does not index,
-  and attributes below the resource's level, are ignored (PS3.18 10.6.3.3).
+  that are not DICOM attributes are a 400; attributes below the resource's level are
+  ignored (PS3.18 10.6.3.3). DICOM attributes the table lacks are collected in
+  ``header_tags``: an instance search answers them from the stored headers; a study or
+  series search returns what the table stores for its level.
 * ``limit``: default 100, values above 10000 are lowered to 10000; ``offset`` default 0.
   Both must be non-negative integers, ``limit`` at least 1.
 * Any other parameter that is not an attribute is a 400.
@@ -112,6 +114,9 @@ class Query:
     include_all: bool = False
     include_tags: frozenset[str] = frozenset()
     """Top-level tags asked for with ``includefield`` (only levels the resource returns)."""
+    header_tags: frozenset[str] = frozenset()
+    """Top-level tags asked for with ``includefield`` that the table does not hold: an
+    instance search answers them from the stored headers (see the QIDO routes)."""
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     fuzzy: bool = False
@@ -194,6 +199,7 @@ class _Parser:
         self.keys: dict[str, _Key] = {}
         self.include_tags: set[str] = set()
         self.include_all = False
+        self.header_tags: set[str] = set()
         self.controls: dict[str, str] = {}
 
     def check_path_uid(self, name: str, uid: str | None) -> None:
@@ -220,6 +226,8 @@ class _Parser:
                 continue
             entries = self._resolve(name, f"{key}={value}")
             self.include_tags.update(entry.top_tag for entry in entries if self._at_or_above(entry))
+            if not entries:
+                self.header_tags.add(self._tag_path(name, f"{key}={value}").split(".")[0])
 
     def _add_attribute(self, key: str, value: str) -> None:
         entries = self._resolve(key, f"{key}={value}")
@@ -253,6 +261,10 @@ class _Parser:
     def _resolve(self, name: str, parameter: str) -> list[Attribute]:
         """Entries for a keyword/tag path; unknown names are an error, known DICOM
         attributes the table lacks give an empty list."""
+        return self.table.by_tag(self._tag_path(name, parameter))
+
+    def _tag_path(self, name: str, parameter: str) -> str:
+        """``ggggeeee[.ggggeeee]`` for a keyword/tag path; unknown names are an error."""
         tags = []
         for segment in name.split("."):
             if _TAG.fullmatch(segment):
@@ -262,7 +274,7 @@ class _Parser:
             if number is None:
                 raise QueryError(name, f"unknown attribute '{name}' in '{parameter}'")
             tags.append(f"{number:08X}")
-        return self.table.by_tag(".".join(tags))
+        return ".".join(tags)
 
     def build(self, study_uid: str | None, series_uid: str | None) -> Query:
         fuzzy = self._fuzzy()
@@ -278,6 +290,7 @@ class _Parser:
             matches=matches,
             include_all=self.include_all,
             include_tags=frozenset(include_tags),
+            header_tags=frozenset(self.header_tags),
             limit=min(self._count("limit", DEFAULT_LIMIT, minimum=1), MAX_LIMIT),
             offset=self._count("offset", 0, minimum=0),
             fuzzy=fuzzy,

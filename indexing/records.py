@@ -14,11 +14,17 @@ from dicomcore.instance import ParsedInstance
 from dicomcore.validation import InstanceUids
 from indexing.port import InstanceRecord
 
+TRANSFER_SYNTAX_TAG = "00020010"
+
 
 def new_record(
     parsed: ParsedInstance, uids: InstanceUids, key: str, incarnation: str, attributes: dict[str, Any]
 ) -> InstanceRecord:
-    """The record of a stored copy of an instance (``incarnation`` names this copy)."""
+    """The record of a stored copy of an instance (``incarnation`` names this copy).
+
+    Its attributes gain the File Meta values a search can return (Transfer Syntax UID:
+    whole-slide clients ask for it), which the header's DICOM JSON leaves out.
+    """
     return InstanceRecord(
         study_uid=uids.study,
         series_uid=uids.series,
@@ -29,7 +35,7 @@ def new_record(
         transfer_syntax_uid=parsed.transfer_syntax_uid,
         number_of_frames=parsed.frames.number_of_frames,
         size=parsed.size,
-        attributes=attributes,
+        attributes={**attributes, TRANSFER_SYNTAX_TAG: {"vr": "UI", "Value": [parsed.transfer_syntax_uid]}},
         stored_at=utc_now(),
     )
 

@@ -10,6 +10,8 @@ if command -v npm >/dev/null && { [ ! -f node_modules/.package-lock.json ] || [ 
 fi
 # The OHIF browser test's Debian chromium and OHIF bundle (after npm ci, which empties node_modules).
 bash tests/clients/setup_browser.sh
+# The ez-wsi-dicomweb client's own virtual environment (its dependencies conflict with .venv's).
+bash tests/clients/setup_ezwsi.sh
 . .venv/bin/activate
 ruff check .
 lint-imports          # the layers of docs/architecture.md (contracts in pyproject.toml)

@@ -1,8 +1,10 @@
 """A round trip with a real client (dicomweb-client) against the server on 127.0.0.1.
 
 Stores pydicom's test corpus and pydicom-data's (multi-frame JPEG, RLE, JPEG-LS,
-JPEG 2000), finds each instance by search, retrieves it byte-identical, and checks every
-frame of every multi-frame file equals the frame pydicom extracts from the original.
+JPEG 2000), finds each instance by search, retrieves it byte-identical (asking for the
+stored syntax, ``transfer-syntax=*``) and in the client's default (PS3.18: Explicit VR Little
+Endian, lossy data as stored), and checks every frame of every multi-frame file equals the
+frame pydicom extracts from the original.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import pydicom.data
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomcore.uids import is_valid_uid
+from dicomweb.api.wado.negotiate import LOSSY
 from tests.support.builders import DICOM, make_dataset, multipart_body, parse_multipart
 from tests.support.servers import ServerProcess
 
@@ -97,7 +101,7 @@ def _instance_url(root: str, ds: pydicom.Dataset) -> str:
 def _check_round_trip(loaded: Loaded, http: httpx.Client, client: DICOMwebClient, path: Path, raw: bytes,
                       ds: pydicom.Dataset) -> None:
     response = http.get(_instance_url(loaded.server.root, ds),
-                        headers={"Accept": 'multipart/related; type="application/dicom"'})
+                        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
     (_, payload), = parse_multipart(response.content, response.headers["content-type"])
     loaded.identical[path.name] = payload == raw
     if "PixelData" in ds and _frame_count(ds) > 1:
@@ -169,10 +173,21 @@ def test_dicomweb_client_retrieves_datasets(loaded: Loaded) -> None:
     server, stored = loaded.server, loaded.stored
     client = DICOMwebClient(url=server.root)
     for sop, (path, ds) in list(stored.items())[:40]:
+        # dicomweb-client asks for transfer-syntax=*, so it gets the stored bytes.
         retrieved = client.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, sop)
         assert retrieved.SOPInstanceUID == sop
         if "PixelData" in ds:
             assert retrieved.PixelData == ds.PixelData, path.name
+        # Without a transfer-syntax, PS3.18's default: Explicit VR Little Endian, lossy data as stored.
+        stored_syntax = ds.file_meta.TransferSyntaxUID
+        response = httpx.get(_instance_url(server.root, ds), timeout=60,
+                             headers={"Accept": 'multipart/related; type="application/dicom"'})
+        if response.status_code == 406:  # compressed data this server cannot decode
+            assert stored_syntax.is_compressed, path.name
+            continue
+        (_, payload), = parse_multipart(response.content, response.headers["content-type"])
+        default = pydicom.dcmread(BytesIO(payload))
+        assert default.file_meta.TransferSyntaxUID in (ExplicitVRLittleEndian, *LOSSY & {stored_syntax}), path.name
         metadata = client.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, sop)
         assert metadata["00080018"]["Value"] == [sop]
 

@@ -77,7 +77,11 @@ def test_transcode_to_explicit_little_endian(client: TestClient) -> None:
     converted = dcmread(BytesIO(payload))
     assert converted.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     assert converted.PixelData == ds.PixelData
-    as_stored = client.get(_instance_url(ds), headers={"Accept": DICOM})
+    # PS3.18 §8.7.3: application/dicom without a transfer-syntax is Explicit VR Little Endian.
+    default = client.get(_instance_url(ds), headers={"Accept": DICOM})
+    assert default.headers["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+    assert dcmread(BytesIO(default.content)).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    as_stored = client.get(_instance_url(ds), headers={"Accept": DICOM + "; transfer-syntax=*"})
     assert as_stored.content == out.getvalue()
 
 

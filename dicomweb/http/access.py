@@ -21,7 +21,7 @@ The check runs in the route itself (after routing, so it knows the route's permi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
@@ -45,6 +45,10 @@ PUBLIC: Final = _Public.PUBLIC
 RouteAccess = Permission | _Public
 
 
+class UndeclaredPermission(TypeError):
+    pass
+
+
 class Mode(Enum):
     OPEN = "open"
     """no authority: everyone may do everything (the embedded server on loopback)"""
@@ -65,19 +69,27 @@ class AccessPolicy:
 
 
 class ApiRoute(Route):
-    """A route with the permission it needs (required)."""
+    """A route with the permission it needs (required): one for all its methods, or one per
+    method (a path served by several features, merged by :mod:`dicomweb.http.routing`)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], *, methods: list[str],
-                 permission: RouteAccess, **kwargs: Any) -> None:
+                 permission: RouteAccess | Mapping[str, RouteAccess], **kwargs: Any) -> None:
         super().__init__(path, endpoint, methods=methods, **kwargs)
-        self.permission = permission
+        if isinstance(permission, Mapping):
+            self.permissions = {method.upper(): access for method, access in permission.items()}
+        else:
+            self.permissions = {method.upper(): permission for method in methods}
+        if "GET" in self.permissions:
+            self.permissions.setdefault("HEAD", self.permissions["GET"])
+        missing = sorted(set(self.methods or ()) - set(self.permissions))
+        if missing:
+            raise UndeclaredPermission(f"route {path} declares no permission for {', '.join(missing)}")
         self.template = path
         """the full path template (with the mounts' prefixes), set by :func:`check_routes`"""
         self.app = _Guard(self.app, self)
 
-
-class UndeclaredPermission(TypeError):
-    pass
+    def permission_for(self, method: str) -> RouteAccess:
+        return self.permissions[method]
 
 
 def _walk(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[tuple[str, BaseRoute]]:
@@ -104,7 +116,7 @@ def declared_permissions(routes: Sequence[BaseRoute]) -> list[tuple[str, str, Ro
         if isinstance(route, ApiRoute):
             for method in sorted(route.methods or ()):
                 if method != "HEAD":
-                    table.append((method, template, route.permission))
+                    table.append((method, template, route.permission_for(method)))
     return table
 
 
@@ -116,7 +128,7 @@ class _Guard:
         self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        permission = self.route.permission
+        permission = self.route.permission_for(scope["method"])
         record = audit_record(scope)
         if record is not None:
             record.route = self.route.template

@@ -200,8 +200,9 @@ def test_includefield_all() -> None:
 
 
 def test_includefield_of_a_lower_level_or_unindexed_attribute_is_ignored() -> None:
-    query = parse_query(STUDY, [("includefield", "SOPInstanceUID,PatientComments")])
+    query = parse_query(STUDY, [("includefield", "SOPInstanceUID,ContrastBolusAgent")])
     assert query.include_tags == frozenset()
+    assert query.header_tags == frozenset({"00180010"})  # answered from headers by instance searches
 
 
 def test_limit_and_offset() -> None:
@@ -252,7 +253,7 @@ def test_include_all_returns_optional_attributes() -> None:
     [
         (STUDY, [("Foo", "1")], "Foo", "unknown attribute 'Foo' in 'Foo=1'"),
         (STUDY, [("includefield", "Bogus")], "Bogus", "unknown attribute 'Bogus'"),
-        (STUDY, [("PatientComments", "x")], "PatientComments", "not supported for searching"),
+        (STUDY, [("ContrastBolusAgent", "x")], "ContrastBolusAgent", "not supported for searching"),
         (
             STUDY,
             [("SOPInstanceUID", UID_A)],

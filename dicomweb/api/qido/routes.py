@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb.api.context import services_of
+from dicomweb.api.qido.headers import add_stored_headers
 from dicomweb.http.accept import matches, parse_accept
 from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import HTTPError, not_acceptable
@@ -77,6 +78,7 @@ async def _search(request: Request, level: Level) -> Response:
     # One result beyond the limit tells whether more can be asked for.
     found = await services_of(request).index.search(replace(query, limit=query.limit + 1))
     results = present(found[: query.limit], query, service_root(request))
+    results = await add_stored_headers(services_of(request), results, query)
     headers = {"Warning": _more_results_warning(request, query)} if len(found) > query.limit else {}
     # An empty result is 200 with [] (PS3.18 11.9.3.1, Table 11.9.3-1; 204 was dropped).
     body = json.dumps(results, ensure_ascii=False, separators=(",", ":")).encode()

@@ -7,7 +7,8 @@ part per frame); any other element is read from the stored header.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Iterator
 
 from pydicom import dcmread
 from starlette.concurrency import run_in_threadpool
@@ -16,12 +17,14 @@ from starlette.responses import Response, StreamingResponse
 
 from dicomcore import layout
 from dicomcore.dicomjson import element_at_path
+from dicomcore.frames import frame_transfer_syntax
+from dicomcore.transcode import decoded_pixel_bytes
 from dicomweb.api.context import Services, services_of
-from dicomweb.api.wado.frames import StoredCopy, frame_indexes, stored_frame
+from dicomweb.api.wado.frames import StoredCopy, frame_bytes, frame_indexes, sent_syntax
 from dicomweb.api.wado.lookup import find_instance
-from dicomweb.api.wado.negotiate import OCTET_STREAM, natural_frame_type
+from dicomweb.api.wado.negotiate import OCTET_STREAM, negotiate_frames, same_frame_bytes
 from dicomweb.http import multipart
-from dicomweb.http.errors import not_found
+from dicomweb.http.errors import not_acceptable, not_found
 from indexing.port import InstanceRecord
 
 PIXEL_DATA_TAGS = {"7FE00010", "7FE00008", "7FE00009"}
@@ -38,22 +41,48 @@ def _element_bytes(services: Services, record: InstanceRecord, path: str) -> byt
     return value if isinstance(value, bytes) else bytes(value or b"")
 
 
-async def _pixel_parts(services: Services, record: InstanceRecord) -> AsyncIterator[tuple[str, bytes]]:
-    index = await frame_indexes.get(services, StoredCopy(record.instance_key, record.incarnation))
-    if index.locatable() and not index.encapsulated and index.pixel_data_length is not None:
+async def _pixel_parts(services: Services, record: InstanceRecord, accept: str | None
+                       ) -> tuple[str, str, AsyncIterator[bytes]]:
+    """Pixel data negotiated as frames are (PS3.18 §8.7.3: ``application/octet-stream``
+    means uncompressed little endian): the part type, the syntax sent, and the parts."""
+    copy = StoredCopy(record.instance_key, record.incarnation)
+    index = await frame_indexes.get(services, copy)
+    if index.number_of_frames == 0:
+        raise not_found(f"instance {record.sop_uid} has no pixel data")
+    source = frame_transfer_syntax(record.transfer_syntax_uid)
+    frames = range(1, index.number_of_frames + 1)
+    plan = negotiate_frames(accept, source, index.number_of_frames)
+    syntax = sent_syntax(plan, index)
+    if plan.media_type != OCTET_STREAM:  # compressed frames, one part each
+        return plan.media_type, syntax, _each(frame_bytes(services, copy, index, n, plan) for n in frames)
+    if same_frame_bytes(source, plan.transfer_syntax) and index.locatable() and index.pixel_data_length is not None:
         assert index.pixel_data_offset is not None
-        data = await services.blobs.read_range(
+        whole = services.blobs.read_range(
             layout.file_name(record.instance_key), index.pixel_data_offset, index.pixel_data_length)
-        yield OCTET_STREAM, data
-        return
-    part_type = natural_frame_type(record.transfer_syntax_uid)
-    for number in range(1, index.number_of_frames + 1):
-        yield part_type, await stored_frame(services, record.instance_key, index, number)
+        return OCTET_STREAM, syntax, _each(iter([whole]))
+    # Native frames made one by one, sent as one value (as native Pixel Data is stored).
+    metadata = await services.sidecars.read_metadata(record.instance_key)
+    size, limit = decoded_pixel_bytes(json.loads(metadata)), services.settings.transcode_max_bytes
+    if size > limit:
+        raise not_acceptable(f"the pixel data is {size} bytes decoded, more than the {limit} bytes the server "
+                             "converts (DICOMWEB_TRANSCODE_MAX_BYTES); ask transfer-syntax=* for the stored bytes")
+    first = await frame_bytes(services, copy, index, 1, plan)  # a failure is a 406, before the response
+
+    async def whole_value() -> bytes:
+        rest = [await frame_bytes(services, copy, index, n, plan) for n in frames[1:]]
+        return b"".join([first, *rest])
+
+    return OCTET_STREAM, syntax, _each(iter([whole_value()]))
 
 
-async def _body(parts: AsyncIterator[tuple[str, bytes]], syntax: str, boundary: str) -> AsyncIterator[bytes]:
-    async for part_type, data in parts:
-        yield multipart.part_header(boundary, f"{part_type}; transfer-syntax={syntax}") + data + multipart.CRLF
+async def _each(parts: Iterator[Awaitable[bytes]]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield await part
+
+
+async def _body(parts: AsyncIterator[bytes], part_type: str, boundary: str) -> AsyncIterator[bytes]:
+    async for data in parts:
+        yield multipart.part_header(boundary, part_type) + data + multipart.CRLF
     yield multipart.closing(boundary)
 
 
@@ -62,16 +91,15 @@ async def retrieve_bulkdata(request: Request) -> Response:
     record = await find_instance(services, request)
     path = request.path_params["path"].strip("/").upper()
     boundary = multipart.new_boundary()
-    syntax = record.transfer_syntax_uid
     if path in PIXEL_DATA_TAGS:
-        parts = _pixel_parts(services, record)
-        part_type = natural_frame_type(syntax)
+        media_type, syntax, parts = await _pixel_parts(services, record, request.headers.get("accept"))
     else:
         data = await run_in_threadpool(_element_bytes, services, record, path)
+        media_type, syntax = OCTET_STREAM, frame_transfer_syntax(record.transfer_syntax_uid)
+        parts = _each(iter([_ready(data)]))
+    return StreamingResponse(_body(parts, f"{media_type}; transfer-syntax={syntax}", boundary),
+                             media_type=multipart.multipart_content_type(media_type, boundary))
 
-        async def one() -> AsyncIterator[tuple[str, bytes]]:
-            yield OCTET_STREAM, data
 
-        parts, part_type = one(), OCTET_STREAM
-    return StreamingResponse(_body(parts, syntax, boundary),
-                             media_type=multipart.multipart_content_type(part_type, boundary))
+async def _ready(data: bytes) -> bytes:
+    return data

@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomcore import layout
-from dicomcore.frames import FrameIndex
+from dicomcore.frames import FrameIndex, frame_transfer_syntax
 from dicomcore.instance import read_frame_fallback
-from dicomcore.pixels import decode_frame, encode_frame
+from dicomcore.pixels import decode_frame, encode_frame, native_bytes
 from dicomweb.api.context import Services, services_of
 from dicomweb.api.wado.lookup import find_instance, path_uids
-from dicomweb.api.wado.negotiate import OCTET_STREAM, Plan, negotiate_frames
+from dicomweb.api.wado.negotiate import OCTET_STREAM, Plan, negotiate_frames, same_frame_bytes
 from dicomweb.http import multipart
 from dicomweb.http.errors import bad_request, not_acceptable, not_found
 from dicomweb.storage.port import BlobNotFoundError
@@ -98,9 +98,16 @@ def parse_frame_list(text: str) -> list[int]:
 
 
 async def stored_frame(services: Services, key: str, index: FrameIndex, number: int) -> bytes:
-    """Frame ``number`` as stored: one ranged read (or pydicom for unindexable files)."""
+    """Frame ``number`` as stored: one ranged read (or pydicom for unindexable files, such
+    as deflated ones, up to ``DICOMWEB_TRANSCODE_MAX_BYTES``: pydicom reads them whole)."""
     name = layout.file_name(key)
     if not index.locatable():
+        size, limit = await services.blobs.size(name), services.settings.transcode_max_bytes
+        if size > limit:
+            raise not_acceptable(f"the frames of this instance cannot be located ({index.warning}) and it is "
+                                 f"{size} bytes, more than the {limit} bytes the server reads whole "
+                                 "(DICOMWEB_TRANSCODE_MAX_BYTES)")
+
         def fallback() -> bytes:
             with services.blobs.open_reader(name) as reader:
                 return read_frame_fallback(reader, number)
@@ -118,27 +125,35 @@ async def pixel_attributes(services: Services, key: str) -> dict:
     return json.loads(await services.sidecars.read_metadata(key))
 
 
-def _converted(attributes: dict, index: FrameIndex, frame: bytes, plan: Plan) -> bytes:
-    """The stored frame decoded, then left native or encoded in the media type asked for."""
-    pixels = decode_frame(attributes, index.transfer_syntax_uid, frame)
+def _converted(attributes: dict, source: str, frame: bytes, plan: Plan) -> bytes:
+    """The stored frame decoded, then made native little endian or encoded in the media
+    type asked for. Only this frame is decoded, never the whole instance."""
+    pixels = decode_frame(attributes, source, frame)
     if plan.media_type == OCTET_STREAM:
-        return pixels.tobytes()
+        return native_bytes(pixels, attributes)
     return encode_frame(pixels, plan.media_type)
 
 
-async def _frame(services: Services, copy: StoredCopy, index: FrameIndex, number: int, plan: Plan) -> bytes:
+async def frame_bytes(services: Services, copy: StoredCopy, index: FrameIndex, number: int, plan: Plan) -> bytes:
+    """Frame ``number`` in the representation of ``plan`` (stored bytes when they are it)."""
     frame = await stored_frame(services, copy.key, index, number)
-    if plan.transfer_syntax is None:
+    source = frame_transfer_syntax(index.transfer_syntax_uid)
+    if same_frame_bytes(source, plan.transfer_syntax):
         return frame
     attributes = await pixel_attributes(services, copy.key)
     try:
-        return await run_in_threadpool(_converted, attributes, index, frame, plan)
+        return await run_in_threadpool(_converted, attributes, source, frame, plan)
     except (NotImplementedError, RuntimeError, ValueError) as exc:
         raise not_acceptable(f"cannot convert frame {number} to {plan.media_type}: {exc}") from exc
 
 
+def sent_syntax(plan: Plan, index: FrameIndex) -> str:
+    """The transfer syntax the frames are sent in: the plan's, or the frames' own."""
+    return plan.transfer_syntax or frame_transfer_syntax(index.transfer_syntax_uid)
+
+
 def _part_type(plan: Plan, index: FrameIndex) -> str:
-    return f"{plan.media_type}; transfer-syntax={plan.transfer_syntax or index.transfer_syntax_uid}"
+    return f"{plan.media_type}; transfer-syntax={sent_syntax(plan, index)}"
 
 
 async def _multipart_frames(services: Services, copy: StoredCopy, index: FrameIndex, numbers: list[int],
@@ -146,7 +161,7 @@ async def _multipart_frames(services: Services, copy: StoredCopy, index: FrameIn
     """The multipart body, frame by frame; the first frame is made before returning, so
     a frame that cannot be converted is a 406 rather than a broken response."""
     header = multipart.part_header(boundary, _part_type(plan, index))
-    first = await _frame(services, copy, index, numbers[0], plan)  # errors before the response starts
+    first = await frame_bytes(services, copy, index, numbers[0], plan)  # errors before the response starts
     return _stream(services, copy, index, numbers, plan, header, first, boundary)
 
 
@@ -154,13 +169,12 @@ async def _stream(services: Services, copy: StoredCopy, index: FrameIndex, numbe
                   header: bytes, first: bytes, boundary: str) -> AsyncIterator[bytes]:
     yield header + first + multipart.CRLF
     for number in numbers[1:]:
-        yield header + await _frame(services, copy, index, number, plan) + multipart.CRLF
+        yield header + await frame_bytes(services, copy, index, number, plan) + multipart.CRLF
     yield multipart.closing(boundary)
 
 
 def _multipart_type(plan: Plan, index: FrameIndex, boundary: str) -> str:
-    syntax = plan.transfer_syntax or index.transfer_syntax_uid
-    return multipart.multipart_content_type(plan.media_type, boundary, syntax)
+    return multipart.multipart_content_type(plan.media_type, boundary, sent_syntax(plan, index))
 
 
 async def retrieve_frames(request: Request) -> Response:
@@ -171,9 +185,10 @@ async def retrieve_frames(request: Request) -> Response:
     beyond = [n for n in numbers if n > index.number_of_frames]
     if beyond:
         raise not_found(f"frame {beyond[0]} does not exist: the instance has {index.number_of_frames} frame(s)")
-    plan = negotiate_frames(request.headers.get("accept"), index.transfer_syntax_uid, len(numbers))
+    plan = negotiate_frames(request.headers.get("accept"), frame_transfer_syntax(index.transfer_syntax_uid),
+                            len(numbers))
     if not plan.multipart:
-        body = await _frame(services, copy, index, numbers[0], plan)
+        body = await frame_bytes(services, copy, index, numbers[0], plan)
         return Response(body, media_type=_part_type(plan, index))
     boundary = multipart.new_boundary()
     parts = await _multipart_frames(services, copy, index, numbers, plan, boundary)

@@ -1,4 +1,5 @@
-"""Choosing what to send from the Accept header (PS3.18 §8.7).
+"""Choosing what to send from the Accept header (PS3.18 §8.7), with PS3.18's defaults
+(§8.7.3: Explicit VR Little Endian when no transfer-syntax is named, lossy data excepted).
 
 Entries are tried in the client's order of preference; the first one we can satisfy
 wins. When none can be, the 406 message says why for each entry, so a client author can
@@ -35,7 +36,8 @@ ENCODABLE = {
 class Plan:
     """What to send: multipart or one part, the part media type, the transfer syntax.
 
-    ``transfer_syntax`` ``None`` means each instance or frame as stored.
+    ``transfer_syntax`` is what the parts are labelled with; ``None`` means as stored (for
+    frames), or, for instances, that the parts differ (each part header names its own).
     """
 
     multipart: bool
@@ -64,6 +66,17 @@ def _wanted_syntax(entry: MediaRange) -> str | None:
 
 # -- instances ------------------------------------------------------------------------
 
+LOSSY = {
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",  # JPEG baseline, extended
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.93",  # JPEG 2000 (lossy allowed)
+    "1.2.840.10008.1.2.4.203",  # HTJ2K (lossy allowed)
+    *(f"1.2.840.10008.1.2.4.{n}" for n in range(100, 109)),  # MPEG-2/4, HEVC video
+}
+"""Transfer syntaxes whose pixel data may be lossy: PS3.18 §8.7.3 lets the origin server
+send these as stored where the default (Explicit VR Little Endian) applies, since
+decompressing them would only inflate the same lossy pixels."""
+
 
 def can_transcode_instance(stored: str, target: str) -> bool:
     """Only to Explicit VR Little Endian (decompressing when needed)."""
@@ -74,8 +87,28 @@ def can_transcode_instance(stored: str, target: str) -> bool:
     return not is_compressed(stored) or can_decode(stored)
 
 
-def negotiate_instances(accept: str | None, stored: list[str]) -> Plan:
-    """``stored``: the transfer syntax of each instance to be sent."""
+def default_instance_syntax(stored: str) -> str:
+    """What ``application/dicom`` without a transfer-syntax sends (PS3.18 §8.7.3, Table
+    8.7.3-2: Explicit VR Little Endian), keeping lossy compressed data as stored."""
+    return stored if stored in LOSSY else EXPLICIT_VR_LITTLE_ENDIAN
+
+
+def _instance_targets(entry: MediaRange, stored: list[str]) -> list[str] | str:
+    """The transfer syntax to send each instance in, or why this entry cannot be met."""
+    if entry.part_type in ("*/*", "*") or entry.transfer_syntax == "*":
+        return stored  # no DICOM media type or any syntax: the stored bytes
+    wanted = entry.transfer_syntax
+    targets = [wanted or default_instance_syntax(syntax) for syntax in stored]
+    impossible = sorted({s for s, t in zip(stored, targets, strict=True) if not can_transcode_instance(s, t)})
+    if impossible:
+        return (f"cannot convert {', '.join(impossible)} to transfer-syntax "
+                f"{wanted or EXPLICIT_VR_LITTLE_ENDIAN} (ask transfer-syntax=* for the stored bytes)")
+    return targets
+
+
+def negotiate_instances(accept: str | None, stored: list[str]) -> tuple[Plan, list[str]]:
+    """``stored``: the transfer syntax of each instance to be sent. Returns the plan and the
+    transfer syntax each instance is sent in."""
     reasons = []
     for entry in parse_accept(accept):
         if not matches(entry.part_type, DICOM):
@@ -84,11 +117,13 @@ def negotiate_instances(accept: str | None, stored: list[str]) -> Plan:
         if not entry.multipart and entry.media_type != "*/*" and len(stored) != 1:
             reasons.append(f"single-part {DICOM} can carry one instance, not {len(stored)}")
             continue
-        wanted = _wanted_syntax(entry)
-        if wanted is not None and not all(can_transcode_instance(s, wanted) for s in stored):
-            reasons.append(f"cannot convert {', '.join(sorted(set(stored)))} to transfer-syntax {wanted}")
+        targets = _instance_targets(entry, stored)
+        if isinstance(targets, str):
+            reasons.append(targets)
             continue
-        return Plan(multipart=entry.multipart or entry.media_type == "*/*", media_type=DICOM, transfer_syntax=wanted)
+        label = targets[0] if len(set(targets)) == 1 else None
+        return Plan(multipart=entry.multipart or entry.media_type == "*/*", media_type=DICOM,
+                    transfer_syntax=label), targets
     raise not_acceptable("no acceptable representation: " + "; ".join(reasons))
 
 
@@ -100,21 +135,39 @@ def natural_frame_type(stored: str) -> str:
     return PIXEL_MEDIA_TYPES.get(stored, OCTET_STREAM) if is_compressed(stored) else OCTET_STREAM
 
 
+def same_frame_bytes(source: str, target: str | None) -> bool:
+    """Are frames in ``source`` already the bytes of ``target`` (``None``: as stored)? The
+    two native little endian syntaxes differ in their dataset encoding, not their frames."""
+    return target in (None, source) or (source in NATIVE_LITTLE_ENDIAN and target in NATIVE_LITTLE_ENDIAN)
+
+
+def _native_plan(multipart: bool, stored: str, wanted: str) -> Plan | str:
+    """Uncompressed little endian frames, decoded or swapped when stored otherwise."""
+    if wanted not in NATIVE_LITTLE_ENDIAN:
+        return f"{OCTET_STREAM} frames are uncompressed; frames stored as {stored} cannot be sent as {wanted}"
+    if same_frame_bytes(stored, wanted) or not is_compressed(stored) or can_decode(stored):
+        return Plan(multipart, OCTET_STREAM, wanted)
+    return f"frames stored as {stored} cannot be decoded to {wanted}"
+
+
 def _frame_plan(entry: MediaRange, stored: str) -> Plan | str:
-    """A plan for this entry, or the reason it cannot be satisfied."""
+    """A plan for this entry, or the reason it cannot be satisfied. ``stored`` is the
+    frames' own syntax (see :func:`dicomcore.frames.frame_transfer_syntax`); a plan's
+    ``transfer_syntax`` is what the frames are labelled, ``None`` meaning as stored."""
     natural = natural_frame_type(stored)
     wanted = _wanted_syntax(entry)
     part_type = entry.part_type
+    any_syntax = entry.transfer_syntax == "*"
     if part_type in ("*/*", "*"):
-        return Plan(True, natural, None) if wanted in (None, stored) else f"transfer-syntax {wanted} with */*"
+        if wanted in (None, stored):
+            return Plan(True, natural, None)  # any media type: the stored bytes
+        return _native_plan(True, stored, wanted)
     if part_type == OCTET_STREAM:
-        if wanted is None or wanted == stored:
+        # PS3.18 §8.7.3, Table 8.7.3-4: application/octet-stream defaults to Explicit VR
+        # Little Endian, so frames stored otherwise are decoded; transfer-syntax=* keeps them.
+        if any_syntax or wanted == stored:
             return Plan(entry.multipart, OCTET_STREAM, None)
-        if wanted in NATIVE_LITTLE_ENDIAN and not is_compressed(stored):
-            return Plan(entry.multipart, OCTET_STREAM, None)  # native LE frames are the same bytes
-        if wanted in NATIVE_LITTLE_ENDIAN and can_decode(stored):
-            return Plan(entry.multipart, OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN)
-        return f"frames stored as {stored} cannot be decoded to {wanted}"
+        return _native_plan(entry.multipart, stored, wanted or EXPLICIT_VR_LITTLE_ENDIAN)
     if matches(part_type, natural) and natural != OCTET_STREAM:
         if wanted is None or wanted == stored:
             return Plan(entry.multipart, natural, None)
@@ -146,4 +199,4 @@ def negotiate_frames(accept: str | None, stored: str, frame_count: int) -> Plan:
         raise not_acceptable("no acceptable representation of the frames: " + "; ".join(reasons))
     best_q = max(q for q, _ in candidates)
     preferred = [plan for q, plan in candidates if q == best_q]
-    return next((plan for plan in preferred if plan.transfer_syntax is None), preferred[0])
+    return next((plan for plan in preferred if same_frame_bytes(stored, plan.transfer_syntax)), preferred[0])

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dicomcore.frames import frame_transfer_syntax
 from dicomcore.pixels import decode_frame, encode_image, to_display
 from dicomweb.api.context import Services, services_of
 from dicomweb.api.wado.frames import StoredCopy, frame_indexes, parse_frame_list, pixel_attributes, stored_frame
@@ -80,7 +81,7 @@ async def _render(services: Services, record: InstanceRecord, number: int, reque
     attributes = await pixel_attributes(services, record.instance_key)
 
     def work() -> bytes:
-        pixels = decode_frame(attributes, record.transfer_syntax_uid, frame)
+        pixels = decode_frame(attributes, frame_transfer_syntax(record.transfer_syntax_uid), frame)
         return encode_image(to_display(pixels, attributes, window), media_type, quality=quality, viewport=viewport)
 
     try:
