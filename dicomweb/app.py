@@ -29,7 +29,7 @@ from dicomweb.background import event_indexing
 from dicomweb.composition import build_services
 from dicomweb.http.access import AccessPolicy, Mode, check_routes
 from dicomweb.http.audit import AuditSink, AuditTrail
-from dicomweb.http.errors import handle_http_error
+from dicomweb.http.errors import handle_http_error, handle_missing_blob
 from dicomweb.http.exposure import SecurityHeaders, allowed_hosts, check_cors
 from dicomweb.http.limits import HeaderLimits
 from dicomweb.http.proxies import TrustedProxies
@@ -38,6 +38,7 @@ from dicomweb.http.urls import SERVICE_PREFIX, UrlPolicy
 from dicomweb.identity.permissions import load_roles
 from dicomweb.identity.tokens import TokenValidator
 from dicomweb.settings import Settings
+from dicomweb.storage.port import BlobNotFoundError
 
 EXPOSED_HEADERS = ["Content-Type", "Content-Length", "ETag", "Warning", "Content-Location", "X-Request-Id"]
 
@@ -124,7 +125,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: handle_http_error},
+        exception_handlers={HTTPException: handle_http_error, BlobNotFoundError: handle_missing_blob},
         lifespan=lifespan,
     )
     app.state.services = wired

@@ -1,5 +1,7 @@
 """Event-driven indexing for the embedded server's lifetime: the in-process bus that
-delivers the store's blob-created events, and the periodic drop-zone scan.
+delivers the store's blob-created events, the periodic drop-zone scan, and the
+reconciliation run once in the background at start-up (so start-up time does not grow
+with the store).
 
 The Azure Functions app runs neither: there Event Grid delivers the events and files
 dropped into the container announce themselves.
@@ -9,10 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from dicomweb.api.context import Services
 from dicomweb.usecases.dropzone import DropZoneScanner
+
+log = logging.getLogger(__name__)
+
+
+async def reconcile_at_startup(services: Services) -> None:
+    """Repair what a crash left (no digest check: that reads every file; ``dicomweb verify``
+    does it), then finish the deletes whose dead deleter's claim had not yet expired."""
+    try:
+        await services.reconcile.run(repair=True, digests=False)
+        await asyncio.sleep(services.settings.delete_lease_seconds)
+        await services.delete.finish_unfinished()
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # the server keeps serving; verify --repair can be run by hand
+        log.exception("start-up reconciliation failed")
 
 
 @contextlib.asynccontextmanager
@@ -23,11 +41,18 @@ async def event_indexing(services: Services) -> AsyncIterator[None]:
     interval = services.settings.ingest_scan_seconds
     scanner = (asyncio.get_running_loop().create_task(DropZoneScanner(services.blob_created).run(interval))
                if interval > 0 else None)
+    loop = asyncio.get_running_loop()
+    reconciler = (loop.create_task(reconcile_at_startup(services)) if services.settings.verify_at_startup else None)
     try:
         yield
     finally:
+        for task in (reconciler, scanner):
+            if task is not None:
+                task.cancel()
+        if reconciler is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
         if scanner is not None:
-            scanner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await scanner
         if bus is not None:

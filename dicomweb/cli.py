@@ -1,5 +1,6 @@
 """Command line: ``dicomweb serve`` starts the embedded server; ``dicomweb ingest`` imports
-the files dropped into the drop zone once; ``dicomweb changefeed tail`` follows the feed.
+the files dropped into the drop zone once; ``dicomweb verify [--repair]`` reconciles files,
+index and change feed; ``dicomweb changefeed tail`` follows the feed.
 
 Options override the environment (see :class:`dicomweb.settings.Settings`).
 """
@@ -149,6 +150,33 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from dicomweb.composition import build_services
+    from dicomweb.settings import Settings
+    from dicomweb.usecases.reconcile import Report
+
+    settings = Settings.from_env()  # the Azure settings too: this is the admin entry point there
+    if args.data:
+        settings = settings.with_(data_dir=Path(args.data).resolve())
+
+    async def run() -> Report:
+        services = build_services(settings)
+        try:
+            return await services.reconcile.run(repair=args.repair, digests=not args.no_digests)
+        finally:
+            await services.close()
+
+    report = asyncio.run(run())
+    print(json.dumps(report.to_dict(), indent=2))
+    if report.damage and not args.repair:
+        print("damage found; run again with --repair to fix what can be fixed", file=sys.stderr)
+        return 1
+    return 1 if report.corrupt_files or report.invalid_files else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicomweb", description="DICOMweb server (PS3.18)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--data", default=None,
                         help="folder of the embedded store (default: DICOMWEB_DATA_DIR or ./data)")
     ingest.set_defaults(handler=_ingest)
+
+    verify = commands.add_parser(
+        "verify", help="compare files, index and change feed (and each file's SHA-256); --repair fixes them")
+    verify.add_argument("--data", default=None,
+                        help="folder of the embedded store (default: DICOMWEB_DATA_DIR or ./data); the Azure "
+                             "stores are chosen by DICOMWEB_BLOB_STORE/DICOMWEB_INDEX_STORE")
+    verify.add_argument("--repair", action="store_true", help="fix what was found (else only report)")
+    verify.add_argument("--no-digests", action="store_true", help="skip reading every file for its SHA-256")
+    verify.set_defaults(handler=_verify)
 
     feed = commands.add_parser("changefeed", help="read the change feed").add_subparsers(dest="feed", required=True)
     tail = feed.add_parser("tail", help="print each change as a JSON line, resuming from a saved position")

@@ -17,6 +17,7 @@ from dicomweb.storage.port import BlobStore
 from dicomweb.usecases.blob_created import BlobCreatedHandler
 from dicomweb.usecases.delete_instances import DeleteInstances
 from dicomweb.usecases.publish_events import FeedPublisher
+from dicomweb.usecases.reconcile import Reconcile
 from dicomweb.usecases.sidecars import SidecarFiles
 from dicomweb.usecases.store_instance import StoreInstance
 from indexing.port import IndexStore
@@ -32,7 +33,9 @@ def build_services(settings: Settings) -> Services:
     events = _event_sink(settings)
     publisher = FeedPublisher(feed, events, blobs)
     sidecars = SidecarFiles(blobs, settings.bulkdata_threshold)
-    store = StoreInstance(blobs, index, feed, sidecars, on_change=publisher.kick)
+    store = StoreInstance(blobs, index, sidecars, on_change=publisher.kick,
+                          delete_lease_seconds=settings.delete_lease_seconds)
+    delete = DeleteInstances(blobs, index, on_change=publisher.kick, lease_seconds=settings.delete_lease_seconds)
     return Services(
         settings=settings,
         blobs=blobs,
@@ -42,8 +45,9 @@ def build_services(settings: Settings) -> Services:
         publisher=publisher,
         sidecars=sidecars,
         store=store,
-        delete=DeleteInstances(blobs, index, feed, on_change=publisher.kick),
+        delete=delete,
         blob_created=BlobCreatedHandler(settings.blob_container, blobs, index, store),
+        reconcile=Reconcile(blobs, index, store, delete, settings.staging_grace_seconds),
         blob_events=blob_events,
     )
 
@@ -82,7 +86,8 @@ def _index_and_feed(settings: Settings) -> tuple[IndexStore, ChangeFeedStore]:
 
         cosmos = CosmosDatabase(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
                                 containers())
-        return CosmosIndexStore(cosmos), CosmosChangeFeedStore(cosmos)
+        feed = CosmosChangeFeedStore(cosmos)
+        return CosmosIndexStore(cosmos, feed=feed), feed
     raise ValueError(f"DICOMWEB_INDEX_STORE={settings.index_store!r} is not supported; use 'sqlite' or 'cosmos'")
 
 

@@ -52,6 +52,12 @@ class Settings:
     ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
                                             decoded) WADO converts in memory (256 MiB); larger
                                             conversions answer 406
+    ``DICOMWEB_DELETE_LEASE_SECONDS``       how long a deleter's claim on an unfinished delete
+                                            holds off others (10)
+    ``DICOMWEB_STAGING_GRACE_SECONDS``      age past which ``verify`` removes staging leftovers
+                                            (3600)
+    ``DICOMWEB_VERIFY_AT_STARTUP``          reconcile files, index and feed in the background
+                                            at start-up (1; 0: only ``dicomweb verify``)
     ``DICOMWEB_AUTH_AUTHORITY``             OpenID provider (issuer URL); empty: no authentication
     ``DICOMWEB_AUTH_AUDIENCE``              accepted token audiences, comma-separated
     ``DICOMWEB_AUTH_ROLES_CLAIM``           the claim holding the caller's roles (``roles``)
@@ -81,6 +87,9 @@ class Settings:
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
     transcode_max_bytes: int = 256 * MIB
+    delete_lease_seconds: float = 10.0
+    staging_grace_seconds: float = 3600.0
+    verify_at_startup: bool = True
     auth_authority: str = ""
     auth_audiences: tuple[str, ...] = field(default_factory=tuple)
     auth_roles_claim: str = "roles"
@@ -111,6 +120,9 @@ class Settings:
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
             transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
+            delete_lease_seconds=float(_env("DICOMWEB_DELETE_LEASE_SECONDS", "10")),
+            staging_grace_seconds=float(_env("DICOMWEB_STAGING_GRACE_SECONDS", "3600")),
+            verify_at_startup=_env("DICOMWEB_VERIFY_AT_STARTUP", "1") not in ("0", "false", "no"),
             auth_authority=_env("DICOMWEB_AUTH_AUTHORITY", ""),
             auth_audiences=_list("DICOMWEB_AUTH_AUDIENCE"),
             auth_roles_claim=_env("DICOMWEB_AUTH_ROLES_CLAIM", "roles"),

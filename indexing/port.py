@@ -36,16 +36,24 @@ class InstanceRecord:
     """Header attributes (no bulk data): the source of every indexed and returned value."""
     stored_at: str = ""
     """ISO 8601 UTC time the instance was indexed."""
+    sha256: str = ""
+    """SHA-256 of the stored file (hex), computed while the upload was spooled; empty for
+    a file the server never read whole (a drop-zone import), until ``verify`` fills it in."""
 
 
 class IndexStore(Protocol):
     """The searchable index of instances, studies and series."""
 
-    async def add_instance(self, record: InstanceRecord) -> bool:
-        """Index an instance and update its study and series summaries.
+    async def add_instance(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
+        """Index an instance, update its study and series summaries and commit its
+        create entry to the change feed, as one unit (see docs/architecture.md).
 
         Returns ``False`` (and changes nothing) when an instance with the same
         ``instance_key`` is already indexed: the indexer relies on this to be idempotent.
+        ``fresh``: the file was just placed (STOW, import), which ends any earlier delete
+        of the instance (its tombstone goes). Not fresh (a file found already stored: a
+        blob event, repair): refused, ``False``, while the instance is tombstoned, so no
+        late event or repair brings a deleted instance back.
         """
         ...
 
@@ -62,9 +70,49 @@ class IndexStore(Protocol):
         ...
 
     async def remove_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *, owner: str = ""
     ) -> list[InstanceRecord]:
-        """Remove from the index; return what was removed (summaries are kept right)."""
+        """Remove from the index; return what was removed (summaries are kept right).
+
+        With the records, as one unit: each instance's delete entry is committed to the
+        feed and a pending tombstone is left, claimed by ``owner``, until
+        :meth:`finish_delete` says its files are gone.
+        """
+        ...
+
+    async def pending_deletes(
+        self, study_uid: str | None = None, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        """Instances removed from the index whose files may still exist (pending tombstones)."""
+        ...
+
+    async def claim_delete(self, instance_key: str, owner: str, lease_seconds: float) -> bool:
+        """Take (or renew) the right to remove a pending delete's files: ``True`` when its
+        tombstone is pending and either ``owner`` holds it or its last claim is older than
+        ``lease_seconds`` (its deleter died)."""
+        ...
+
+    async def finish_delete(self, instance_key: str) -> None:
+        """The instance's files are gone: its tombstone is kept, done, so that a late
+        blob event or repair still finds the instance deleted."""
+        ...
+
+    async def is_deleted(self, instance_key: str) -> bool:
+        """A tombstone (pending or done) exists for the instance."""
+        ...
+
+    async def records_after(self, instance_key: str, limit: int) -> list[InstanceRecord]:
+        """Every record, in ``instance_key`` order, after ``instance_key`` (paging for verify)."""
+        ...
+
+    async def set_digest(self, instance_key: str, sha256: str) -> None:
+        """Record the stored file's SHA-256 (verify fills in what an import left empty)."""
+        ...
+
+    async def reconcile_entries(self, *, repair: bool) -> int:
+        """Count (and with ``repair``, append) the feed entries that records and tombstones
+        call for but the feed lacks: what a crash between the index write and the feed
+        append leaves where the two cannot commit together (Cosmos DB)."""
         ...
 
     async def search(self, query: Query) -> list[DicomJson]:

@@ -341,6 +341,15 @@ def _alternatives(vr: str, value: str) -> list[str]:
     return [part.strip() for part in re.split(separators, value) if part.strip()]
 
 
+def literal_prefix(pattern: str) -> str:
+    """The part of a wildcard pattern before its first ``*`` or ``?``: every store bounds its
+    index range with it, so all of them match a pattern alike."""
+    for index, char in enumerate(pattern):
+        if char in "*?":
+            return pattern[:index]
+    return pattern
+
+
 def _has_wildcard(value: str) -> bool:
     return "*" in value or "?" in value
 

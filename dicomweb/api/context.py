@@ -19,6 +19,7 @@ from dicomweb.storage.port import BlobStore
 from dicomweb.usecases.blob_created import BlobCreatedHandler
 from dicomweb.usecases.delete_instances import DeleteInstances
 from dicomweb.usecases.publish_events import FeedPublisher
+from dicomweb.usecases.reconcile import Reconcile
 from dicomweb.usecases.sidecars import SidecarFiles
 from dicomweb.usecases.store_instance import StoreInstance
 from indexing.port import IndexStore
@@ -40,6 +41,7 @@ class Services:
     store: StoreInstance
     delete: DeleteInstances
     blob_created: BlobCreatedHandler
+    reconcile: Reconcile
     blob_events: BlobEventSource | None = None
     """The local store's blob-created events (``None`` where Event Grid delivers them)."""
 

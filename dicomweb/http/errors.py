@@ -50,3 +50,10 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code in (204, 304):  # no body allowed
         return Response(status_code=exc.status_code, headers=exc.headers)
     return JSONResponse({"status": exc.status_code, "message": exc.detail}, exc.status_code, headers=exc.headers)
+
+
+async def handle_missing_blob(request: Request, exc: Exception) -> Response:
+    """A stored file that vanished behind the server's back, met by a route that had no
+    better answer: 404 rather than 500 (``dicomweb verify --repair`` removes its record)."""
+    return JSONResponse({"status": 404, "message": "a stored file of this resource is gone (removed outside "
+                                                   "the server)"}, 404)

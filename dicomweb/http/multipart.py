@@ -8,11 +8,13 @@ by part, never building it whole.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
@@ -36,6 +38,13 @@ class SpooledPart:
     headers: dict[str, str]
     path: Path
     size: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+    """SHA-256 of the bytes spooled so far: the stored file's checksum, taken on the way in
+    (no second read of the file)."""
+
+    @property
+    def sha256(self) -> str:
+        return str(self.digest.hexdigest())
 
     @property
     def content_type(self) -> str | None:
@@ -88,9 +97,11 @@ class _PartCollector:
         self.finished = True
 
 
-async def _write(path: Path, chunks: list[bytes]) -> int:
+async def _write(path: Path, chunks: list[bytes], digest: Any) -> int:
     def append() -> int:
         with open(path, "ab") as out:
+            for chunk in chunks:
+                digest.update(chunk)  # in the worker thread, beside the write: hashlib releases the GIL
             return sum(out.write(chunk) for chunk in chunks)
 
     return await run_in_threadpool(append)
@@ -140,7 +151,7 @@ async def _flush(collector: _PartCollector) -> list[SpooledPart]:
             batch.append(data)
         following = collector.pending[index + 1][0] if index + 1 < len(collector.pending) else None
         if batch and (data is None or following is not part):
-            part.size += await _write(part.path, batch)
+            part.size += await _write(part.path, batch, part.digest)
             batch = []
         if data is None:
             collector.done.append(part)
@@ -149,8 +160,9 @@ async def _flush(collector: _PartCollector) -> list[SpooledPart]:
     return completed
 
 
-async def spool_body(body: AsyncIterable[bytes], path: Path, *, max_bytes: int) -> int:
-    """A single-part body to a file. Returns its size."""
+async def spool_body(body: AsyncIterable[bytes], path: Path, *, max_bytes: int) -> tuple[int, str]:
+    """A single-part body to a file. Returns its size and SHA-256."""
+    digest = hashlib.sha256()
     size = 0
     batch: list[bytes] = []
     batched = 0
@@ -161,10 +173,10 @@ async def spool_body(body: AsyncIterable[bytes], path: Path, *, max_bytes: int) 
         batch.append(chunk)
         batched += len(chunk)
         if batched >= 1 << 20:
-            await _write(path, batch)
+            await _write(path, batch, digest)
             batch, batched = [], 0
-    await _write(path, batch)
-    return size
+    await _write(path, batch, digest)
+    return size, digest.hexdigest()
 
 
 # -- writing ----------------------------------------------------------------------------

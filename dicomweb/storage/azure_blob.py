@@ -45,7 +45,9 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContainerClient as SyncContainerClient
 from azure.storage.blob.aio import ContainerClient
 
+from dicomcore.threads import in_thread
 from dicomweb.storage.port import BlobExistsError, BlobNotFoundError
+from dicomweb.storage.staging import remove_stale
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,9 @@ class AzureBlobStore:
                     self._account_url, self.container, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS
                 )
         return self._sync
+
+    async def clean_staging(self, older_than_seconds: float, *, dry_run: bool = False) -> int:
+        return await in_thread(remove_stale, self.staging_dir, older_than_seconds, dry_run)
 
     async def close(self) -> None:
         """Close this loop's client (each thread with its own loop closes its own)."""

@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from dicomcore.threads import in_thread
 from dicomweb.storage.port import BlobExistsError, BlobNotFoundError
+from dicomweb.storage.staging import remove_stale
 
 
 def _fsync_dir(path: Path) -> None:
@@ -238,6 +239,9 @@ class FilesystemBlobStore:
 
         for name in await in_thread(walk):
             yield name
+
+    async def clean_staging(self, older_than_seconds: float, *, dry_run: bool = False) -> int:
+        return await in_thread(remove_stale, self.staging_dir, older_than_seconds, dry_run)
 
     async def close(self) -> None:
         pass  # no connections to release

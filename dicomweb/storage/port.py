@@ -103,6 +103,11 @@ class BlobStore(Protocol):
         """Names starting with ``prefix`` (for repair and import scans)."""
         ...
 
+    async def clean_staging(self, older_than_seconds: float, *, dry_run: bool = False) -> int:
+        """Remove spooled uploads a crash left in the staging folder, older than the grace
+        period; how many (with ``dry_run``, only count them)."""
+        ...
+
     async def close(self) -> None:
         """Release connections (a network store); called once when the app stops."""
         ...

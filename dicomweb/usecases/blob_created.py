@@ -5,8 +5,9 @@ locally (:mod:`dicomweb.storage.local_events`, :mod:`dicomweb.usecases.dropzone`
 What happens depends on the blob's name (:mod:`dicomcore.layout`):
 
 - an instance file (``instances/…/instance.dcm``, written by STOW or by an import): a no-op
-  when the index has it (one lookup, nothing read), else it is indexed, which repairs a
-  crash between writing the file and indexing it;
+  when the index has it (one lookup, nothing read) or when the instance is deleted (a
+  tombstone: the event of a file a DELETE is removing, or removed, must not index it
+  again), else it is indexed, which repairs a crash between writing the file and indexing it;
 - a file in the drop zone (``incoming/…``: bulk import, uploads too large for one request):
   parsed with ranged reads (header and item headers only), validated and stored by
   :class:`~dicomweb.usecases.store_instance.StoreInstance` (moved into the instance layout
@@ -59,6 +60,8 @@ class Outcome(StrEnum):
     ALREADY_INDEXED = "already-indexed"
     INDEXED = "indexed"
     """An instance file that was not indexed is now (repair)."""
+    DELETED = "deleted"
+    """An instance file of a deleted instance: not indexed (its delete, or verify, removes it)."""
     IMPORTED = "imported"
     """A dropped file is now stored and indexed."""
     DUPLICATE = "duplicate"
@@ -101,6 +104,8 @@ class BlobCreatedHandler:
     async def _index_instance_file(self, key: str, created: datetime | None) -> Outcome:
         if await self._indexed(key):
             return Outcome.ALREADY_INDEXED
+        if await self.index.is_deleted(key):
+            return Outcome.DELETED
         if await _wait_until_settled(created) and await self._indexed(key):
             return Outcome.ALREADY_INDEXED  # its writer indexed it meanwhile
         try:
@@ -114,7 +119,8 @@ class BlobCreatedHandler:
             log.error("stored file %s holds another instance's UIDs, not indexed", layout.file_name(key))
             return Outcome.INVALID
         try:
-            await self.store.repair(key)
+            if not await self.store.repair(key):
+                return Outcome.DELETED  # deleted while this event was parsing it
         except BlobNotFoundError:
             return Outcome.GONE
         log.info("indexed stored file %s, which had no index record", layout.file_name(key))

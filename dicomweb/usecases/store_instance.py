@@ -6,19 +6,24 @@ STOW (a spooled upload), the drop-zone import (a file dropped into ``incoming/``
 1. the file is placed under its instance name, exclusively (the first copy wins, across
    processes): STOW's upload is linked in, a dropped file is moved without being read, a
    stored file is already there;
-2. its sidecars (metadata, frame index) are written and, together, its index record and its
-   change-feed entry are committed;
-3. the event publisher is nudged.
+2. its index record and its create entry are committed, as one unit
+   (``IndexStore.add_instance``); if that fails (a full disk, the database unreachable)
+   the file placed in step 1 is removed again, so a client told "failed" never leaves a
+   stored file behind, and its retry is stored fresh;
+3. its sidecars (metadata, frame index) are written: a cache, rebuilt from the file when
+   missing, so failing to write them fails nothing;
+4. the event publisher is nudged.
 
 Each step is idempotent, so running it again after a crash, or for a repeated event,
 finishes what was left undone and duplicates nothing: ``IndexStore.add_instance`` keeps an
-existing record (and its incarnation), ``ChangeFeedStore.append`` ignores a known
-``entry_id``.
+existing record (and its incarnation) and its entry id. A deleted instance (tombstoned)
+is indexed again only from a freshly placed file, never by repair (docs/architecture.md,
+"Files, index and feed: one unit").
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -27,15 +32,16 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Protocol
 
-from changefeed.port import Action, ChangeEntry, ChangeFeedStore
 from dicomcore import layout
+from dicomcore.capacity import is_out_of_space
+from dicomcore.faults import crash_point
 from dicomcore.instance import InvalidInstanceError, ParsedInstance, read_instance
 from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, ValidationError, validate_instance
 from dicomweb.storage.port import BlobExistsError, BlobStore
 from dicomweb.usecases.sidecars import Derived, SidecarFiles, derive
 from indexing.port import IndexStore, InstanceRecord
-from indexing.records import change_entry, new_record
+from indexing.records import new_record
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,11 @@ def prepare(parsed: ParsedInstance, bulkdata_threshold: int) -> Prepared:
 class FileSource(Protocol):
     """Where the instance's bytes are now; :meth:`place` gives them the instance's name."""
 
+    @property
+    def sha256(self) -> str:
+        """The file's SHA-256 when it was computed on the way in (else empty)."""
+        ...
+
     async def place(self, blobs: BlobStore, name: str) -> None:
         """Raises :class:`BlobExistsError` when ``name`` is taken (the first copy wins)."""
         ...
@@ -71,9 +82,10 @@ class FileSource(Protocol):
 
 @dataclass(frozen=True)
 class StagedFile:
-    """An upload spooled to a local staging path (STOW)."""
+    """An upload spooled to a local staging path (STOW), with its digest taken while spooling."""
 
     path: Path
+    sha256: str = ""
 
     async def place(self, blobs: BlobStore, name: str) -> None:
         await blobs.put_file(name, self.path, exclusive=True)
@@ -84,65 +96,116 @@ class DroppedBlob:
     """A file dropped into the store's ``incoming/`` area (moved, never read whole)."""
 
     name: str
+    sha256: str = ""
 
     async def place(self, blobs: BlobStore, name: str) -> None:
         await blobs.move(self.name, name)
 
 
-class AlreadyPlaced:
-    """A file already stored under its instance name (repair)."""
-
-    async def place(self, blobs: BlobStore, name: str) -> None:
-        return None
+class DeleteInProgressError(RuntimeError):
+    """The instance is being deleted by a live request; a re-send must wait for it."""
 
 
 class StoreInstance:
     """The use case; built once with the ports it needs (see :mod:`dicomweb.composition`)."""
 
-    def __init__(self, blobs: BlobStore, index: IndexStore, feed: ChangeFeedStore, sidecars: SidecarFiles,
-                 on_change: Callable[[], None]) -> None:
+    def __init__(self, blobs: BlobStore, index: IndexStore, sidecars: SidecarFiles,
+                 on_change: Callable[[], None], delete_lease_seconds: float = 10.0) -> None:
         self.blobs = blobs
         self.index = index
-        self.feed = feed
         self.sidecars = sidecars
         self.on_change = on_change
         """Called after each committed change (nudges the event publisher)."""
+        self.delete_lease_seconds = delete_lease_seconds
+        """How long a pending delete's claim keeps a re-send of its instance waiting."""
 
     async def store(self, source: FileSource, instance: Prepared) -> bool:
         """Store ``instance`` from ``source``; ``False`` when that instance is already stored.
 
         A stored copy found unindexed (what a crash between placing and indexing leaves) is
-        indexed now, so a re-sent or re-dropped copy repairs it.
+        indexed now and counts as this store; a copy left by an unfinished delete is
+        removed and this one stored fresh.
         """
         key = instance.key
         try:
             await source.place(self.blobs, layout.file_name(key))
         except BlobExistsError:
-            if await self.index.get_instance_by_key(key) is None:
-                await self.repair(key)
-            return False
-        await self._commit(key, instance)
+            if await self.index.get_instance_by_key(key) is not None:
+                return False
+            if not await self._clear_deleted_copy(key, instance.uids):
+                # A stored copy nobody indexed (a crash between link and index, or a
+                # concurrent sender's copy about to be): indexed now. It counts as this
+                # store only if it holds these very bytes.
+                return await self.repair(key) and await self._holds(key, source.sha256)
+            await source.place(self.blobs, layout.file_name(key))
+        await self._commit(key, instance, sha256=source.sha256, fresh=True)
         return True
 
-    async def repair(self, key: str) -> ChangeEntry:
-        """Index an instance whose file is already stored (reads its header and item headers)."""
+    async def _holds(self, key: str, sha256: str) -> bool:
+        """The stored file has this SHA-256 (read whole: only on the rare path above)."""
+        if not sha256:
+            return False
+        digest = hashlib.sha256()
+        async for chunk in self.blobs.iter_chunks(layout.file_name(key), chunk_size=4 << 20):
+            digest.update(chunk)
+        return digest.hexdigest() == sha256
+
+    async def _clear_deleted_copy(self, key: str, uids: InstanceUids) -> bool:
+        """Remove the stored copy of a deleted instance (its delete crashed before removing
+        it); ``False`` when the instance is not deleted. A delete still running (its claim
+        younger than the lease) makes this raise :class:`DeleteInProgressError`."""
+        if not await self.index.is_deleted(key):
+            return False
+        pending = await self.index.pending_deletes(uids.study, uids.series, uids.sop)
+        claimed = not any(record.instance_key == key for record in pending) or await self.index.claim_delete(
+            key, uuid.uuid4().hex, self.delete_lease_seconds)
+        if not claimed:
+            raise DeleteInProgressError("a delete of this instance is in progress; send it again in a few seconds")
+        for name in (layout.metadata_name(key), layout.frames_name(key), layout.file_name(key)):
+            await self.blobs.delete(name)
+        await self.index.finish_delete(key)
+        return True
+
+    async def repair(self, key: str) -> bool:
+        """Index an instance whose file is already stored (reads its header and item headers).
+
+        ``False`` when the instance is deleted (tombstoned): repair never brings it back.
+        """
         parsed, _ = await self.sidecars.parse_stored(key)
         instance = await in_thread(prepare, parsed, self.sidecars.bulkdata_threshold)
-        return await self._commit(key, instance)
+        return await self._commit(key, instance, sha256="", fresh=False)
 
-    async def _commit(self, key: str, instance: Prepared) -> ChangeEntry:
-        record = new_record(instance.parsed, instance.uids, key, uuid.uuid4().hex, instance.derived.attributes)
-        # Together: a reader that finds the record before its sidecars are written gets them
-        # rebuilt from the file (dicomweb/usecases/sidecars.py).
-        _, entry = await asyncio.gather(self.sidecars.write(key, instance.derived), self._index(record))
-        return entry
-
-    async def _index(self, record: InstanceRecord) -> ChangeEntry:
-        if not await self.index.add_instance(record):
-            record = await self.index.get_instance_by_key(record.instance_key) or record
-        entry = await self.feed.append(change_entry(record, Action.CREATE))
+    async def _commit(self, key: str, instance: Prepared, *, sha256: str, fresh: bool) -> bool:
+        record = new_record(instance.parsed, instance.uids, key, uuid.uuid4().hex, instance.derived.attributes,
+                            sha256)
+        try:
+            added = await self.index.add_instance(record, fresh=fresh)
+        except BaseException as exc:
+            if fresh:
+                await self._undo_placement(record, exc)
+            raise
+        crash_point("after-index-commit")
+        if not added and not fresh and await self.index.get_instance_by_key(key) is None:
+            return False  # tombstoned: not indexed
+        try:
+            await self.sidecars.write(key, instance.derived)
+        except Exception:  # a cache: rebuilt from the file when read (usecases/sidecars.py)
+            log.warning("sidecars of %s not written; they are rebuilt when read", layout.file_name(key),
+                        exc_info=True)
         self.on_change()  # events go out in the background; the feed already holds the entry
-        return entry
+        return True
+
+    async def _undo_placement(self, record: InstanceRecord, cause: BaseException) -> None:
+        """The index refused a file just placed: remove it again, unless the record did
+        commit after all (then the file belongs to it)."""
+        try:
+            if await self.index.get_instance(record.study_uid, record.series_uid, record.sop_uid) is None:
+                await self.blobs.delete(layout.file_name(record.instance_key))
+        except Exception:
+            log.exception("could not undo placing %s; verify --repair will", layout.file_name(record.instance_key))
+        log.warning("indexing %s failed (%s), its file was removed again",
+                    layout.file_name(record.instance_key), "out of space" if is_out_of_space(cause)
+                    else type(cause).__name__)
 
 
 # -- STOW: one spooled part ------------------------------------------------------------------
@@ -169,6 +232,8 @@ class Outcome:
     message: str = ""
     warning: str = ""
     """Stored, but with a caveat the sender should know (e.g. frames that cannot be located)."""
+    out_of_space: bool = False
+    """Failed because a store is full: STOW answers 507 when nothing was stored."""
 
     @property
     def stored(self) -> bool:
@@ -182,13 +247,13 @@ def _read_staged(path: Path, bulkdata_threshold: int) -> Prepared:
     return prepare(parsed, bulkdata_threshold)
 
 
-async def store_upload(use_case: StoreInstance, path: Path, study_in_path: str | None) -> Outcome:
+async def store_upload(use_case: StoreInstance, path: Path, study_in_path: str | None, sha256: str = "") -> Outcome:
     """Store the spooled upload at ``path`` (consumed: moved into the store or removed).
 
     Never raises for a bad instance: each part fails alone, so the rest of a request is stored.
     """
     try:
-        return await _store_upload(use_case, path, study_in_path)
+        return await _store_upload(use_case, path, study_in_path, sha256)
     except Exception as exc:  # an unexpected fault fails this instance, not the request
         log.exception("storing an instance failed")
         return Outcome(None, None, failure=FailureReason.PROCESSING_FAILURE, message=f"processing failure: {exc}")
@@ -196,7 +261,7 @@ async def store_upload(use_case: StoreInstance, path: Path, study_in_path: str |
         path.unlink(missing_ok=True)
 
 
-async def _store_upload(use_case: StoreInstance, path: Path, study_in_path: str | None) -> Outcome:
+async def _store_upload(use_case: StoreInstance, path: Path, study_in_path: str | None, sha256: str) -> Outcome:
     try:
         instance = await in_thread(_read_staged, path, use_case.sidecars.bulkdata_threshold)
     except InvalidInstanceError as exc:
@@ -207,9 +272,24 @@ async def _store_upload(use_case: StoreInstance, path: Path, study_in_path: str 
     if study_in_path is not None and uids.study != study_in_path:
         return _outcome(uids, FailureReason.STUDY_UID_MISMATCH,
                         f"StudyInstanceUID {uids.study} does not match the study in the URL, {study_in_path}")
-    if not await use_case.store(StagedFile(path), instance):
+    try:
+        stored = await use_case.store(StagedFile(path, sha256), instance)
+    except DeleteInProgressError as exc:
+        return _outcome(uids, FailureReason.PROCESSING_FAILURE, str(exc))
+    except Exception as exc:
+        if not is_out_of_space(exc):
+            raise
+        return Outcome(uids.sop, uids.sop_class, uids.study, uids.series, FailureReason.PROCESSING_FAILURE,
+                       f"insufficient storage: {_cause(exc)}; nothing was stored, send it again when space is freed",
+                       out_of_space=True)
+    if not stored:
         return _outcome(uids, FailureReason.ALREADY_STORED, ALREADY_STORED_MESSAGE)
     return _outcome(uids, None, warning=_frames_warning(instance.parsed))
+
+
+def _cause(exc: BaseException) -> str:
+    """Which store is full, in words (no path, no patient data)."""
+    return exc.strerror or "no space left" if isinstance(exc, OSError) else "no space left"
 
 
 def _frames_warning(parsed: ParsedInstance) -> str:

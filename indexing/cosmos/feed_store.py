@@ -58,6 +58,7 @@ from azure.cosmos.exceptions import CosmosResourceExistsError, CosmosResourceNot
 from changefeed.port import Action, ChangeEntry, State
 from dicomcore.clock import utc_now
 from indexing.cosmos.database import ContainerSpec, CosmosDatabase
+from indexing.records import entry_state, next_timestamp
 
 FEED = "changefeed"
 """The one partition key value of every entry (see the module docstring)."""
@@ -124,14 +125,14 @@ class CosmosChangeFeedStore:
 
     async def _append(self, entry: ChangeEntry) -> ChangeEntry:
         container = await self._container()
-        state = State.DELETED if entry.action is Action.DELETE else State.CURRENT
+        state = entry_state(entry.action)
         head = self._head
         conflicts = 0
         while True:
             if head is None:
                 head = await self._read_head(container)
             sequence = head.sequence + 1
-            timestamp = max(utc_now(), head.timestamp)
+            timestamp = next_timestamp(utc_now(), head.timestamp)
             document = {**entry.to_dict(), "id": str(sequence), "feed": FEED, "sequence": sequence,
                         "timestamp": timestamp, "state": state.value}
             try:
@@ -155,6 +156,10 @@ class CosmosChangeFeedStore:
             if entry.action is Action.DELETE:
                 await self._mark_deleted(container, entry)
             return entry
+
+    async def contains(self, entry_id: str) -> bool:
+        """The entry with this id is in the feed."""
+        return await self._find(await self._container(), entry_id) is not None
 
     async def _read_head(self, container: Any) -> _Head:
         rows = await self._query(

@@ -17,6 +17,15 @@ idempotent, so an add interrupted before the summaries were written is finished 
 running it again (the indexer's repair and the blob event do): the repeated add finds
 the instance and refreshes the summaries anyway.
 
+The record and its feed entry (no transaction spans two containers, and the test server
+has no batches): the instance document is created carrying its create entry
+(``pending``); the entry is appended to the feed after, then ``pending`` is cleared. A
+reader may see the record before the entry, never the entry without the record, and
+a crash in between leaves ``pending`` for :meth:`append_missing_entries` (reconciliation)
+to append. Deletes: a pending tombstone first (the intent, carrying the record), then the
+instance documents go, then the delete entries are appended; reconciliation finishes a
+tombstone whose documents or entries are left.
+
 limit/offset: results are ordered by ``pos``; ``offset`` is skipped by reading only the
 ``pos`` of the skipped documents (``TOP offset``), then the page is ``pos > last``.
 """
@@ -26,23 +35,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
+    CosmosHttpResponseError,
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
 )
 
+from changefeed.port import Action, ChangeEntry, State
 from dicomcore.clock import utc_now
 from indexing.attributes import AttributeTable, Level, standard_table
 from indexing.cosmos import schema
 from indexing.cosmos.database import CosmosDatabase
+from indexing.cosmos.feed_store import CONTAINER as FEED_CONTAINER
+from indexing.cosmos.feed_store import CosmosChangeFeedStore
 from indexing.cosmos.search import CosmosQuery, compile_filter
 from indexing.port import DicomJson, InstanceRecord
 from indexing.query import Match, Query
+from indexing.records import change_entry, instance_order, record_from_json, with_identity
 from indexing.results import compose_result
+from indexing.summaries import (
+    MODALITIES_IN_STUDY_TAG,
+    SOP_CLASSES_IN_STUDY_TAG,
+    modalities_in_study,
+    recounted_sop_classes,
+    with_sop_class,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +77,17 @@ _RETRIES = 100
 class CosmosIndexStore:
     """The index in container ``index`` of the given database."""
 
-    def __init__(self, database: CosmosDatabase, table: AttributeTable | None = None) -> None:
+    def __init__(self, database: CosmosDatabase, table: AttributeTable | None = None,
+                 feed: CosmosChangeFeedStore | None = None) -> None:
         self._database = database
         self._table = table or standard_table()
         self._computed = frozenset(entry.tag for entry in self._table.entries if entry.computed)
+        self._feed = feed or CosmosChangeFeedStore(database)
+        """Where the entries of the records this store writes go (the same database)."""
 
     @classmethod
     def connect(cls, endpoint: str, key: str, database: str, table: AttributeTable | None = None) -> CosmosIndexStore:
-        return cls(CosmosDatabase(endpoint, key, database, [schema.CONTAINER]), table)
+        return cls(CosmosDatabase(endpoint, key, database, [schema.CONTAINER, FEED_CONTAINER]), table)
 
     async def _container(self) -> Any:
         return await self._database.container(schema.CONTAINER.name)
@@ -71,9 +97,27 @@ class CosmosIndexStore:
 
     # -- adding -------------------------------------------------------------------------
 
-    async def add_instance(self, record: InstanceRecord) -> bool:
+    async def add_instance(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
         container = await self._container()
-        dataset = schema.with_identity(record)
+        tombstone = schema.tombstone_id(record.series_uid, record.sop_uid)
+        if await _read(container, tombstone, record.study_uid) is not None:
+            if not fresh:
+                return False  # deleted: a late event or a repair must not bring it back
+            with contextlib.suppress(CosmosResourceNotFoundError):
+                await container.delete_item(tombstone, partition_key=record.study_uid)
+        added = await self._add(container, record)
+        if not fresh and added and await _read(container, tombstone, record.study_uid) is not None:
+            # A delete began while this repair was adding: the delete may have listed the
+            # instances before this document existed, so this add undoes itself.
+            await self._remove_documents(container, record.study_uid,
+                                         [await _read(container, schema.instance_id(record.series_uid,
+                                                                                    record.sop_uid), record.study_uid)])
+            await self._feed.append(change_entry(record, Action.DELETE))  # its create entry is out
+            return False
+        return added
+
+    async def _add(self, container: Any, record: InstanceRecord) -> bool:
+        dataset = with_identity(record)
         pos = f"{utc_now()}|"
         study, series = await asyncio.gather(
             _read(container, schema.STUDY_ID, record.study_uid),
@@ -85,12 +129,16 @@ class CosmosIndexStore:
         if series is None:
             series = await _create_or_read(
                 container, schema.series_document(self._table, record, dataset, pos + record.series_uid, study))
-        document = schema.instance_document(self._table, record, dataset, pos + record.sop_uid, series)
+        entry = change_entry(record, Action.CREATE)
+        document = schema.instance_document(self._table, record, dataset, pos + record.sop_uid, series, entry)
         try:
-            await container.create_item(document)
+            document = await container.create_item(document)
             added = True
         except CosmosResourceExistsError:
             added = False  # already indexed; still refresh, in case that add was interrupted
+            document = await _read(container, document["id"], record.study_uid) or {}
+        if document.get("pending"):
+            await self._commit_pending(container, document)
         refresh_series = self._refresh_series(container, record.study_uid, record.series_uid, series)
         refresh_study = self._refresh_study(container, record.study_uid, study, add_sop_class=record.sop_class_uid)
         if series["instance_count"] > 0:
@@ -147,11 +195,11 @@ class CosmosIndexStore:
             updated = dict(document)
             updated["instance_count"] = count
             updated["series_count"] = len(series)
-            updated["modalities"] = sorted({row["modality"] for row in series if row.get("modality")})
+            updated["modalities"] = modalities_in_study(row.get("modality") for row in series)
             if classes is not None:
                 updated["sop_classes"] = classes
-            elif add_sop_class and add_sop_class not in updated["sop_classes"]:
-                updated["sop_classes"] = [*updated["sop_classes"], add_sop_class]  # kept in order of arrival
+            elif add_sop_class:
+                updated["sop_classes"] = with_sop_class(updated["sop_classes"], add_sop_class)
             updated["m"] = self._computed_keys(updated)
             try:
                 if count == 0:
@@ -168,13 +216,13 @@ class CosmosIndexStore:
         rows = await _query(
             container, study_uid,
             "SELECT VALUE c.sop_class_uid FROM c WHERE c.study_uid = @study AND c.type = 'instance'", {})
-        return sorted(set(rows))
+        return recounted_sop_classes(rows)
 
     def _computed_keys(self, study: dict[str, Any]) -> dict[str, list[str]]:
         """The study's match keys with the searchable computed attributes brought up to date."""
         keys = schema.header_keys(self._table, study["m"])
-        for tag, values in ((schema.MODALITIES_IN_STUDY_TAG, study["modalities"]),
-                            (schema.SOP_CLASSES_IN_STUDY_TAG, study["sop_classes"])):
+        for tag, values in ((MODALITIES_IN_STUDY_TAG, study["modalities"]),
+                            (SOP_CLASSES_IN_STUDY_TAG, study["sop_classes"])):
             if values and any(entry.matchable for entry in self._table.by_tag(tag)):
                 keys[tag] = list(values)
         return keys
@@ -216,29 +264,139 @@ class CosmosIndexStore:
             parameters["@sop"] = sop_uid
         documents = await _query(await self._container(), study_uid, sql, parameters)
         # (series, instance number, SOP UID), series in the order they were indexed.
-        documents.sort(key=lambda d: (d["series_pos"], d["instance_number"] is None, d["instance_number"] or 0,
-                                      d["sop_uid"]))
+        documents.sort(key=lambda d: instance_order(d["series_pos"], d["instance_number"], d["sop_uid"]))
         return documents
 
     # -- removing -----------------------------------------------------------------------
 
     async def remove_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *, owner: str = ""
     ) -> list[InstanceRecord]:
         container = await self._container()
         documents = await self._instances(study_uid, series_uid, sop_uid)
         if not documents:
             return []
+        now = time.time()
+        # The intent first: from here on no repair indexes these instances again.
+        await asyncio.gather(*(container.upsert_item(schema.tombstone_document(_record(document), owner, now))
+                               for document in documents))
+        await self._remove_documents(container, study_uid, documents)
+        records = [_record(document) for document in documents]
+        for record in records:
+            await self._feed.append(change_entry(record, Action.DELETE))
+        return records
+
+    async def _remove_documents(self, container: Any, study_uid: str,
+                                documents: Sequence[dict[str, Any] | None]) -> None:
+        present = [document for document in documents if document is not None]
 
         async def remove(document: dict[str, Any]) -> None:
             with contextlib.suppress(CosmosResourceNotFoundError):  # a concurrent delete was first
                 await container.delete_item(document["id"], partition_key=study_uid)
 
-        await asyncio.gather(*(remove(document) for document in documents))
-        for affected in sorted({document["series_uid"] for document in documents}):
+        await asyncio.gather(*(remove(document) for document in present))
+        for affected in sorted({document["series_uid"] for document in present}):
             await self._refresh_series(container, study_uid, affected)
         await self._refresh_study(container, study_uid, recount_sop_classes=True)
-        return [_record(document) for document in documents]
+
+    # -- tombstones and reconciliation --------------------------------------------------
+
+    async def _tombstones(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        container = await self._container()
+        items = container.query_items(
+            sql, parameters=[{"name": name, "value": value} for name, value in parameters.items()])
+        return [item async for item in items]
+
+    async def pending_deletes(
+        self, study_uid: str | None = None, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        sql = "SELECT * FROM c WHERE c.type = 'tombstone' AND c.state = 'pending'"
+        parameters: dict[str, Any] = {}
+        for field, value in (("study_uid", study_uid), ("series_uid", series_uid), ("sop_uid", sop_uid)):
+            if value is not None:
+                sql += f" AND c.{field} = @{field}"
+                parameters[f"@{field}"] = value
+        documents = await self._tombstones(sql, parameters)
+        return sorted((_record(document) for document in documents), key=lambda record: record.instance_key)
+
+    async def _tombstone_by_key(self, instance_key: str) -> dict[str, Any] | None:
+        rows = await self._tombstones("SELECT * FROM c WHERE c.type = 'tombstone' AND c.instance_key = @key",
+                                      {"@key": instance_key})
+        return rows[0] if rows else None
+
+    async def claim_delete(self, instance_key: str, owner: str, lease_seconds: float) -> bool:
+        document = await self._tombstone_by_key(instance_key)
+        now = time.time()
+        if document is None or document["state"] != "pending":
+            return False
+        if document["owner"] != owner and document["claimed_at"] >= now - lease_seconds:
+            return False
+        try:
+            await _replace_if_unchanged(await self._container(), {**document, "owner": owner, "claimed_at": now})
+        except (CosmosAccessConditionFailedError, CosmosResourceNotFoundError):
+            return False  # another claimant (or a fresh STOW) was first
+        return True
+
+    async def finish_delete(self, instance_key: str) -> None:
+        document = await self._tombstone_by_key(instance_key)
+        if document is not None:
+            with contextlib.suppress(CosmosResourceNotFoundError):
+                await (await self._container()).patch_item(
+                    document["id"], partition_key=document["study_uid"],
+                    patch_operations=[{"op": "set", "path": "/state", "value": "done"}])
+
+    async def is_deleted(self, instance_key: str) -> bool:
+        return await self._tombstone_by_key(instance_key) is not None
+
+    async def records_after(self, instance_key: str, limit: int) -> list[InstanceRecord]:
+        rows = await self._tombstones(
+            f"SELECT TOP {int(limit)} VALUE c.record FROM c WHERE c.type = 'instance' AND c.instance_key > @key"
+            " ORDER BY c.instance_key", {"@key": instance_key})
+        return [record_from_json(row) for row in rows]
+
+    async def set_digest(self, instance_key: str, sha256: str) -> None:
+        record = await self.get_instance_by_key(instance_key)
+        if record is not None:
+            with contextlib.suppress(CosmosResourceNotFoundError):
+                await (await self._container()).patch_item(
+                    schema.instance_id(record.series_uid, record.sop_uid), partition_key=record.study_uid,
+                    patch_operations=[{"op": "set", "path": "/record/sha256", "value": sha256}])
+
+    async def reconcile_entries(self, *, repair: bool) -> int:
+        """What a crash left half done: pending create entries of instance documents, and
+        pending tombstones whose instance document or delete entry is left."""
+        container = await self._container()
+        count = 0
+        for document in await self._tombstones(
+                "SELECT * FROM c WHERE c.type = 'instance' AND IS_DEFINED(c.pending)", {}):
+            if repair:
+                await self._commit_pending(container, document)
+            count += 1
+        for record in await self.pending_deletes():
+            left = await _read(container, schema.instance_id(record.series_uid, record.sop_uid), record.study_uid)
+            entry = change_entry(record, Action.DELETE)
+            stale = left is not None and left["record"]["incarnation"] == record.incarnation
+            if stale or not await self._feed.contains(entry.entry_id):
+                count += 1
+                if repair and stale:
+                    await self._remove_documents(container, record.study_uid, [left])
+                if repair:
+                    await self._feed.append(entry)
+        return count
+
+    async def _commit_pending(self, container: Any, document: dict[str, Any]) -> None:
+        """Append the document's create entry to the feed, then clear it from the document."""
+        pending = dict(document["pending"])
+        await self._feed.append(ChangeEntry(**{**pending, "action": Action(pending["action"]),
+                                               "state": State(pending["state"])}))
+        try:
+            await container.patch_item(document["id"], partition_key=document["study_uid"],
+                                       patch_operations=[{"op": "remove", "path": "/pending"}])
+        except CosmosResourceNotFoundError:
+            pass  # removed meanwhile
+        except CosmosHttpResponseError as exc:
+            if exc.status_code != 400:  # 400: already cleared by a concurrent add of the same record
+                raise
 
     # -- searching ----------------------------------------------------------------------
 
@@ -363,7 +521,7 @@ async def _run(container: Any, compiled: CosmosQuery, sql: str) -> list[Any]:
 
 
 def _record(document: dict[str, Any]) -> InstanceRecord:
-    return InstanceRecord(**document["record"])
+    return record_from_json(document["record"])
 
 
 def _result(level: Level, study: dict[str, Any], series: dict[str, Any] | None, document: dict[str, Any]) -> DicomJson:

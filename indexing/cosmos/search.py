@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from indexing.attributes import Level
-from indexing.query import Match, MatchKind, Query
+from indexing.query import Match, MatchKind, Query, literal_prefix
 from indexing.values import split_name_words
 
 _TAG_PATH = re.compile(r"[0-9A-F]{8}(\.[0-9A-F]{8})*")
@@ -111,13 +111,6 @@ def _fuzzy(compiled: CosmosQuery, words: str, name: str) -> str:
         for word in split_name_words(name) or [""]
     ]
     return "(" + " AND ".join(parts) + ")"
-
-
-def literal_prefix(pattern: str) -> str:
-    for index, char in enumerate(pattern):
-        if char in "*?":
-            return pattern[:index]
-    return pattern
 
 
 def to_regex(pattern: str) -> str:

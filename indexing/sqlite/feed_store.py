@@ -19,26 +19,10 @@ from typing import TypeVar
 from changefeed.port import Action, ChangeEntry, State
 from dicomcore.clock import utc_now
 from dicomcore.threads import in_thread
+from indexing.records import entry_state, next_timestamp
+from indexing.sqlite.schema import FEED_SCHEMA, write_transaction
 
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS changefeed (
-    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
-    entry_id TEXT NOT NULL UNIQUE,
-    timestamp TEXT NOT NULL,
-    action TEXT NOT NULL,
-    state TEXT NOT NULL,
-    study_uid TEXT NOT NULL,
-    series_uid TEXT NOT NULL,
-    sop_uid TEXT NOT NULL,
-    sop_class_uid TEXT NOT NULL,
-    instance_key TEXT NOT NULL,
-    incarnation TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS changefeed_by_time ON changefeed (timestamp, sequence);
-CREATE INDEX IF NOT EXISTS changefeed_by_instance ON changefeed (instance_key, state);
-"""
 
 COLUMNS = (
     "sequence, entry_id, timestamp, action, state, study_uid, series_uid, sop_uid, "
@@ -62,12 +46,39 @@ def _entry(row: sqlite3.Row) -> ChangeEntry:
     )
 
 
+def append_entry(connection: sqlite3.Connection, entry: ChangeEntry) -> ChangeEntry:
+    """Append ``entry`` inside the caller's write transaction (the index commits a record
+    and its entry together this way), or return the existing entry with its id."""
+    reader = connection.cursor()
+    reader.row_factory = sqlite3.Row  # the index's connections return tuples
+    existing = reader.execute(f"SELECT {COLUMNS} FROM changefeed WHERE entry_id = ?", (entry.entry_id,)).fetchone()
+    if existing is not None:
+        return _entry(existing)
+    last = connection.execute("SELECT max(timestamp) FROM changefeed").fetchone()[0]
+    timestamp = next_timestamp(utc_now(), last)
+    state = entry_state(entry.action)
+    if entry.action is Action.DELETE:
+        connection.execute(
+            "UPDATE changefeed SET state = 'deleted' WHERE instance_key = ? AND state = 'current'",
+            (entry.instance_key,),
+        )
+    cursor = connection.execute(
+        "INSERT INTO changefeed (entry_id, timestamp, action, state, study_uid, series_uid, sop_uid,"
+        " sop_class_uid, instance_key, incarnation) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (entry.entry_id, timestamp, entry.action.value, state.value, entry.study_uid, entry.series_uid,
+         entry.sop_uid, entry.sop_class_uid, entry.instance_key, entry.incarnation),
+    )
+    assert cursor.lastrowid is not None
+    entry.sequence, entry.timestamp, entry.state = cursor.lastrowid, timestamp, state
+    return entry
+
+
 class SqliteChangeFeedStore:
     def __init__(self, database: Path) -> None:
         self.database = database
         self._local = threading.local()
         with self._connect() as connection:
-            connection.executescript(SCHEMA)
+            connection.executescript(FEED_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.database, timeout=30, isolation_level=None, check_same_thread=False)
@@ -88,37 +99,8 @@ class SqliteChangeFeedStore:
     # -- writes -------------------------------------------------------------------------
 
     def _append(self, connection: sqlite3.Connection, entry: ChangeEntry) -> ChangeEntry:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            existing = connection.execute(
-                f"SELECT {COLUMNS} FROM changefeed WHERE entry_id = ?", (entry.entry_id,)
-            ).fetchone()
-            if existing is not None:
-                connection.execute("COMMIT")
-                return _entry(existing)
-            last = connection.execute("SELECT max(timestamp) FROM changefeed").fetchone()[0]
-            # Never let the clock make time order disagree with sequence order.
-            timestamp = max(utc_now(), last or "")
-            state = State.DELETED if entry.action is Action.DELETE else State.CURRENT
-            if entry.action is Action.DELETE:
-                connection.execute(
-                    "UPDATE changefeed SET state = 'deleted' WHERE instance_key = ? AND state = 'current'",
-                    (entry.instance_key,),
-                )
-            cursor = connection.execute(
-                "INSERT INTO changefeed (entry_id, timestamp, action, state, study_uid, series_uid, sop_uid,"
-                " sop_class_uid, instance_key, incarnation) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (entry.entry_id, timestamp, entry.action.value, state.value, entry.study_uid,
-                 entry.series_uid, entry.sop_uid, entry.sop_class_uid, entry.instance_key,
-                 entry.incarnation),
-            )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        assert cursor.lastrowid is not None
-        entry.sequence, entry.timestamp, entry.state = cursor.lastrowid, timestamp, state
-        return entry
+        with write_transaction(connection):
+            return append_entry(connection, entry)
 
     async def append(self, entry: ChangeEntry) -> ChangeEntry:
         return await self._run(lambda c: self._append(c, entry))

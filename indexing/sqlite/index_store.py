@@ -14,25 +14,34 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from changefeed.port import Action
+from dicomcore.capacity import InsufficientStorageError
 from dicomcore.threads import in_thread
 from indexing.attributes import AttributeTable, Level, standard_table
 from indexing.port import DicomJson, InstanceRecord
-from indexing.query import SERIES_UID_TAG, SOP_UID_TAG, STUDY_UID_TAG, Query
+from indexing.query import Query
+from indexing.records import change_entry, level_json, match_keys, record_from_json, series_modality, with_identity
 from indexing.results import instance_number
+from indexing.sqlite.feed_store import append_entry
 from indexing.sqlite.schema import connect, create_schema, value_table, word_table, write_transaction
 from indexing.sqlite.search import search
-from indexing.values import element_values, index_keys, name_words
+from indexing.summaries import (
+    MODALITIES_IN_STUDY_TAG,
+    SOP_CLASSES_IN_STUDY_TAG,
+    modalities_in_study,
+    recounted_sop_classes,
+    with_sop_class,
+)
 
 T = TypeVar("T")
 
-MODALITY_TAG = "00080060"
-SOP_CLASS_TAG = "00080016"
-MODALITIES_IN_STUDY_TAG = "00080061"
-SOP_CLASSES_IN_STUDY_TAG = "00080062"
+_SQLITE_FULL = 13
+"""SQLite's result code for "database or disk is full"."""
 
 _IDLE_CONNECTIONS = 8
 """Connections kept open between calls; more are opened under load and closed after."""
@@ -61,8 +70,8 @@ class SqliteIndexStore:
 
     # -- the port -----------------------------------------------------------------------
 
-    async def add_instance(self, record: InstanceRecord) -> bool:
-        return await self._run_write(self._add, record)
+    async def add_instance(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
+        return await self._run_write(self._add, record, fresh)
 
     async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
         records = await self._run(self._list, study_uid, series_uid, sop_uid)
@@ -77,9 +86,62 @@ class SqliteIndexStore:
         return await self._run(self._list, study_uid, series_uid, sop_uid)
 
     async def remove_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *, owner: str = ""
     ) -> list[InstanceRecord]:
-        return await self._run_write(self._remove, study_uid, series_uid, sop_uid)
+        return await self._run_write(self._remove, study_uid, series_uid, sop_uid, owner)
+
+    async def pending_deletes(
+        self, study_uid: str | None = None, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        conditions, params = ["state = 'pending'"], []
+        for column, value in (("study_uid", study_uid), ("series_uid", series_uid), ("sop_uid", sop_uid)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT record FROM tombstone WHERE {' AND '.join(conditions)} ORDER BY instance_key"
+        rows = await self._run(lambda c: c.execute(sql, params).fetchall())
+        return [_record(text) for (text,) in rows]
+
+    async def claim_delete(self, instance_key: str, owner: str, lease_seconds: float) -> bool:
+        def claim(connection: sqlite3.Connection) -> bool:
+            now = time.time()
+            with write_transaction(connection):
+                cursor = connection.execute(
+                    "UPDATE tombstone SET owner = ?, claimed_at = ? WHERE instance_key = ? AND state = 'pending'"
+                    " AND (owner = ? OR claimed_at < ?)",
+                    (owner, now, instance_key, owner, now - lease_seconds))
+            return cursor.rowcount == 1
+
+        return await self._run_write(claim)
+
+    async def finish_delete(self, instance_key: str) -> None:
+        def finish(connection: sqlite3.Connection) -> None:
+            with write_transaction(connection):
+                connection.execute("UPDATE tombstone SET state = 'done' WHERE instance_key = ?", (instance_key,))
+
+        await self._run_write(finish)
+
+    async def is_deleted(self, instance_key: str) -> bool:
+        return await self._run(
+            lambda c: _exists(c, "SELECT 1 FROM tombstone WHERE instance_key = ?", instance_key))
+
+    async def records_after(self, instance_key: str, limit: int) -> list[InstanceRecord]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT ij.record FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk"
+            " WHERE i.instance_key > ? ORDER BY i.instance_key LIMIT ?", (instance_key, limit)).fetchall())
+        return [_record(text) for (text,) in rows]
+
+    async def set_digest(self, instance_key: str, sha256: str) -> None:
+        def update(connection: sqlite3.Connection) -> None:
+            with write_transaction(connection):
+                connection.execute(
+                    "UPDATE instance_json SET record = json_set(record, '$.sha256', ?)"
+                    " WHERE pk = (SELECT pk FROM instance WHERE instance_key = ?)", (sha256, instance_key))
+
+        await self._run_write(update)
+
+    async def reconcile_entries(self, *, repair: bool) -> int:
+        return await self._run_write(self._append_missing, repair)
 
     async def search(self, query: Query) -> list[DicomJson]:
         return await self._run(search, query)
@@ -104,7 +166,12 @@ class SqliteIndexStore:
         # handler sleeps in steps of up to 100 ms, which made concurrent adds crawl.
         # Other processes still meet at BEGIN IMMEDIATE and wait via busy_timeout.
         with self._write_lock:
-            return self._with_connection(work, *args)
+            try:
+                return self._with_connection(work, *args)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode == _SQLITE_FULL:
+                    raise InsufficientStorageError(exc.sqlite_errorcode, "the index database's disk is full") from exc
+                raise
 
     def _with_connection(self, work: Callable[..., T], *args: Any) -> T:
         connection = self._acquire()
@@ -137,11 +204,15 @@ class SqliteIndexStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _add(self, connection: sqlite3.Connection, record: InstanceRecord) -> bool:
-        dataset = _with_identity(record)
+    def _add(self, connection: sqlite3.Connection, record: InstanceRecord, fresh: bool) -> bool:
+        dataset = with_identity(record)
         with write_transaction(connection):
             if _exists(connection, "SELECT 1 FROM instance WHERE instance_key = ?", record.instance_key):
                 return False
+            if _exists(connection, "SELECT 1 FROM tombstone WHERE instance_key = ?", record.instance_key):
+                if not fresh:
+                    return False  # deleted: a late event or a repair must not bring it back
+                connection.execute("DELETE FROM tombstone WHERE instance_key = ?", (record.instance_key,))
             study_pk = self._ensure_study(connection, record.study_uid, dataset)
             series_pk, new_series = self._ensure_series(connection, study_pk, record.series_uid, dataset)
             if not new_series and _exists(
@@ -158,6 +229,7 @@ class SqliteIndexStore:
             self._add_sop_class(connection, study_pk, record.sop_class_uid)
             if new_series:
                 self._refresh_modalities(connection, study_pk)
+            append_entry(connection, change_entry(record, Action.CREATE))  # one commit: record and entry
         return True
 
     def _ensure_study(self, connection: sqlite3.Connection, study_uid: str, dataset: DicomJson) -> int:
@@ -166,7 +238,7 @@ class SqliteIndexStore:
             return row[0]
         pk = connection.execute(
             "INSERT INTO study (study_uid, attributes) VALUES (?, ?)",
-            (study_uid, _dumps(self._level_json(Level.STUDY, dataset))),
+            (study_uid, _dumps(level_json(self._table, Level.STUDY, dataset))),
         ).lastrowid
         assert pk is not None
         self._index_values(connection, Level.STUDY, pk, dataset)
@@ -180,10 +252,10 @@ class SqliteIndexStore:
         ).fetchone()
         if row:
             return row[0], False
-        modality = next(iter(element_values(dataset, (MODALITY_TAG,))), None)
+        modality = series_modality(dataset)
         pk = connection.execute(
             "INSERT INTO series (study_pk, series_uid, modality, attributes) VALUES (?, ?, ?, ?)",
-            (study_pk, series_uid, modality, _dumps(self._level_json(Level.SERIES, dataset))),
+            (study_pk, series_uid, modality, _dumps(level_json(self._table, Level.SERIES, dataset))),
         ).lastrowid
         assert pk is not None
         self._index_values(connection, Level.SERIES, pk, dataset)
@@ -205,34 +277,19 @@ class SqliteIndexStore:
         assert pk is not None
         connection.execute(
             "INSERT INTO instance_json (pk, attributes, record) VALUES (?, ?, ?)",
-            (pk, _dumps(self._level_json(Level.INSTANCE, dataset)), _dumps(vars(record))),
+            (pk, _dumps(level_json(self._table, Level.INSTANCE, dataset)), _dumps(vars(record))),
         )
         self._index_values(connection, Level.INSTANCE, pk, dataset)
 
-    def _level_json(self, level: Level, dataset: DicomJson) -> DicomJson:
-        """The returnable header attributes of ``level``; bulk data references are
-        dropped (a search result carries no bulk data)."""
-        kept: DicomJson = {}
-        for entry in self._table.stored(level):
-            element = dataset.get(entry.top_tag)
-            if isinstance(element, dict) and "BulkDataURI" not in element and "InlineBinary" not in element:
-                kept[entry.top_tag] = element
-        return kept
-
     def _index_values(self, connection: sqlite3.Connection, level: Level, pk: int, dataset: DicomJson) -> None:
-        values, words = [], []
-        for entry in self._table.stored(level):
-            if not entry.matchable:
-                continue
-            raw = element_values(dataset, entry.path)
-            values += [(pk, entry.tag, key) for key in index_keys(entry.vr, raw)]
-            if entry.vr == "PN":
-                words += [(pk, entry.tag, word) for word in name_words(raw)]
+        keys, words = match_keys(self._table, level, dataset)
         connection.executemany(
-            f"INSERT OR IGNORE INTO {value_table(level)} (entity_pk, tag, value) VALUES (?, ?, ?)", values
+            f"INSERT OR IGNORE INTO {value_table(level)} (entity_pk, tag, value) VALUES (?, ?, ?)",
+            [(pk, tag, key) for tag, found in keys.items() for key in found],
         )
         connection.executemany(
-            f"INSERT OR IGNORE INTO {word_table(level)} (entity_pk, tag, word) VALUES (?, ?, ?)", words
+            f"INSERT OR IGNORE INTO {word_table(level)} (entity_pk, tag, word) VALUES (?, ?, ?)",
+            [(pk, tag, word) for tag, found in words.items() for word in found],
         )
 
     def _add_sop_class(self, connection: sqlite3.Connection, study_pk: int, sop_class_uid: str) -> None:
@@ -240,7 +297,7 @@ class SqliteIndexStore:
         classes = json.loads(current)
         if sop_class_uid in classes:
             return
-        classes.append(sop_class_uid)
+        classes = with_sop_class(classes, sop_class_uid)
         self._set_computed(connection, study_pk, "sop_classes", SOP_CLASSES_IN_STUDY_TAG, classes)
 
     def _refresh_modalities(self, connection: sqlite3.Connection, study_pk: int) -> None:
@@ -248,7 +305,7 @@ class SqliteIndexStore:
             "SELECT DISTINCT modality FROM series WHERE study_pk = ? AND modality IS NOT NULL ORDER BY modality",
             (study_pk,),
         )
-        modalities = [modality for (modality,) in rows]
+        modalities = modalities_in_study(modality for (modality,) in rows)
         self._set_computed(connection, study_pk, "modalities", MODALITIES_IN_STUDY_TAG, modalities)
 
     def _refresh_sop_classes(self, connection: sqlite3.Connection, study_pk: int) -> None:
@@ -256,7 +313,7 @@ class SqliteIndexStore:
             "SELECT DISTINCT sop_class_uid FROM instance WHERE study_pk = ? ORDER BY sop_class_uid",
             (study_pk,),
         )
-        classes = [sop_class for (sop_class,) in rows]
+        classes = recounted_sop_classes(sop_class for (sop_class,) in rows)
         self._set_computed(connection, study_pk, "sop_classes", SOP_CLASSES_IN_STUDY_TAG, classes)
 
     def _set_computed(
@@ -273,7 +330,8 @@ class SqliteIndexStore:
         )
 
     def _remove(
-        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
+        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None,
+        owner: str,
     ) -> list[InstanceRecord]:
         with write_transaction(connection):
             where, params = _instance_filter(study_uid, series_uid, sop_uid)
@@ -287,7 +345,25 @@ class SqliteIndexStore:
             for study_pk, count in _count_by(row[2] for row in rows).items():
                 _add_to_count(connection, "study", "instance_count", study_pk, -count)
             self._drop_empty(connection, {row[1] for row in rows}, {row[2] for row in rows})
-        return [_record(row[3]) for row in rows]
+            removed = [_record(row[3]) for row in rows]
+            _bury(connection, removed, owner)
+        return removed
+
+    def _append_missing(self, connection: sqlite3.Connection, repair: bool) -> int:
+        """Create entries of records and delete entries of tombstones the feed lacks (a
+        database written before records and entries committed together)."""
+        with write_transaction(connection):
+            missing = [(Action.CREATE, _record(text)) for (text,) in connection.execute(
+                "SELECT ij.record FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk WHERE NOT EXISTS"
+                " (SELECT 1 FROM changefeed AS c WHERE c.instance_key = i.instance_key AND c.action = 'create'"
+                " AND c.incarnation = json_extract(ij.record, '$.incarnation'))").fetchall()]
+            missing += [(Action.DELETE, _record(text)) for (text,) in connection.execute(
+                "SELECT t.record FROM tombstone AS t WHERE NOT EXISTS (SELECT 1 FROM changefeed AS c"
+                " WHERE c.instance_key = t.instance_key AND c.action = 'delete'"
+                " AND c.incarnation = json_extract(t.record, '$.incarnation'))").fetchall()]
+            for action, record in missing if repair else ():
+                append_entry(connection, change_entry(record, action))
+        return len(missing)
 
     def _drop_empty(self, connection: sqlite3.Connection, series_pks: set[int], study_pks: set[int]) -> None:
         """Delete series and studies left without instances; fix the studies that remain."""
@@ -322,16 +398,16 @@ class SqliteIndexStore:
         return _record(row[0]) if row else None
 
 
-def _with_identity(record: InstanceRecord) -> DicomJson:
-    """The header with the record's UIDs written in, so an entity is always findable
-    by the UIDs it is stored under even if the header disagrees or lacks them."""
-    return {
-        **record.attributes,
-        STUDY_UID_TAG: {"vr": "UI", "Value": [record.study_uid]},
-        SERIES_UID_TAG: {"vr": "UI", "Value": [record.series_uid]},
-        SOP_UID_TAG: {"vr": "UI", "Value": [record.sop_uid]},
-        SOP_CLASS_TAG: {"vr": "UI", "Value": [record.sop_class_uid]},
-    }
+def _bury(connection: sqlite3.Connection, removed: list[InstanceRecord], owner: str) -> None:
+    """In the removing transaction: each instance's delete entry and pending tombstone."""
+    now = time.time()
+    for record in removed:
+        append_entry(connection, change_entry(record, Action.DELETE))
+        connection.execute(
+            "INSERT OR REPLACE INTO tombstone (instance_key, study_uid, series_uid, sop_uid, record, state, owner,"
+            " claimed_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (record.instance_key, record.study_uid, record.series_uid, record.sop_uid, _dumps(vars(record)), owner,
+             now))
 
 
 def _exists(connection: sqlite3.Connection, sql: str, *params: Any) -> bool:
@@ -372,7 +448,7 @@ def _count_by(keys: Any) -> dict[int, int]:
 
 
 def _record(text: str) -> InstanceRecord:
-    return InstanceRecord(**json.loads(text))
+    return record_from_json(json.loads(text))
 
 
 def _dumps(value: Any) -> str:

@@ -1,6 +1,7 @@
 """The SQLite index schema and how connections to it are opened.
 
-Tables (the change feed's ``changefeed`` table shares the file and is not touched here):
+Tables (the change feed's ``changefeed`` table, :data:`FEED_SCHEMA`, shares the file, so a
+record and its feed entry commit in one transaction):
 
 ``study`` / ``series`` / ``instance``
     One row per entity, keyed by UID under its parent, with an integer ``pk`` that also
@@ -18,6 +19,10 @@ Tables (the change feed's ``changefeed`` table shares the file and is not touche
     searchable attribute needs no schema change.
 ``{level}_word`` (entity_pk, tag, word)
     One row per person-name component, for fuzzy matching by prefix.
+``tombstone`` (instance_key, UIDs, record, state, owner, claimed_at)
+    A deleted instance: ``pending`` from the moment its record is removed until its files
+    are gone, then ``done``. The blob-created handler and repair never index a
+    tombstoned instance; a fresh STOW of it removes the tombstone.
 """
 
 from __future__ import annotations
@@ -70,6 +75,35 @@ CREATE TABLE IF NOT EXISTS instance_json (
 );
 CREATE INDEX IF NOT EXISTS instance_by_study ON instance (study_pk);
 CREATE INDEX IF NOT EXISTS instance_by_uid ON instance (sop_uid);
+CREATE TABLE IF NOT EXISTS tombstone (
+    instance_key TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    sop_uid TEXT NOT NULL,
+    record TEXT NOT NULL,
+    state TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    claimed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tombstone_by_state ON tombstone (state, study_uid);
+"""
+
+FEED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS changefeed (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_id TEXT NOT NULL UNIQUE,
+    timestamp TEXT NOT NULL,
+    action TEXT NOT NULL,
+    state TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    sop_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    instance_key TEXT NOT NULL,
+    incarnation TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changefeed_by_time ON changefeed (timestamp, sequence);
+CREATE INDEX IF NOT EXISTS changefeed_by_instance ON changefeed (instance_key, state);
 """
 
 _MATCH_TABLES = """
@@ -99,7 +133,7 @@ def word_table(level: Level) -> str:
 
 
 def _statements() -> list[str]:
-    script = _ENTITY_TABLES + "".join(_MATCH_TABLES.format(level=level.value) for level in Level)
+    script = _ENTITY_TABLES + FEED_SCHEMA + "".join(_MATCH_TABLES.format(level=level.value) for level in Level)
     return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 

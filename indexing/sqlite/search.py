@@ -13,7 +13,7 @@ import sqlite3
 from typing import Any
 
 from indexing.attributes import Level
-from indexing.query import Match, MatchKind, Query
+from indexing.query import Match, MatchKind, Query, literal_prefix
 from indexing.results import compose_result
 from indexing.sqlite.schema import value_table, word_table
 from indexing.values import split_name_words
@@ -138,13 +138,6 @@ def to_glob(pattern: str) -> str:
     """DICOM ``*``/``?`` keep their meaning in GLOB; ``[`` is GLOB's only other special
     character, so it is put in a class of its own to stay literal."""
     return pattern.replace("[", "[[]")
-
-
-def literal_prefix(pattern: str) -> str:
-    for index, char in enumerate(pattern):
-        if char in "*?":
-            return pattern[:index]
-    return pattern
 
 
 def _result(level: Level, row: tuple[Any, ...]) -> DicomJson:

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from dicomweb.settings import Settings
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -70,3 +72,16 @@ class ServerProcess:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The environment that makes a server process use the stores ``settings`` names."""
+    env = {"DICOMWEB_BLOB_STORE": settings.blob_store, "DICOMWEB_INDEX_STORE": settings.index_store,
+           "DICOMWEB_DELETE_LEASE_SECONDS": str(settings.delete_lease_seconds)}
+    if settings.blob_store == "azure":
+        env |= {"DICOMWEB_BLOB_CONNECTION_STRING": settings.blob_connection_string,
+                "DICOMWEB_BLOB_CONTAINER": settings.blob_container}
+    if settings.index_store == "cosmos":
+        env |= {"DICOMWEB_COSMOS_ENDPOINT": settings.cosmos_endpoint, "DICOMWEB_COSMOS_KEY": settings.cosmos_key,
+                "DICOMWEB_COSMOS_DATABASE": settings.cosmos_database}
+    return env

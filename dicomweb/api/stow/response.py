@@ -46,7 +46,7 @@ def warning_headers(outcomes: list[Outcome]) -> dict[str, str]:
 
 def stow_response(outcomes: list[Outcome], root: str, retrieve_url: str | None) -> tuple[int, dict[str, Any]]:
     """Status code and body for the outcomes of one request: 200 all stored, 202 some
-    failed or stored with warnings, 409 all failed."""
+    failed or stored with warnings, 409 all failed (507 when a store was full)."""
     stored = [o for o in outcomes if o.stored]
     failed = [o for o in outcomes if not o.stored]
     body: dict[str, Any] = {}
@@ -58,4 +58,6 @@ def stow_response(outcomes: list[Outcome], root: str, retrieve_url: str | None) 
         body["00081198"] = {"vr": "SQ", "Value": [_failed(o) for o in failed]}
     warned = any(o.warning for o in stored)
     status = 409 if not stored else 202 if failed or warned else 200
+    if not stored and any(o.out_of_space for o in failed):
+        status = 507  # Insufficient Storage (RFC 4918): the retry after space is freed succeeds
     return status, body

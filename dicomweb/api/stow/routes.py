@@ -1,7 +1,9 @@
 """STOW-RS routes: check the request, stream its parts into the store, answer per PS3.18.
 
 Status (PS3.18 §10.5.3): 200 all stored; 202 some failed; 409 all failed; 400 malformed;
-406 unacceptable Accept; 413 over the size limit; 415 unsupported content type.
+406 unacceptable Accept; 413 over the size limit; 415 unsupported content type; 507 all
+failed and a store is full (each failed instance says so: FailureReason 272 and an
+ErrorComment).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from dicomcore.capacity import is_out_of_space
 from dicomcore.uids import is_valid_uid
 from dicomweb.api.context import Services, services_of
 from dicomweb.api.stow.response import stow_response, warning_headers
@@ -58,21 +61,21 @@ async def _store_multipart(
             outcomes.append(Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE,
                                     message="part is empty"))
         else:
-            outcomes.append(await store_upload(services.store, part.path, study))
+            outcomes.append(await store_upload(services.store, part.path, study, part.sha256))
     return outcomes
 
 
 async def _store_single(request: Request, services: Services, study: str | None) -> list[Outcome]:
     path = services.blobs.new_staging_path()
     try:
-        size = await spool_body(request.stream(), path, max_bytes=services.settings.max_request_bytes)
+        size, sha256 = await spool_body(request.stream(), path, max_bytes=services.settings.max_request_bytes)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     if size == 0:
         path.unlink(missing_ok=True)
         raise bad_request("request body is empty")
-    return [await store_upload(services.store, path, study)]
+    return [await store_upload(services.store, path, study, sha256)]
 
 
 async def _receive(request: Request, services: Services, study: str | None) -> list[Outcome]:
@@ -114,6 +117,12 @@ async def store_instances(request: Request) -> Response:
         raise HTTPError(413, str(exc)) from exc
     except MultipartError as exc:
         raise bad_request(str(exc)) from exc
+    except OSError as exc:
+        if not is_out_of_space(exc):
+            raise
+        # Spooling the upload filled the disk: nothing of this part was stored.
+        raise HTTPError(507, "insufficient storage: no space left to receive the request; "
+                             "nothing more was stored, send it again when space is freed") from exc
     for outcome in outcomes:
         if outcome.stored:
             note_stored(request.scope, outcome.study_uid or "", outcome.series_uid or "", outcome.sop_uid or "")

@@ -6,13 +6,17 @@ syntax each instance is sent in is decided by :func:`negotiate_instances` (PS3.1
 §8.7.3: ``application/dicom`` without a transfer-syntax means Explicit VR Little Endian,
 lossy data excepted). Every conversion is checked before the status line is sent: its
 size against ``DICOMWEB_TRANSCODE_MAX_BYTES``, and the first one is made in full, so a
-conversion that cannot be done is a 406 rather than a cut connection.
+conversion that cannot be done is a 406 rather than a cut connection. Likewise a file is
+opened (its first chunk read) before its status line or part header is sent: a file gone
+behind the server's back is a 404 (or a part left out), never a cut body, and its index
+record is removed (``DeleteInstances.drop_vanished``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,7 +28,8 @@ from dicomweb.api.context import Services, services_of
 from dicomweb.api.wado.lookup import find_instances
 from dicomweb.api.wado.negotiate import Plan, is_compressed, negotiate_instances
 from dicomweb.http import multipart
-from dicomweb.http.errors import not_acceptable
+from dicomweb.http.errors import not_acceptable, not_found
+from dicomweb.storage.port import BlobNotFoundError
 from indexing.port import InstanceRecord
 
 CHUNK = 4 << 20
@@ -37,8 +42,11 @@ def _transcode(services: Services, record: InstanceRecord) -> bytes:
 
 
 async def _converted(services: Services, record: InstanceRecord) -> bytes:
+    """The converted instance; raises :class:`BlobNotFoundError` when its file is gone."""
     try:
         return await run_in_threadpool(_transcode, services, record)
+    except FileNotFoundError as exc:
+        raise BlobNotFoundError(record.instance_key) from exc
     except TranscodeError as exc:
         raise not_acceptable(f"instance {record.sop_uid}: {exc}") from exc
 
@@ -61,9 +69,38 @@ async def _check_sizes(services: Services, records: list[InstanceRecord]) -> Non
                                  f"{limit} bytes the server converts (DICOMWEB_TRANSCODE_MAX_BYTES){advice}")
 
 
-async def _stored_bytes(services: Services, record: InstanceRecord) -> AsyncIterator[bytes]:
+async def _stored_bytes(services: Services, record: InstanceRecord) -> AsyncGenerator[bytes, None]:
     async for chunk in services.blobs.iter_chunks(layout.file_name(record.instance_key), chunk_size=CHUNK):
         yield chunk
+
+
+async def _prefixed(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
+Body = bytes | AsyncIterator[bytes]
+"""An instance ready to send: its converted bytes, or its stored bytes with the file open."""
+
+
+async def _ready(services: Services, record: InstanceRecord, target: str) -> Body | None:
+    """The instance in ``target`` syntax, converted or opened; ``None`` when its file is gone."""
+    if target != record.transfer_syntax_uid:
+        try:
+            return await _converted(services, record)
+        except BlobNotFoundError:
+            return None
+    chunks = _stored_bytes(services, record)
+    try:
+        first = await chunks.__anext__()
+    except StopAsyncIteration:
+        first = b""
+    except (BlobNotFoundError, FileNotFoundError):
+        await chunks.aclose()
+        return None
+    return _prefixed(first, chunks)
 
 
 def _part_type(media_type: str, syntax: str) -> str:
@@ -71,16 +108,37 @@ def _part_type(media_type: str, syntax: str) -> str:
 
 
 async def _multipart_body(services: Services, records: list[InstanceRecord], targets: list[str], plan: Plan,
-                          boundary: str, first: bytes | None) -> AsyncIterator[bytes]:
+                          boundary: str, first: Body) -> AsyncIterator[bytes]:
+    vanished = []
     for position, (record, target) in enumerate(zip(records, targets, strict=True)):
+        body = first if position == 0 else await _ready(services, record, target)
+        if body is None:
+            vanished.append(record)  # left out whole, never cut short
+            continue
         yield multipart.part_header(boundary, _part_type(plan.media_type, target))
-        if target == record.transfer_syntax_uid:
-            async for chunk in _stored_bytes(services, record):
-                yield chunk
+        if isinstance(body, bytes):
+            yield body
         else:
-            yield first if position == 0 and first is not None else await _converted(services, record)
+            async for chunk in body:
+                yield chunk
         yield multipart.CRLF
     yield multipart.closing(boundary)
+    if vanished:
+        await services.delete.drop_vanished(vanished)
+
+
+async def _first_present(services: Services, records: list[InstanceRecord], targets: list[str]
+                         ) -> tuple[list[InstanceRecord], list[str], Body]:
+    """From the first instance whose file is there: the records, their targets and that
+    instance ready to send; records of vanished files before it are removed (repair). 404
+    when no file is left."""
+    for position, (record, target) in enumerate(zip(records, targets, strict=True)):
+        body = await _ready(services, record, target)
+        if body is not None:
+            await services.delete.drop_vanished(records[:position])
+            return records[position:], targets[position:], body
+    await services.delete.drop_vanished(records)
+    raise not_found("the instance files are gone (removed outside the server); their index records were removed")
 
 
 async def retrieve_instances(request: Request) -> Response:
@@ -89,14 +147,20 @@ async def retrieve_instances(request: Request) -> Response:
     plan, targets = negotiate_instances(request.headers.get("accept"), [r.transfer_syntax_uid for r in records])
     to_convert = [r for r, t in zip(records, targets, strict=True) if t != r.transfer_syntax_uid]
     await _check_sizes(services, to_convert)
-    first = await _converted(services, records[0]) if records[0] in to_convert else None
     if not plan.multipart:
         record, target = records[0], targets[0]
         media_type = _part_type(plan.media_type, target)
-        if first is not None:
-            return Response(first, media_type=media_type)
-        return StreamingResponse(_stored_bytes(services, record), media_type=media_type,
-                                 headers={"Content-Length": str(record.size)})
+        headers = {}
+        if target == record.transfer_syntax_uid:
+            # The size of the file there now, not the one recorded at STOW; a missing file is
+            # answered below (_first_present: 404 and repair).
+            with contextlib.suppress(BlobNotFoundError):
+                headers["Content-Length"] = str(await services.blobs.size(layout.file_name(record.instance_key)))
+        _, _, body = await _first_present(services, [record], [target])
+        if isinstance(body, bytes):
+            return Response(body, media_type=media_type)
+        return StreamingResponse(body, media_type=media_type, headers=headers)
+    records, targets, first = await _first_present(services, records, targets)
     boundary = multipart.new_boundary()
     return StreamingResponse(
         _multipart_body(services, records, targets, plan, boundary, first),

@@ -16,8 +16,9 @@ from starlette.responses import Response
 from dicomweb.api.context import services_of
 from dicomweb.api.wado.lookup import find_instances
 from dicomweb.http.accept import accepts_json
-from dicomweb.http.errors import not_acceptable
+from dicomweb.http.errors import not_acceptable, not_found
 from dicomweb.http.urls import service_root
+from dicomweb.storage.port import BlobNotFoundError
 from dicomweb.usecases.sidecars import ROOT_TOKEN
 from indexing.port import InstanceRecord
 
@@ -39,6 +40,14 @@ async def retrieve_metadata(request: Request) -> Response:
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
-    documents = await services.sidecars.read_metadata_many([record.instance_key for record in records])
+    try:
+        documents = await services.sidecars.read_metadata_many([record.instance_key for record in records])
+    except BlobNotFoundError as exc:
+        # A file gone behind the server's back (its metadata could not be rebuilt): its
+        # record is removed now, and the request is answered from what is left.
+        if not await services.delete.drop_vanished(records):
+            raise
+        raise not_found("instance files are gone (removed outside the server); their index records were "
+                        "removed: request the metadata again") from exc
     body = b"[" + b",".join(documents).replace(ROOT_TOKEN.encode(), root.encode()) + b"]"
     return Response(body, media_type="application/dicom+json", headers=headers)
