@@ -17,6 +17,8 @@ a multi-GB upload dropped into ``incoming/`` costs no memory; the handler then r
 its header, with ranged reads through the same blob store as the HTTP app. The trigger
 does not pass the event's time; the handler copes (see dicomweb/usecases/blob_created.py).
 
+Operations (bulk import, reindex): Durable Functions, registered from dicomweb/durable.py.
+
 Authentication: the app refuses to serve the API without ``DICOMWEB_AUTH_AUTHORITY``
 unless ``DICOMWEB_AUTH_DISABLED=true`` (see docs/security.md).
 
@@ -31,6 +33,7 @@ import azurefunctions.extensions.bindings.blob as blob_sdk
 
 from dicomweb.app import create_app
 from dicomweb.composition import build_services
+from dicomweb.durable import blueprint
 from dicomweb.settings import Settings
 from dicomweb.storage.blob_events import BlobCreated
 
@@ -38,14 +41,16 @@ BLOB_CONNECTION = "DICOMWEB_BLOB_CONNECTION_STRING"
 BLOB_PATH = "%DICOMWEB_BLOB_CONTAINER%/{name}"
 
 # Event Grid announces dropped files here; the periodic drop-zone scan is the embedded
-# server's stand-in for it, so it stays off.
-services = build_services(Settings.from_env().with_(ingest_scan_seconds=0))
+# server's stand-in for it, so it stays off. Operations run as Durable orchestrations.
+services = build_services(Settings.from_env().with_(ingest_scan_seconds=0, operations_runner="durable"))
 
 # The API checks bearer tokens itself (DICOMWEB_AUTH_AUTHORITY), so the Functions host lets
 # every request through (ANONYMOUS); without an authority the API answers 503 unless
 # DICOMWEB_AUTH_DISABLED=true is set explicitly (the emulator tests).
 asgi = create_app(services.settings, services, require_authority=True)
 app = func.AsgiFunctionApp(app=asgi, http_auth_level=func.AuthLevel.ANONYMOUS)
+# Long-running operations (dicomweb/durable.py): a queue starter, the orchestrator, one activity.
+app.register_functions(blueprint(services, BLOB_CONNECTION))
 
 
 @app.blob_trigger(arg_name="blob", path=BLOB_PATH, connection=BLOB_CONNECTION, source=func.BlobSource.EVENT_GRID)

@@ -21,11 +21,12 @@ from starlette.routing import Mount
 from dicomweb.api.changefeed import routes as changefeed_routes
 from dicomweb.api.context import Services
 from dicomweb.api.delete import routes as delete_routes
+from dicomweb.api.importing import routes as importing_routes
 from dicomweb.api.operations import routes as operations_routes
 from dicomweb.api.qido import routes as qido_routes
 from dicomweb.api.stow import routes as stow_routes
 from dicomweb.api.wado import routes as wado_routes
-from dicomweb.background import event_indexing
+from dicomweb.background import event_indexing, operations_running
 from dicomweb.composition import build_services
 from dicomweb.http.access import AccessPolicy, Mode, check_routes
 from dicomweb.http.audit import AuditSink, AuditTrail
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            async with event_indexing(wired):
+            async with event_indexing(wired), operations_running(wired):
                 yield
         finally:
             audit.close()
@@ -102,7 +103,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                 allow_headers=["Accept", "Authorization", "Content-Type", "If-None-Match", "X-Request-Id"],
                 allow_credentials=False,  # the token travels in Authorization, never in cookies
                 expose_headers=EXPOSED_HEADERS,
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *delete_routes.routes,
                 *changefeed_routes.routes,
                 *operations_routes.routes,
+                *importing_routes.routes,
             ]),
         )
     ]

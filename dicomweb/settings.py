@@ -58,6 +58,11 @@ class Settings:
                                             (3600)
     ``DICOMWEB_VERIFY_AT_STARTUP``          reconcile files, index and feed in the background
                                             at start-up (1; 0: only ``dicomweb verify``)
+    ``DICOMWEB_IMPORT_DIR``                 the embedded import area (default ``DATA/import``)
+    ``DICOMWEB_IMPORT_CONTAINER``           the Azure import area: a container (``import``)
+    ``DICOMWEB_OPERATIONS_RUNNER``          ``local`` (in the server process) or ``durable``
+    ``DICOMWEB_OPERATIONS_QUEUE``           the queue that starts Durable orchestrations
+    ``DICOMWEB_UPLOAD_EXPIRY_SECONDS``      how long an upload URL is valid (3600)
     ``DICOMWEB_AUTH_AUTHORITY``             OpenID provider (issuer URL); empty: no authentication
     ``DICOMWEB_AUTH_AUDIENCE``              accepted token audiences, comma-separated
     ``DICOMWEB_AUTH_ROLES_CLAIM``           the claim holding the caller's roles (``roles``)
@@ -90,6 +95,11 @@ class Settings:
     delete_lease_seconds: float = 10.0
     staging_grace_seconds: float = 3600.0
     verify_at_startup: bool = True
+    import_dir: str = ""
+    import_container: str = "import"
+    operations_runner: str = "local"
+    operations_queue: str = "dicomweb-operations"
+    upload_expiry_seconds: int = 3600
     auth_authority: str = ""
     auth_audiences: tuple[str, ...] = field(default_factory=tuple)
     auth_roles_claim: str = "roles"
@@ -123,6 +133,11 @@ class Settings:
             delete_lease_seconds=float(_env("DICOMWEB_DELETE_LEASE_SECONDS", "10")),
             staging_grace_seconds=float(_env("DICOMWEB_STAGING_GRACE_SECONDS", "3600")),
             verify_at_startup=_env("DICOMWEB_VERIFY_AT_STARTUP", "1") not in ("0", "false", "no"),
+            import_dir=_env("DICOMWEB_IMPORT_DIR", ""),
+            import_container=_env("DICOMWEB_IMPORT_CONTAINER", "import"),
+            operations_runner=_env("DICOMWEB_OPERATIONS_RUNNER", "local"),
+            operations_queue=_env("DICOMWEB_OPERATIONS_QUEUE", "dicomweb-operations"),
+            upload_expiry_seconds=int(_env("DICOMWEB_UPLOAD_EXPIRY_SECONDS", "3600")),
             auth_authority=_env("DICOMWEB_AUTH_AUTHORITY", ""),
             auth_audiences=_list("DICOMWEB_AUTH_AUDIENCE"),
             auth_roles_claim=_env("DICOMWEB_AUTH_ROLES_CLAIM", "roles"),
@@ -132,6 +147,11 @@ class Settings:
             trusted_proxies=_list("DICOMWEB_TRUSTED_PROXIES"),
             audit_log=_env("DICOMWEB_AUDIT_LOG", ""),
         )
+
+    @property
+    def import_path(self) -> Path:
+        """The embedded import area."""
+        return Path(self.import_dir) if self.import_dir else self.data_dir / "import"
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
