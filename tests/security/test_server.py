@@ -4,6 +4,7 @@ token, every returned URL followed, the startup rules, no Server banner, owner-o
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -132,7 +133,7 @@ def test_tls_flags_serve_https(tmp_path: Path) -> None:
                 root = line.split()[3]
                 break
         assert root == f"https://127.0.0.1:{port}/v1"
-        response = httpx.get(f"{root}/studies", verify=str(cert))
+        response = httpx.get(f"{root}/studies", verify=ssl.create_default_context(cafile=str(cert)))
         assert response.status_code in (200, 204)
     finally:
         process.terminate()
