@@ -20,6 +20,9 @@ every 30 seconds (:mod:`dicomweb.cast_trigger`); ``DICOMWEB_FHIR_AUTH=azure`` si
 FHIR service with the app's managed identity. The Functions app never runs the embedded
 server's background DICOMcast loop: the timer is its only runner.
 
+Authentication: the app refuses to serve the API without ``DICOMWEB_AUTH_AUTHORITY``
+unless ``DICOMWEB_AUTH_DISABLED=true`` (see docs/security.md).
+
 Configuration comes from the app settings (``local.settings.json`` ``Values`` locally; in
 Azure the ones infra/modules/functionapp.bicep sets). Telemetry (Application Insights when
 ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set) is configured by the composition root.
@@ -42,7 +45,11 @@ OPERATIONS_QUEUE_CONNECTION = "DICOMWEB_BLOB_CONNECTION_STRING"
 services = build_services(Settings.from_env().with_(ingest_scan_seconds=0, operations_runner="durable",
                                                     cast_poll_seconds=0))
 
-app = func.AsgiFunctionApp(app=create_app(services.settings, services), http_auth_level=func.AuthLevel.ANONYMOUS)
+# The API checks bearer tokens itself (DICOMWEB_AUTH_AUTHORITY), so the Functions host lets
+# every request through (ANONYMOUS); without an authority the API answers 503 unless
+# DICOMWEB_AUTH_DISABLED=true is set explicitly (the emulator tests).
+asgi = create_app(services.settings, services, require_authority=True)
+app = func.AsgiFunctionApp(app=asgi, http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(blob_events(services.blob_created))
 # Long-running operations (dicomweb/durable.py): a queue starter, the orchestrator, one activity.
 app.register_functions(blueprint(services, OPERATIONS_QUEUE_CONNECTION))

@@ -21,6 +21,36 @@ from typing import Any
 from dicomweb import __version__
 from dicomweb.http.urls import SERVICE_PREFIX
 
+AUTH_FLAGS = {
+    "auth_authority": "DICOMWEB_AUTH_AUTHORITY",
+    "auth_audience": "DICOMWEB_AUTH_AUDIENCE",
+    "auth_roles_claim": "DICOMWEB_AUTH_ROLES_CLAIM",
+    "auth_roles_file": "DICOMWEB_AUTH_ROLES_FILE",
+    "allowed_hosts": "DICOMWEB_ALLOWED_HOSTS",
+    "trusted_proxies": "DICOMWEB_TRUSTED_PROXIES",
+    "audit_log": "DICOMWEB_AUDIT_LOG",
+    "public_url": "DICOMWEB_PUBLIC_URL",
+}
+"""``serve`` options that set a setting (the environment is what uvicorn's workers read)."""
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _access_decision(host: str, authority: str, allow_anonymous: bool) -> tuple[bool, str]:
+    """Whether to start, and the line that says how callers are authenticated."""
+    if authority:
+        return True, f"authentication: bearer tokens from {authority}"
+    if host in LOOPBACK or host.startswith("127."):
+        return True, (f"authentication is off: anyone on this machine can read and delete everything "
+                      f"(listening on {host} only; set DICOMWEB_AUTH_AUTHORITY to require tokens)")
+    if allow_anonymous:
+        return True, (f"WARNING: authentication is off (--allow-anonymous) on {host}: anyone who can reach "
+                      "this address can read and delete every study")
+    return False, (f"refusing to listen on {host} without authentication: anyone who can reach it could read "
+                   "and delete every study. Either set an OpenID provider (--auth-authority URL --auth-audience "
+                   "AUDIENCE, or DICOMWEB_AUTH_AUTHORITY and DICOMWEB_AUTH_AUDIENCE), or pass --allow-anonymous "
+                   "if this network is trusted. See docs/security.md.")
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -31,8 +61,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     # Settings are read from the environment, so workers started by uvicorn see the same.
     os.environ["DICOMWEB_DATA_DIR"] = str(Path(args.data).resolve())
-    root = f"http://{args.host}:{args.port}{SERVICE_PREFIX}"
-    os.environ.setdefault("DICOMWEB_PUBLIC_URL", root)
+    for name, variable in AUTH_FLAGS.items():
+        if getattr(args, name) is not None:
+            os.environ[variable] = getattr(args, name)
+    start, access_line = _access_decision(args.host, os.environ.get("DICOMWEB_AUTH_AUTHORITY", "").strip(),
+                                          args.allow_anonymous)
+    if not start:
+        print(access_line, file=sys.stderr)
+        return 2
+    os.umask(0o077)  # the data folder, the files, the SQLite database and the audit log: owner only
+    scheme = "https" if args.ssl_certfile else "http"
+    root = f"{scheme}://{args.host}:{args.port}{SERVICE_PREFIX}"
     # Our request log (dicomweb.http.request_log) replaces uvicorn's access log: that one
     # writes the query string, where QIDO carries patient names, and no duration.
     os.environ["DICOMWEB_REQUEST_LOG"] = "0" if args.quiet else "1"
@@ -48,7 +87,12 @@ def _serve(args: argparse.Namespace) -> int:
         http=GuardedProtocol,  # header deadline, header cap, body idle timeout (dicomweb/serving.py)
         timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
         limit_concurrency=settings.max_connections,
+        server_header=False,  # no banner naming the server software
+        proxy_headers=False,  # forwarded headers are honoured by the app, from DICOMWEB_TRUSTED_PROXIES only
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
+    print(access_line, flush=True)
     server = uvicorn.Server(config)
     start_page = f"http://{args.host}:{args.port}/"
     _announce_when_ready(server, root, start_page, args.data)
@@ -220,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--quiet", action="store_true",
                        help="no request log (by default: one line per request, path without its query)")
     serve.add_argument("--access-log", action="store_true", help=argparse.SUPPRESS)  # the default now
+    serve.add_argument("--allow-anonymous", action="store_true",
+                       help="serve without authentication on a non-loopback address (trusted networks only)")
+    serve.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--ssl-keyfile", default=None, help="the certificate's private key (PEM)")
+    serve.add_argument("--auth-authority", default=None, help="OpenID provider (issuer URL): DICOMWEB_AUTH_AUTHORITY")
+    serve.add_argument("--auth-audience", default=None, help="accepted audiences, comma-separated")
+    serve.add_argument("--auth-roles-claim", default=None, help="the token claim with the roles (default roles)")
+    serve.add_argument("--auth-roles-file", default=None, help="JSON file of role -> permissions maps")
+    serve.add_argument("--allowed-hosts", default=None, help="accepted Host names, comma-separated")
+    serve.add_argument("--trusted-proxies", default=None,
+                       help="addresses/networks whose X-Forwarded-* headers are honoured, comma-separated")
+    serve.add_argument("--audit-log", default=None, help="audit log file (default DATA/audit.log)")
+    serve.add_argument("--public-url", default=None, help="the service root as clients see it (returned URLs)")
     serve.set_defaults(handler=_serve)
 
     demo = commands.add_parser(

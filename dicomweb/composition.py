@@ -6,6 +6,7 @@ This is the only module that knows which adapter backs each port; routes see onl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from changefeed.port import ChangeFeedStore, EventSink
@@ -208,7 +209,8 @@ def _index_and_feed(settings: Settings) -> tuple[IndexStore, ChangeFeedStore]:
         from indexing.sqlite.feed_store import SqliteChangeFeedStore
         from indexing.sqlite.index_store import SqliteIndexStore
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(settings.data_dir, 0o700)  # patient data: the owner's alone
         database = settings.data_dir / "index.sqlite"
         return SqliteIndexStore(database), SqliteChangeFeedStore(database)
     if settings.index_store == "cosmos":
@@ -228,7 +230,8 @@ def _event_sink(settings: Settings) -> EventSink:
     if settings.eventgrid_endpoint:
         from changefeed.eventgrid import EventGridSink
 
-        return EventGridSink(settings.eventgrid_endpoint, settings.eventgrid_key, settings.public_url)
+        source = settings.public_url or "http://127.0.0.1:8080/v1"  # the embedded default root
+        return EventGridSink(settings.eventgrid_endpoint, settings.eventgrid_key, source)
     from changefeed.inprocess import InProcessEventBus
 
     return InProcessEventBus()

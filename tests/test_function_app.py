@@ -51,6 +51,7 @@ def function_app(azure_settings: dict[str, str], tmp_path_factory: pytest.TempPa
         for name, value in azure_settings.items():
             patch.setenv(name, value)
         patch.setenv("DICOMWEB_DATA_DIR", str(tmp_path_factory.mktemp("function-app")))
+        patch.setenv("DICOMWEB_AUTH_DISABLED", "true")  # no OpenID provider in these tests
         patch.syspath_prepend(str(ROOT))
         sys.modules.pop("function_app", None)
         yield importlib.import_module("function_app")
@@ -266,3 +267,18 @@ def test_the_queue_trigger_imports_a_dropped_file_once(
     record, feed = _in_one_loop(function_app, run())
     assert record is not None and record.sop_uid == ds.SOPInstanceUID
     assert [entry.sop_uid for entry in feed if entry.sop_uid == ds.SOPInstanceUID] == [ds.SOPInstanceUID]
+
+
+def test_with_auth_disabled_explicitly_the_api_answers(function_app: ModuleType) -> None:
+    with TestClient(function_app.asgi, base_url="http://127.0.0.1") as client:
+        assert client.get("/v1/studies").status_code in (200, 204)
+
+
+def test_without_an_authority_the_api_refuses_to_serve(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    with TestClient(create_app(settings, require_authority=True), base_url="http://127.0.0.1") as client:
+        response = client.get("/v1/studies")
+        assert response.status_code == 503 and "DICOMWEB_AUTH_AUTHORITY" in response.json()["message"]
+    with TestClient(create_app(settings.with_(auth_disabled=True), require_authority=True),
+                    base_url="http://127.0.0.1") as client:
+        assert client.get("/v1/studies").status_code in (200, 204)

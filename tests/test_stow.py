@@ -151,7 +151,7 @@ def test_over_size_limit_is_413(tmp_path) -> None:
     from dicomweb.app import create_app
     from dicomweb.settings import Settings
 
-    app = create_app(Settings(data_dir=tmp_path, max_request_bytes=1000))
+    app = create_app(Settings(data_dir=tmp_path, max_request_bytes=1000, allowed_hosts=("testserver",)))
     with TestClient(app) as small:
         response = small.post("/v1/studies", content=to_bytes(make_dataset(rows=64, columns=64)),
                               headers={"Content-Type": DICOM})

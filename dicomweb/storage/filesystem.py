@@ -111,6 +111,8 @@ class FilesystemBlobStore:
         self.root = root
         self.staging_dir = root / ".staging"
         self.staging_dir.mkdir(parents=True, exist_ok=True)
+        # Patient data: the store is the owner's alone (the server also sets umask 077).
+        os.chmod(root, 0o700)
         self.on_blob_created = on_blob_created
 
     def _announce(self, name: str, size: int) -> None:
@@ -130,6 +132,7 @@ class FilesystemBlobStore:
     def _put_file(self, name: str, path: Path, exclusive: bool, durable: bool = True) -> None:
         target = self._path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o600)
         if durable:
             with open(path, "rb+") as staged:
                 os.fsync(staged.fileno())

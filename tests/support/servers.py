@@ -23,12 +23,13 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m dicomweb serve`` on 127.0.0.1, stopped when the test ends."""
 
-    def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None, quiet: bool = True) -> None:
+    def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None, quiet: bool = True,
+                 args: list[str] | None = None) -> None:
         self.port = free_port()
         self.output: list[str] = []
         """Every line the server printed (stdout and stderr; ``quiet=False`` keeps the request log)."""
         command = [sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--data", str(data), "--workers", str(workers)]
+                   "--data", str(data), "--workers", str(workers), *(args or [])]
         if quiet:
             command.append("--quiet")  # no line per request: benchmarks and load tests would pay for it
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

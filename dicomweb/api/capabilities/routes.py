@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from dicomweb.api.capabilities.openapi import openapi_document
 from dicomweb.api.capabilities.summary import capabilities
 from dicomweb.api.context import services_of
+from dicomweb.http.access import PUBLIC, ApiRoute
 from dicomweb.http.urls import SERVICE_PREFIX, service_root
 
 
@@ -25,6 +25,6 @@ async def read_openapi(request: Request) -> Response:
 
 # Full paths, at the top level: a Mount of the service root would match "/v1/..." but not "/v1".
 routes = [
-    Route(SERVICE_PREFIX, read_capabilities, methods=["GET"]),
-    Route(SERVICE_PREFIX + "/openapi.json", read_openapi, methods=["GET"]),
+    ApiRoute(SERVICE_PREFIX, read_capabilities, methods=["GET"], permission=PUBLIC),
+    ApiRoute(SERVICE_PREFIX + "/openapi.json", read_openapi, methods=["GET"], permission=PUBLIC),
 ]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from dicomweb.api.context import services_of
+from dicomweb.http.access import PUBLIC, ApiRoute
 from dicomweb.usecases.readiness import check_readiness
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -31,6 +31,6 @@ async def readiness(request: Request) -> Response:
 
 
 routes = [
-    Route("/health", liveness, methods=["GET"]),
-    Route("/health/ready", readiness, methods=["GET"]),
+    ApiRoute("/health", liveness, methods=["GET"], permission=PUBLIC),
+    ApiRoute("/health/ready", readiness, methods=["GET"], permission=PUBLIC),
 ]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
-from starlette.routing import Route
 from swagger_ui_bundle import swagger_ui_path
 
+from dicomweb.http.access import PUBLIC, ApiRoute
 from dicomweb.http.errors import not_found
 from dicomweb.http.urls import SERVICE_PREFIX
 
@@ -51,6 +51,6 @@ async def api_docs_asset(request: Request) -> Response:
 
 
 routes = [
-    Route("/docs", api_docs, methods=["GET"]),
-    Route("/docs/assets/{name}", api_docs_asset, methods=["GET"]),
+    ApiRoute("/docs", api_docs, methods=["GET"], permission=PUBLIC),
+    ApiRoute("/docs/assets/{name}", api_docs_asset, methods=["GET"], permission=PUBLIC),
 ]

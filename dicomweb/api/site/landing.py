@@ -15,12 +15,12 @@ from string import Template
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
 
 from dicomweb import __version__
 from dicomweb.api.capabilities.summary import store_mode
 from dicomweb.api.context import services_of
 from dicomweb.api.site.viewer import INSTALL_HINT, viewer_installed
+from dicomweb.http.access import PUBLIC, ApiRoute
 from dicomweb.http.urls import service_root
 
 log = logging.getLogger(__name__)
@@ -56,4 +56,4 @@ async def landing_page(request: Request) -> Response:
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
-routes = [Route("/", landing_page, methods=["GET"])]
+routes = [ApiRoute("/", landing_page, methods=["GET"], permission=PUBLIC)]

@@ -14,9 +14,9 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
 
 from dicomweb.api.context import services_of
+from dicomweb.http.access import PUBLIC, ApiRoute
 from dicomweb.http.urls import service_root
 
 BASE = "/viewer"
@@ -106,6 +106,6 @@ _NOT_INSTALLED = f"""<!doctype html>
 """
 
 routes = [
-    Route(BASE, viewer_root, methods=["GET"]),
-    Route(BASE + "/{path:path}", viewer_file, methods=["GET"]),
+    ApiRoute(BASE, viewer_root, methods=["GET"], permission=PUBLIC),
+    ApiRoute(BASE + "/{path:path}", viewer_file, methods=["GET"], permission=PUBLIC),
 ]

@@ -13,13 +13,14 @@ import logging
 from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from dicomcore.capacity import is_out_of_space
 from dicomcore.uids import is_valid_uid
 from dicomweb.api.context import Services, services_of
 from dicomweb.api.stow.response import stow_response, warning_headers
 from dicomweb.http.accept import accepts_json
+from dicomweb.http.access import ApiRoute
+from dicomweb.http.audit import note_stored
 from dicomweb.http.errors import HTTPError, bad_request, not_acceptable, unsupported_media_type
 from dicomweb.http.multipart import (
     BodyTooLargeError,
@@ -31,6 +32,7 @@ from dicomweb.http.multipart import (
     valid_boundary,
 )
 from dicomweb.http.urls import service_root, study_url
+from dicomweb.identity.permissions import Permission
 from dicomweb.usecases.store_instance import FailureReason, Outcome, store_upload
 
 DICOM = "application/dicom"
@@ -149,12 +151,15 @@ async def store_instances(request: Request) -> Response:
         # Spooling the upload filled the disk: nothing of this part was stored.
         raise HTTPError(507, "insufficient storage: no space left to receive the request; "
                              "nothing more was stored, send it again when space is freed") from exc
+    for outcome in outcomes:
+        if outcome.stored:
+            note_stored(request.scope, outcome.study_uid or "", outcome.series_uid or "", outcome.sop_uid or "")
     root = service_root(request)
     status, body = stow_response(outcomes, root, study_url(root, study) if study else None)
     return JSONResponse(body, status, media_type="application/dicom+json", headers=warning_headers(outcomes))
 
 
 routes = [
-    Route("/studies", store_instances, methods=["POST"]),
-    Route("/studies/{study}", store_instances, methods=["POST"]),
+    ApiRoute("/studies", store_instances, methods=["POST"], permission=Permission.WRITE),
+    ApiRoute("/studies/{study}", store_instances, methods=["POST"], permission=Permission.WRITE),
 ]
