@@ -8,7 +8,9 @@ ErrorComment).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 
 from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
@@ -21,7 +23,7 @@ from dicomweb.api.context import Services, services_of
 from dicomweb.api.stow.response import stow_response, warning_headers
 from dicomweb.http.accept import accepts_json
 from dicomweb.http.errors import HTTPError, bad_request, not_acceptable, unsupported_media_type
-from dicomweb.http.multipart import BodyTooLargeError, MultipartError, read_parts, spool_body
+from dicomweb.http.multipart import BodyTooLargeError, MultipartError, SpooledPart, read_parts, spool_body
 from dicomweb.http.urls import service_root, study_url
 from dicomweb.usecases.store_instance import FailureReason, Outcome, store_upload
 
@@ -42,25 +44,51 @@ def _check_size(request: Request, limit: int) -> None:
         raise HTTPError(413, f"request body of {declared} bytes is larger than the {limit}-byte limit")
 
 
+PARTS_AHEAD = 2
+"""Received parts waiting for the store while the next part is read: receiving part N+1
+overlaps storing part N (its fsyncs and index commit), with spooled files, not memory."""
+
+
 async def _store_multipart(
     request: Request, services: Services, boundary: str, root_type: str, study: str | None
 ) -> list[Outcome]:
-    outcomes: list[Outcome] = []
     parts = read_parts(request.stream(), boundary, services.blobs.new_staging_path,
                        max_bytes=services.settings.max_request_bytes)
-    async for part in parts:
-        part_type = (part.content_type or root_type).split(";")[0].strip().lower()
-        if part_type != DICOM:
-            if part.path.exists():
-                part.path.unlink()
-            outcomes.append(Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE,
-                                    message=f"part Content-Type {part_type!r} is not {DICOM}"))
-        elif part.size == 0:
-            outcomes.append(Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE,
-                                    message="part is empty"))
-        else:
-            outcomes.append(await store_upload(services.store, part.path, study, part.sha256))
+    outcomes: list[Outcome] = []
+    queued: deque[asyncio.Task[Outcome]] = deque()
+    previous: asyncio.Task[Outcome] | None = None
+    try:
+        async for part in parts:
+            # Each part is stored after the one before it (a chain), as when one was stored
+            # before the next was read: duplicates within a request answer as before.
+            previous = asyncio.create_task(_store_after(previous, services, part, root_type, study))
+            queued.append(previous)
+            while len(queued) > PARTS_AHEAD:
+                outcomes.append(await queued.popleft())
+    finally:
+        # Also when reading failed (client gone, malformed tail): parts received whole are
+        # stored, as they were before, and no task is left running.
+        for task in queued:
+            outcomes.append(await task)
     return outcomes
+
+
+async def _store_after(previous: asyncio.Task[Outcome] | None, services: Services, part: SpooledPart,
+                       root_type: str, study: str | None) -> Outcome:
+    if previous is not None:
+        await asyncio.wait([previous])
+    return await _store_part(services, part, root_type, study)
+
+
+async def _store_part(services: Services, part: SpooledPart, root_type: str, study: str | None) -> Outcome:
+    part_type = (part.content_type or root_type).split(";")[0].strip().lower()
+    if part_type != DICOM:
+        part.path.unlink(missing_ok=True)
+        return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE,
+                       message=f"part Content-Type {part_type!r} is not {DICOM}")
+    if part.size == 0:
+        return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE, message="part is empty")
+    return await store_upload(services.store, part.path, study, part.sha256)
 
 
 async def _store_single(request: Request, services: Services, study: str | None) -> list[Outcome]:
