@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class Counts:
     blob_writes: int = 0
     blob_lists: int = 0
     blob_deletes: int = 0
+    detail: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Calls by service, kind and Cosmos container: where an operation's calls go."""
 
     def add(self, call: dict[str, Any]) -> None:
         kind = call["kind"]
@@ -76,7 +78,9 @@ def _calls_of(log: Path, operation: Callable[[], None]) -> Counts:
     counts = Counts()
     with open(log, encoding="utf-8") as reader:
         for line in list(reader)[before:]:
-            counts.add(json.loads(line))
+            call = json.loads(line)
+            counts.add(call)
+            counts.detail[f"{call['service']} {call['kind']} {call.get('container', '')}".strip()] += 1
     return counts
 
 
@@ -137,4 +141,4 @@ def cost_table(results: dict[str, Counts]) -> str:
 
 
 def tally(results: dict[str, Counts]) -> dict[str, dict[str, Any]]:
-    return {name: dict(collections.OrderedDict(vars(counts))) for name, counts in results.items()}
+    return {name: {**vars(counts), "detail": dict(counts.detail)} for name, counts in results.items()}

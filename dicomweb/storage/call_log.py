@@ -26,6 +26,7 @@ def call_logger(path: Path, service: str) -> Callable[[Any], None]:
     def hook(response: Any) -> None:
         request = response.http_request
         line = json.dumps({"service": service, **describe(request.method, request.headers, request.url),
+                           "container": _container(request.url),
                            "status": response.http_response.status_code,
                            "charge": _charge(response.http_response.headers)})
         with lock, open(path, "a", encoding="utf-8") as out:
@@ -49,6 +50,12 @@ def describe(method: str, headers: Any, url: str) -> dict[str, Any]:
     if method == "DELETE":
         return {"method": method, "kind": "delete"}
     return {"method": method, "kind": "write"}
+
+
+def _container(url: str) -> str:
+    """The Cosmos container (``colls/<name>``) a call went to: our own names, no data."""
+    parts = url.split("?")[0].split("/")
+    return parts[parts.index("colls") + 1] if "colls" in parts[:-1] else ""
 
 
 def _charge(headers: Any) -> float:
