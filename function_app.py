@@ -17,6 +17,8 @@ a multi-GB upload dropped into ``incoming/`` costs no memory; the handler then r
 its header, with ranged reads through the same blob store as the HTTP app. The trigger
 does not pass the event's time; the handler copes (see dicomweb/usecases/blob_created.py).
 
+Operations (bulk import, reindex): Durable Functions, registered from dicomweb/durable.py.
+
 Configuration comes from the app settings (``local.settings.json`` ``Values`` locally);
 the trigger's ``connection`` names the same setting as the blob store's connection string
 (with a managed identity: ``DICOMWEB_BLOB_CONNECTION_STRING__blobServiceUri`` and
@@ -28,6 +30,7 @@ import azurefunctions.extensions.bindings.blob as blob_sdk
 
 from dicomweb.app import create_app
 from dicomweb.composition import build_services
+from dicomweb.durable import blueprint
 from dicomweb.settings import Settings
 from dicomweb.storage.blob_events import BlobCreated
 
@@ -35,10 +38,12 @@ BLOB_CONNECTION = "DICOMWEB_BLOB_CONNECTION_STRING"
 BLOB_PATH = "%DICOMWEB_BLOB_CONTAINER%/{name}"
 
 # Event Grid announces dropped files here; the periodic drop-zone scan is the embedded
-# server's stand-in for it, so it stays off.
-services = build_services(Settings.from_env().with_(ingest_scan_seconds=0))
+# server's stand-in for it, so it stays off. Operations run as Durable orchestrations.
+services = build_services(Settings.from_env().with_(ingest_scan_seconds=0, operations_runner="durable"))
 
 app = func.AsgiFunctionApp(app=create_app(services.settings, services), http_auth_level=func.AuthLevel.ANONYMOUS)
+# Long-running operations (dicomweb/durable.py): a queue starter, the orchestrator, one activity.
+app.register_functions(blueprint(services, BLOB_CONNECTION))
 
 
 @app.blob_trigger(arg_name="blob", path=BLOB_PATH, connection=BLOB_CONNECTION, source=func.BlobSource.EVENT_GRID)

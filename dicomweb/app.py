@@ -19,11 +19,12 @@ from starlette.routing import Mount
 from dicomweb.api.changefeed import routes as changefeed_routes
 from dicomweb.api.context import Services
 from dicomweb.api.delete import routes as delete_routes
+from dicomweb.api.importing import routes as importing_routes
 from dicomweb.api.operations import routes as operations_routes
 from dicomweb.api.qido import routes as qido_routes
 from dicomweb.api.stow import routes as stow_routes
 from dicomweb.api.wado import routes as wado_routes
-from dicomweb.background import event_indexing
+from dicomweb.background import event_indexing, operations_running
 from dicomweb.composition import build_services
 from dicomweb.http.errors import handle_http_error, handle_missing_blob
 from dicomweb.http.limits import HeaderLimits
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            async with event_indexing(wired):
+            async with event_indexing(wired), operations_running(wired):
                 yield
         finally:
             if own_services:
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                 allow_headers=["Accept", "Authorization", "Content-Type", "If-None-Match"],
                 expose_headers=EXPOSED_HEADERS,
             )
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *delete_routes.routes,
                 *changefeed_routes.routes,
                 *operations_routes.routes,
+                *importing_routes.routes,
             ]),
         )
     ]

@@ -1,7 +1,7 @@
-"""Event-driven indexing for the embedded server's lifetime: the in-process bus that
-delivers the store's blob-created events, the periodic drop-zone scan, and the
-reconciliation run once in the background at start-up (so start-up time does not grow
-with the store).
+"""Background work for the embedded server's lifetime: the in-process bus that delivers
+the store's blob-created events, the periodic drop-zone scan, the reconciliation run once
+in the background at start-up (so start-up time does not grow with the store), and the
+local operation runner.
 
 The Azure Functions app runs neither: there Event Grid delivers the events and files
 dropped into the container announce themselves.
@@ -57,3 +57,17 @@ async def event_indexing(services: Services) -> AsyncIterator[None]:
                 await scanner
         if bus is not None:
             await bus.stop()
+
+
+@contextlib.asynccontextmanager
+async def operations_running(services: Services) -> AsyncIterator[None]:
+    """The local operation runner: unfinished operations resume now, and stop (where they
+    are, checkpointed) when the server stops."""
+    runner = services.local_runner
+    if runner is not None:
+        await runner.resume_unfinished()
+    try:
+        yield
+    finally:
+        if runner is not None:
+            await runner.stop()

@@ -1,6 +1,7 @@
 """Command line: ``dicomweb serve`` starts the embedded server; ``dicomweb ingest`` imports
 the files dropped into the drop zone once; ``dicomweb verify [--repair]`` reconciles files,
-index and change feed; ``dicomweb changefeed tail`` follows the feed.
+index and change feed; ``dicomweb import PREFIX`` runs a bulk import
+(:mod:`dicomweb.import_cli`); ``dicomweb changefeed tail`` follows the feed.
 
 Options override the environment (see :class:`dicomweb.settings.Settings`).
 """
@@ -133,6 +134,14 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if report.corrupt_files or report.invalid_files else 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from dicomweb.import_cli import import_in_process, import_remote
+
+    if args.data:
+        return import_in_process(Path(args.data).resolve(), args.prefix, args.delete_source)
+    return import_remote(args.url.rstrip("/"), args.prefix, args.delete_source)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicomweb", description="DICOMweb server (PS3.18)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--repair", action="store_true", help="fix what was found (else only report)")
     verify.add_argument("--no-digests", action="store_true", help="skip reading every file for its SHA-256")
     verify.set_defaults(handler=_verify)
+
+    bulk = commands.add_parser(
+        "import", help="import every file under a prefix of the import area (DATA/import), with a progress bar")
+    bulk.add_argument("prefix", help="files whose path in the import area starts with this, e.g. batch-7/")
+    bulk.add_argument("--url", default="http://127.0.0.1:8080/v1", help="service root of a running server")
+    bulk.add_argument("--data", default=None, help="run in this process over the embedded store in this folder "
+                      "(instead of asking a server)")
+    bulk.add_argument("--delete-source", action="store_true", help="remove each file once stored")
+    bulk.set_defaults(handler=_import)
 
     feed = commands.add_parser("changefeed", help="read the change feed").add_subparsers(dest="feed", required=True)
     tail = feed.add_parser("tail", help="print each change as a JSON line, resuming from a saved position")

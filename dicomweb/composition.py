@@ -15,13 +15,19 @@ from dicomweb.api.context import Services
 from dicomweb.settings import Settings
 from dicomweb.storage.call_log import CALL_LOG_ENV, call_logger
 from dicomweb.storage.local_events import BlobEventBus
-from dicomweb.storage.port import BlobStore
+from dicomweb.storage.port import BlobStore, ImportArea
 from dicomweb.usecases.blob_created import BlobCreatedHandler
 from dicomweb.usecases.delete_instances import DeleteInstances
+from dicomweb.usecases.import_files import ImportFiles
+from dicomweb.usecases.operations.lifecycle import OperationStarter
+from dicomweb.usecases.operations.local_runner import LocalRunner
+from dicomweb.usecases.operations.steps import OperationKind
 from dicomweb.usecases.publish_events import FeedPublisher
 from dicomweb.usecases.reconcile import Reconcile
 from dicomweb.usecases.sidecars import SidecarFiles
 from dicomweb.usecases.store_instance import StoreInstance
+from dicomweb.usecases.upload_sessions import UploadSessions
+from indexing.operation_store import OperationStore
 from indexing.port import IndexStore
 
 
@@ -38,6 +44,15 @@ def build_services(settings: Settings) -> Services:
     store = StoreInstance(blobs, index, sidecars, on_change=publisher.kick,
                           delete_lease_seconds=settings.delete_lease_seconds)
     delete = DeleteInstances(blobs, index, on_change=publisher.kick, lease_seconds=settings.delete_lease_seconds)
+    operations = _operation_store(settings)
+    import_areas = _ImportAreas(settings)
+    # Every operation type, one line each (the next: reindex).
+    kinds: dict[str, OperationKind] = {kind.name: kind for kind in [
+        ImportFiles(import_areas, store, blobs),
+    ]}
+    runner = (LocalRunner(operations, kinds, settings.data_dir / "operations")
+              if settings.operations_runner == "local" else None)
+    starter = runner or _durable_starter(settings)
     return Services(
         settings=settings,
         blobs=blobs,
@@ -51,7 +66,66 @@ def build_services(settings: Settings) -> Services:
         blob_created=BlobCreatedHandler(settings.blob_container, blobs, index, store),
         reconcile=Reconcile(blobs, index, store, delete, settings.staging_grace_seconds),
         blob_events=blob_events,
+        operations=operations,
+        operation_kinds=kinds,
+        operation_starter=starter,
+        import_areas=import_areas,
+        uploads=UploadSessions(None if local else blobs, settings.data_dir / "upload-key",  # type: ignore[arg-type]
+                               settings.upload_expiry_seconds),
+        local_runner=runner,
+        closers=[import_areas, *([starter] if runner is None else [])],  # type: ignore[list-item]
     )
+
+
+class _ImportAreas:
+    """The import area of each container asked for, made once (the embedded store has one folder)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._areas: dict[str, ImportArea] = {}
+
+    def __call__(self, container: str | None) -> ImportArea:
+        settings = self.settings
+        if settings.blob_store == "filesystem":
+            if container:
+                raise ValueError("source.container names a Blob Storage container; the embedded store imports "
+                                 "from its import folder only")
+            from dicomweb.storage.import_folder import FolderImportArea
+
+            return self._areas.setdefault("", FolderImportArea(settings.import_path))
+        from dicomweb.storage.azure_blob import AzureBlobStore, AzureImportArea
+
+        name = container or settings.import_container
+        if name not in self._areas:
+            store = AzureBlobStore(name, connection_string=settings.blob_connection_string,
+                                   account_url=settings.blob_account_url)
+            self._areas[name] = AzureImportArea(store, create=name == settings.import_container)
+        return self._areas[name]
+
+    async def close(self) -> None:
+        for area in self._areas.values():
+            await area.close()
+
+
+def _operation_store(settings: Settings) -> OperationStore:
+    if settings.index_store == "sqlite":
+        from indexing.sqlite.operation_store import SqliteOperationStore
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteOperationStore(settings.data_dir / "index.sqlite")
+    from indexing.cosmos.containers import containers
+    from indexing.cosmos.database import CosmosDatabase
+    from indexing.cosmos.operation_store import CosmosOperationStore
+
+    return CosmosOperationStore(CosmosDatabase(settings.cosmos_endpoint, settings.cosmos_key,
+                                               settings.cosmos_database, containers()))
+
+
+def _durable_starter(settings: Settings) -> OperationStarter:
+    from dicomweb.storage.azure_queue import QueueOperationStarter
+
+    return QueueOperationStarter(settings.operations_queue, connection_string=settings.blob_connection_string,
+                                 account_url=settings.blob_account_url)
 
 
 def _blob_root(settings: Settings) -> Path:

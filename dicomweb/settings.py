@@ -53,6 +53,11 @@ class Settings:
                                             (3600)
     ``DICOMWEB_VERIFY_AT_STARTUP``          reconcile files, index and feed in the background
                                             at start-up (1; 0: only ``dicomweb verify``)
+    ``DICOMWEB_IMPORT_DIR``                 the embedded import area (default ``DATA/import``)
+    ``DICOMWEB_IMPORT_CONTAINER``           the Azure import area: a container (``import``)
+    ``DICOMWEB_OPERATIONS_RUNNER``          ``local`` (in the server process) or ``durable``
+    ``DICOMWEB_OPERATIONS_QUEUE``           the queue that starts Durable orchestrations
+    ``DICOMWEB_UPLOAD_EXPIRY_SECONDS``      how long an upload URL is valid (3600)
     ======================================  =====================================================
     """
 
@@ -76,6 +81,11 @@ class Settings:
     delete_lease_seconds: float = 10.0
     staging_grace_seconds: float = 3600.0
     verify_at_startup: bool = True
+    import_dir: str = ""
+    import_container: str = "import"
+    operations_runner: str = "local"
+    operations_queue: str = "dicomweb-operations"
+    upload_expiry_seconds: int = 3600
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -101,7 +111,17 @@ class Settings:
             delete_lease_seconds=float(_env("DICOMWEB_DELETE_LEASE_SECONDS", "10")),
             staging_grace_seconds=float(_env("DICOMWEB_STAGING_GRACE_SECONDS", "3600")),
             verify_at_startup=_env("DICOMWEB_VERIFY_AT_STARTUP", "1") not in ("0", "false", "no"),
+            import_dir=_env("DICOMWEB_IMPORT_DIR", ""),
+            import_container=_env("DICOMWEB_IMPORT_CONTAINER", "import"),
+            operations_runner=_env("DICOMWEB_OPERATIONS_RUNNER", "local"),
+            operations_queue=_env("DICOMWEB_OPERATIONS_QUEUE", "dicomweb-operations"),
+            upload_expiry_seconds=int(_env("DICOMWEB_UPLOAD_EXPIRY_SECONDS", "3600")),
         )
+
+    @property
+    def import_path(self) -> Path:
+        """The embedded import area."""
+        return Path(self.import_dir) if self.import_dir else self.data_dir / "import"
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_sdk
 import pytest
 from azurefunctions.extensions.base import Datum
@@ -48,6 +49,41 @@ def functions(function_app: ModuleType) -> dict[str, Any]:
 
 def bindings(function: Any) -> list[dict[str, Any]]:
     return json.loads(function.get_function_json())["bindings"]
+
+
+def test_operations_run_as_durable_functions_started_from_a_queue(functions: dict[str, Any]) -> None:
+    def trigger(name: str) -> dict[str, Any]:
+        (found,) = [b for b in bindings(functions[name]) if b["type"].endswith("Trigger")]
+        return found
+
+    assert trigger("operation_orchestrator")["type"] == "orchestrationTrigger"
+    assert trigger("operation_activity")["type"] == "activityTrigger"
+    queue = trigger("start_operation")
+    assert queue["type"] == "queueTrigger" and queue["queueName"] == "dicomweb-operations"
+    assert queue["connection"] == "DICOMWEB_BLOB_CONNECTION_STRING"
+    assert any(b["type"] == "durableClient" for b in bindings(functions["start_operation"]))
+
+
+def test_a_queued_start_message_starts_the_orchestration_once(functions: dict[str, Any]) -> None:
+    # The SDK wraps the function to build the client from the host's JSON; call what it wraps.
+    start = functions["start_operation"].get_user_function().__wrapped__
+    message = func.QueueMessage(body=json.dumps({"operationId": "b" * 32, "type": "import"}).encode())
+
+    class Client:
+        def __init__(self) -> None:
+            self.started: list[tuple[str, str | None, Any]] = []
+
+        async def get_status(self, instance_id: str) -> Any:
+            return SimpleNamespace(runtime_status="Running" if self.started else None)
+
+        async def start_new(self, name: str, instance_id: str | None = None, client_input: Any = None) -> str:
+            self.started.append((name, instance_id, client_input))
+            return instance_id or ""
+
+    client = Client()
+    asyncio.run(start(message, client))
+    asyncio.run(start(message, client))  # redelivered: the instance exists, nothing more starts
+    assert client.started == [("operation_orchestrator", "b" * 32, {"operationId": "b" * 32, "type": "import"})]
 
 
 def test_the_http_function_serves_the_service_root_only(functions: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ see it (each takes its ports as arguments).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from starlette.requests import Request
@@ -18,10 +18,16 @@ from dicomweb.storage.blob_events import BlobEventSource
 from dicomweb.storage.port import BlobStore
 from dicomweb.usecases.blob_created import BlobCreatedHandler
 from dicomweb.usecases.delete_instances import DeleteInstances
+from dicomweb.usecases.import_files import ImportAreas
+from dicomweb.usecases.operations.lifecycle import OperationStarter
+from dicomweb.usecases.operations.local_runner import LocalRunner
+from dicomweb.usecases.operations.steps import OperationKind
 from dicomweb.usecases.publish_events import FeedPublisher
 from dicomweb.usecases.reconcile import Reconcile
 from dicomweb.usecases.sidecars import SidecarFiles
 from dicomweb.usecases.store_instance import StoreInstance
+from dicomweb.usecases.upload_sessions import UploadSessions
+from indexing.operation_store import OperationStore
 from indexing.port import IndexStore
 
 
@@ -42,10 +48,25 @@ class Services:
     delete: DeleteInstances
     blob_created: BlobCreatedHandler
     reconcile: Reconcile
+    operations: OperationStore
+    operation_kinds: dict[str, OperationKind]
+    """Every operation type, by name (what both runners drive)."""
+    operation_starter: OperationStarter
+    import_areas: ImportAreas
+    uploads: UploadSessions
     blob_events: BlobEventSource | None = None
     """The local store's blob-created events (``None`` where Event Grid delivers them)."""
+    local_runner: LocalRunner | None = None
+    """The in-process operation runner (``None`` where Durable Functions runs operations)."""
+    closers: list[Closeable] = field(default_factory=list)
+    """Further adapters to close (import areas, the operations queue)."""
 
     async def close(self) -> None:
+        if self.local_runner is not None:
+            await self.local_runner.stop()
+        for closer in self.closers:
+            await closer.close()
+        await self.operations.close()
         await self.publisher.drain()
         await self.events.close()
         await self.index.close()

@@ -31,6 +31,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -42,11 +43,12 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 from azure.storage.blob import ContainerClient as SyncContainerClient
-from azure.storage.blob.aio import ContainerClient
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from dicomcore.threads import in_thread
-from dicomweb.storage.port import BlobExistsError, BlobNotFoundError
+from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, ImportAreaError
 from dicomweb.storage.staging import remove_stale
 
 log = logging.getLogger(__name__)
@@ -329,6 +331,26 @@ class AzureBlobStore:
         async for name in client.list_blob_names(name_starts_with=prefix or None):
             yield name
 
+    # -- upload sessions ----------------------------------------------------------------
+
+    async def write_only_url(self, name: str, expires: datetime) -> str:
+        """A SAS URL for ``name`` with create and write permissions only (no read, list or
+        delete): an account-key SAS with a connection string (Azurite), a user-delegation SAS
+        signed with the app's identity (managed identity) otherwise."""
+        client = await self._client()
+        blob = client.get_blob_client(name)
+        permission = BlobSasPermissions(create=True, write=True)
+        key = getattr(client.credential, "account_key", None)
+        if key:
+            sas = generate_blob_sas(client.account_name or "", self.container, name, account_key=key,
+                                    permission=permission, expiry=expires)
+        else:
+            service = BlobServiceClient(client.primary_endpoint.rsplit("/", 1)[0], credential=client.credential)
+            delegation = await service.get_user_delegation_key(datetime.now(UTC) - timedelta(minutes=5), expires)
+            sas = generate_blob_sas(client.account_name or "", self.container, name, user_delegation_key=delegation,
+                                    permission=permission, expiry=expires)
+        return f"{blob.url}?{sas}"
+
 
 async def _wait_for_copy(blob: Any) -> None:
     """Return once a server-side copy into ``blob`` has finished (a copy within one account
@@ -408,3 +430,62 @@ class _RangedBlobReader(io.RawIOBase):
         data = downloader.readall()
         self._position += len(data)
         return data
+
+
+class AzureImportArea:
+    """A bulk import's source in Azure: a container of the account (``DICOMWEB_IMPORT_CONTAINER``),
+    read with the app's identity. Blob names cannot leave their container, so only the
+    rule every import area shares (relative, no ``..``) is checked.
+
+    Pages follow Blob Storage's own listing: the cursor is its continuation token.
+    """
+
+    def __init__(self, store: AzureBlobStore, *, create: bool = False) -> None:
+        self.store = store
+        # Only the configured import container is made when missing; a container a request
+        # names is read as it is (a missing one fails the operation, nothing is created).
+        self.store._container_ready = not create
+
+    def check_prefix(self, prefix: str) -> None:
+        _check_relative(prefix, "prefix")
+
+    async def count(self, prefix: str) -> int:
+        self.check_prefix(prefix)
+        return sum([1 async for _ in self.store.list_names(prefix)])
+
+    async def list_page(self, prefix: str, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        self.check_prefix(prefix)
+        client = await self.store._client()
+        pages: Any = client.list_blobs(name_starts_with=prefix, results_per_page=limit).by_page(
+            continuation_token=cursor)
+        names: list[str] = []
+        async for page in pages:
+            names = [blob.name async for blob in page]
+            break
+        return names, (pages.continuation_token or None)
+
+    def open_reader(self, name: str) -> BinaryIO:
+        _check_relative(name, "file name")
+        return self.store.open_reader(name)
+
+    async def copy_to(self, name: str, path: Path) -> None:
+        # Streamed through this process (bounded memory); a server-side copy into the
+        # instance container would save the round trip (see docs/operations.md).
+        with open(path, "wb") as out:
+            async for chunk in self.store.iter_chunks(name, chunk_size=DOWNLOAD_CHUNK):
+                out.write(chunk)
+
+    async def delete(self, name: str) -> None:
+        await self.store.delete(name)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def _check_relative(name: str, what: str) -> None:
+    if not name:
+        raise ImportAreaError(f"the {what} is empty")
+    if name.startswith(("/", "\\")):
+        raise ImportAreaError(f"the {what} must be relative to the import area, not absolute")
+    if ".." in name.replace("\\", "/").split("/"):
+        raise ImportAreaError(f"the {what} must not contain '..'")

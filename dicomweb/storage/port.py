@@ -9,6 +9,7 @@ atomically, even between several server processes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -110,4 +111,53 @@ class BlobStore(Protocol):
 
     async def close(self) -> None:
         """Release connections (a network store); called once when the app stops."""
+        ...
+
+
+class ImportAreaError(ValueError):
+    """A name or prefix that would reach outside the import area; the message says why."""
+
+
+class ImportArea(Protocol):
+    """Files a bulk import reads, left in place unless the import is asked to delete them:
+    ``DATA/import/`` on the embedded store, a container of the account in Azure.
+
+    Names are ``/``-separated and relative to the area; nothing outside it can be named.
+    """
+
+    def check_prefix(self, prefix: str) -> None:
+        """Raise :class:`ImportAreaError` when ``prefix`` could name files outside the area."""
+        ...
+
+    async def count(self, prefix: str) -> int:
+        """How many files start with ``prefix`` (for percentComplete)."""
+        ...
+
+    async def list_page(self, prefix: str, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        """Up to ``limit`` names starting with ``prefix`` after ``cursor`` (``None``: from the
+        start), in a stable order, and the cursor of the next page (``None``: no more)."""
+        ...
+
+    def open_reader(self, name: str) -> BinaryIO:
+        """A seekable, synchronous reader (for pydicom); blocking, use in a thread. Raises
+        :class:`BlobNotFoundError`, or :class:`ImportAreaError` for a name leading outside."""
+        ...
+
+    async def copy_to(self, name: str, path: Path) -> None:
+        """Copy the file to the local ``path`` (the source stays)."""
+        ...
+
+    async def delete(self, name: str) -> None:
+        """Remove a file; a missing one is not an error."""
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
+class UploadUrlSigner(Protocol):
+    """Signs URLs a client uploads one blob to directly (Blob Storage's SAS)."""
+
+    async def write_only_url(self, name: str, expires: datetime) -> str:
+        """A URL allowing only the creation and writing of the blob ``name`` until ``expires``."""
         ...

@@ -18,6 +18,7 @@ from dicomcore import layout
 from dicomcore.clock import utc_now
 from dicomcore.validation import InstanceUids
 from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, BlobStore
+from indexing.port import IndexStore
 
 NOTE_SUFFIX = ".failure.json"
 
@@ -58,16 +59,47 @@ async def _move_aside(blobs: BlobStore, name: str, target: str) -> str | None:
         return None
 
 
-async def list_failures(blobs: BlobStore, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` files in ``failed/``, by name, each with its note."""
+async def list_failures(blobs: BlobStore, index: IndexStore, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """Up to ``limit`` files in ``failed/``, by name, each with its note, after skipping
+    ``offset`` of them. A failure whose instance was stored after it failed (the file was
+    fixed and imported again) is no longer listed."""
     failures: list[dict[str, Any]] = []
+    skipped = 0
     async for name in blobs.list_names(layout.FAILED_PREFIX):
         if name.endswith(NOTE_SUFFIX):
             continue
-        failures.append(await _read_note(blobs, name))
+        note = await _read_note(blobs, name)
+        if await _imported_since(index, note):
+            continue
+        if skipped < offset:
+            skipped += 1
+            continue
+        failures.append(note)
         if len(failures) >= limit:
             break
     return failures
+
+
+async def _imported_since(index: IndexStore, note: dict[str, Any]) -> bool:
+    uids = (note.get("studyInstanceUid"), note.get("seriesInstanceUid"), note.get("sopInstanceUid"))
+    if not all(isinstance(uid, str) for uid in uids):
+        return False
+    record = await index.get_instance(*uids)  # type: ignore[arg-type]
+    return record is not None and record.stored_at > str(note.get("failedAt") or "")
+
+
+async def delete_failure(blobs: BlobStore, name: str) -> bool:
+    """Remove a failed file and its note; ``False`` when there is no such failure."""
+    blob = layout.FAILED_PREFIX + name
+    if name.endswith(NOTE_SUFFIX) or ".." in name.split("/"):
+        return False
+    try:
+        await blobs.size(blob)
+    except BlobNotFoundError:
+        return False
+    await blobs.delete(blob + NOTE_SUFFIX)
+    await blobs.delete(blob)
+    return True
 
 
 async def _read_note(blobs: BlobStore, name: str) -> dict[str, Any]:

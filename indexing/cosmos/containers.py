@@ -12,12 +12,13 @@ from pathlib import Path
 
 from indexing.cosmos.database import ContainerSpec
 from indexing.cosmos.feed_store import CONTAINER as FEED_CONTAINER
+from indexing.cosmos.operation_store import CONTAINER as OPERATIONS_CONTAINER
 from indexing.cosmos.schema import CONTAINER as INDEX_CONTAINER
 
 
 def containers() -> list[ContainerSpec]:
-    """The index and the change feed."""
-    return [INDEX_CONTAINER, FEED_CONTAINER]
+    """The index, the change feed and the long-running operations."""
+    return [INDEX_CONTAINER, FEED_CONTAINER, OPERATIONS_CONTAINER]
 
 
 def containers_json() -> str:

@@ -99,3 +99,37 @@ def parse_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str]
             headers[name.strip().lower()] = value.strip()
         parts.append((headers, payload[:-2]))
     return parts
+
+
+def many_instances(study: str, count: int) -> list[bytes]:
+    """``count`` small instances of one series, made fast: one file written by pydicom, then
+    its SOP Instance UID (a fixed-width placeholder) replaced byte for byte in each copy
+    (thousands of pydicom writes take minutes on a loaded machine)."""
+    width = len(str(count))
+    placeholder = f"{study}.1{'9' * width}"
+    template = make_dataset(study=study, sop=placeholder)
+    data = to_bytes(template)
+    assert data.count(placeholder.encode()) == 2  # file meta and dataset
+    return [data.replace(placeholder.encode(), f"{study}.1{i:0{width}d}".encode()) for i in range(count)]
+
+
+def write_large_instance(path: str, size: int, study: str | None = None) -> str:
+    """A valid multi-frame 8-bit instance of about ``size`` bytes, written
+    sparsely: pydicom writes the header, the Pixel Data element header is appended by hand
+    and the frames are a hole (zeros), so a 2 GB file costs no time or disk to make.
+    Returns its SOP Instance UID."""
+    import struct
+
+    side = 1024
+    frames = max(1, size // (side * side))
+    ds = make_dataset(study=study, rows=side, columns=side)
+    del ds.PixelData
+    ds.NumberOfFrames = frames
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    header = to_bytes(ds)
+    length = frames * side * side
+    with open(path, "wb") as out:
+        out.write(header)
+        out.write(b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", length))
+        out.truncate(len(header) + 12 + length)
+    return str(ds.SOPInstanceUID)

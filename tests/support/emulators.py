@@ -236,3 +236,29 @@ def main() -> None:
 if __name__ == "__main__":
     os.chdir(ROOT)
     main()
+
+
+@dataclass
+class AzuriteQueues:
+    """Azurite's queue service (the storage queue that starts Durable orchestrations)."""
+
+    process: _NodeProcess
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"QueueEndpoint={self.process.url}/{AZURITE_ACCOUNT};")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_azurite_queues() -> AzuriteQueues:
+    """Azurite's queue service on a free 127.0.0.1 port, in memory."""
+    ensure_node_modules()
+    command = [
+        "node", str(NODE_MODULES / "azurite" / "dist" / "src" / "queue" / "main.js"),
+        "--queueHost", "127.0.0.1", "--queuePort", "0", "--skipApiVersionCheck", "--disableTelemetry",
+        "--silent", "--inMemoryPersistence",
+    ]
+    return AzuriteQueues(_NodeProcess(command, re.compile(r"listens on (http://127\.0\.0\.1:\d+)"), ROOT))

@@ -84,3 +84,9 @@ def settings_environment(settings: Settings) -> dict[str, str]:
         env |= {"DICOMWEB_COSMOS_ENDPOINT": settings.cosmos_endpoint, "DICOMWEB_COSMOS_KEY": settings.cosmos_key,
                 "DICOMWEB_COSMOS_DATABASE": settings.cosmos_database}
     return env
+
+
+def kill_hard(server: ServerProcess) -> None:
+    """``kill -9``: the process gets no chance to clean up (a crash, a power cut)."""
+    server.process.kill()
+    server.process.wait(timeout=10)

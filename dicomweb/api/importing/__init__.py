@@ -1,0 +1,1 @@
+"""Bulk import (``POST /import``) and upload sessions (``POST /uploads``)."""
