@@ -87,7 +87,8 @@ def _dataset_json(
         except (ValueError, TypeError, OverflowError) as exc:
             # A value the JSON model cannot hold (e.g. IS "1A"): leave the element out rather
             # than fail the whole instance's metadata, as pydicom's suppress_invalid_tags does.
-            _log.warning("left %s out of DICOM JSON: %s", path, exc)
+            # The exception's text quotes the value (patient data): its type says enough.
+            _log.warning("left %s out of DICOM JSON: invalid value (%s)", path, type(exc).__name__)
     return result
 
 

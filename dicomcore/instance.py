@@ -26,6 +26,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from dicomcore import frames as fr
+from dicomcore import limits
 from dicomcore.frames import FrameIndex
 
 PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -47,6 +48,10 @@ _VIDEO_SYNTAX = re.compile(r"1\.2\.840\.10008\.1\.2\.4\.10[0-8](?:\.1)?")
 
 class InvalidInstanceError(ValueError):
     """The file is not a readable DICOM Part 10 instance; the message names the problem."""
+
+
+class InstanceTooLargeError(InvalidInstanceError):
+    """Reading the file would pass a parsing limit (:mod:`dicomcore.limits`)."""
 
 
 @dataclass
@@ -86,12 +91,12 @@ def read_instance(fp: BinaryIO) -> ParsedInstance:
     """
     size = _file_size(fp)
     has_preamble = _check_prefix(fp)
-    reader = _ReadTracker(fp)
+    if _deflated_from(fp, has_preamble) is not None:  # before pydicom would inflate it whole
+        dataset, index = _read_deflated(fp, DeflatedExplicitVRLittleEndian)
+        return ParsedInstance(dataset, DeflatedExplicitVRLittleEndian, index, size)
+    reader = _ReadTracker(fp, limits.current().max_header_bytes)
     dataset = _read_header(reader, force=not has_preamble)
     transfer_syntax = _transfer_syntax(dataset)
-    if transfer_syntax == DeflatedExplicitVRLittleEndian:
-        dataset, index = _read_deflated(fp, transfer_syntax)
-        return ParsedInstance(dataset, transfer_syntax, index, size)
     position = reader.tell()
     if position >= size:
         _check_header_complete(fp, dataset, reader, size)
@@ -116,6 +121,7 @@ def read_frame_fallback(fp: BinaryIO, number: int) -> bytes:
         :class:`InvalidInstanceError` if the file cannot be read.
     """
     fp.seek(0)
+    _check_deflated_size(fp)
     try:
         dataset = pydicom.dcmread(fp)
     except Exception as exc:  # pydicom reports malformed input with many exception types
@@ -155,12 +161,17 @@ class _ReadTracker:
     up to the end of a file without pixel data, is rare enough to be rejected too.)
     """
 
-    def __init__(self, fp: BinaryIO) -> None:
+    def __init__(self, fp: BinaryIO, max_bytes: int) -> None:
         self._fp = fp
+        self.max_bytes = max_bytes
         self.partial_read = False
 
     def read(self, size: int | None = -1) -> bytes:
-        data = self._fp.read(-1 if size is None else size)
+        if size is None or size < 0 or self._fp.tell() + size > self.max_bytes:
+            # Checked before reading: pydicom reads each value whole into memory.
+            raise InstanceTooLargeError(
+                f"the DICOM header is larger than {self.max_bytes} bytes (DICOMWEB_MAX_HEADER_BYTES)")
+        data = self._fp.read(size)
         if size is not None and 0 < len(data) < size:
             self.partial_read = True
         return data
@@ -198,9 +209,56 @@ def _check_prefix(fp: BinaryIO) -> bool:
         "not a DICOM Part 10 file: missing 'DICM' prefix (and no File Meta Information at the start)")
 
 
+def _deflated_from(fp: BinaryIO, has_preamble: bool) -> int | None:
+    """Where the deflate stream starts when the File Meta Information names the Deflated
+    transfer syntax, else ``None``. Reads the File Meta group alone."""
+    fp.seek(0)
+    capped = cast(BinaryIO, _ReadTracker(fp, limits.current().max_header_bytes))
+    try:
+        pydicom.filereader.read_preamble(capped, not has_preamble)
+        meta = pydicom.filereader._read_file_meta_info(capped)  # the one reader of group 0002 alone
+    except Exception:  # not readable (or too large): the full read below names the problem
+        fp.seek(0)
+        return None
+    start = fp.tell()
+    fp.seek(0)
+    return start if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian else None
+
+
+def _check_deflated_size(fp: BinaryIO) -> None:
+    """Raise :class:`InstanceTooLargeError` when ``fp`` is a deflated dataset that inflates
+    past the limit (memory stays at one chunk while checking)."""
+    start = _deflated_from(fp, has_preamble=_has_preamble(fp))
+    if start is None:
+        return
+    try:
+        limits.check_inflated_size(fp, start, limits.current().max_inflated_bytes)
+    except limits.LimitExceededError as exc:
+        raise InstanceTooLargeError(str(exc)) from exc
+    except ValueError as exc:
+        raise InvalidInstanceError(str(exc)) from exc
+    finally:
+        fp.seek(0)
+
+
+def _has_preamble(fp: BinaryIO) -> bool:
+    fp.seek(_PREAMBLE_LENGTH)
+    prefixed = fp.read(4) == b"DICM"
+    fp.seek(0)
+    return prefixed
+
+
+def check_readable_size(fp: BinaryIO) -> None:
+    """Raise :class:`InstanceTooLargeError` when reading ``fp`` whole with pydicom would pass
+    a parsing limit (today: a deflated dataset inflating past ``max_inflated_bytes``)."""
+    _check_deflated_size(fp)
+
+
 def _read_header(reader: _ReadTracker, *, force: bool = False) -> Dataset:
     try:
         dataset = pydicom.dcmread(cast(BinaryIO, reader), stop_before_pixels=True, force=force)
+    except InvalidInstanceError:
+        raise
     except Exception as exc:  # pydicom reports malformed input with many exception types
         raise InvalidInstanceError(f"not a readable DICOM file: {type(exc).__name__}: {exc}") from exc
     # The dataset would otherwise keep the reader (maybe a network connection) alive.
@@ -257,8 +315,10 @@ def _length_before_value(fp: BinaryIO, value_offset: int, vr: str, implicit: boo
 
 def _read_deflated(fp: BinaryIO, transfer_syntax: str) -> tuple[Dataset, FrameIndex]:
     # The dataset is one deflate stream, so its pixel data has no file offset and nothing can be
-    # skipped: read it all (pydicom inflates the whole stream even to stop before pixels).
+    # skipped: read it all (pydicom inflates the whole stream even to stop before pixels),
+    # once its inflated size is known to be within the limit.
     fp.seek(0)
+    _check_deflated_size(fp)
     dataset = _read_full(fp)
     tag = next((tag for tag in PIXEL_DATA_TAGS if tag in dataset), None)
     if tag is None:

@@ -2,7 +2,9 @@
 
 Each DICOMweb transaction and feature lives in its own package under :mod:`dicomweb.api`
 (``stow``, ``qido``, ``wado``, ``delete``, ``changefeed``, ``operations``) and contributes a
-``routes`` list; they are mounted under the service root.
+``routes`` list; they are mounted under the service root. Outside it: the health probes
+(``health``), the capabilities summary and OpenAPI description (``capabilities``: ``/v1`` and
+``/v1/openapi.json``), and the pages for people (``site``: ``/``, ``/docs``, ``/viewer/``).
 """
 
 from __future__ import annotations
@@ -16,19 +18,26 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
+from dicomcore import redact
+from dicomweb.api.capabilities import routes as capabilities_routes
 from dicomweb.api.changefeed import routes as changefeed_routes
 from dicomweb.api.context import Services
 from dicomweb.api.delete import routes as delete_routes
+from dicomweb.api.health import routes as health_routes
 from dicomweb.api.importing import routes as importing_routes
+from dicomweb.api.operations import cast_routes
 from dicomweb.api.operations import routes as operations_routes
 from dicomweb.api.qido import routes as qido_routes
+from dicomweb.api.site import routes as site_routes
 from dicomweb.api.stow import routes as stow_routes
 from dicomweb.api.wado import routes as wado_routes
-from dicomweb.background import event_indexing, operations_running
+from dicomweb.background import event_indexing, fhir_sync, operations_running
 from dicomweb.composition import build_services
 from dicomweb.http.errors import handle_http_error, handle_missing_blob
 from dicomweb.http.limits import HeaderLimits
+from dicomweb.http.request_log import RequestLog
 from dicomweb.http.routing import merge_methods
+from dicomweb.http.telemetry import RequestTelemetry
 from dicomweb.http.urls import SERVICE_PREFIX
 from dicomweb.settings import Settings
 from dicomweb.storage.port import BlobNotFoundError
@@ -47,13 +56,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            async with event_indexing(wired), operations_running(wired):
+            async with event_indexing(wired), operations_running(wired), fhir_sync(wired):
                 yield
         finally:
             if own_services:
                 await wired.close()
 
-    middleware = [Middleware(HeaderLimits)]
+    middleware = [Middleware(RequestLog)] if settings.request_log else []
+    middleware += [Middleware(RequestTelemetry), Middleware(HeaderLimits)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -65,6 +75,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             )
         )
     routes = [
+        *site_routes.routes,
+        *health_routes.routes,
+        *capabilities_routes.routes,
         Mount(
             SERVICE_PREFIX,
             routes=merge_methods([
@@ -73,8 +86,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 *wado_routes.routes,
                 *delete_routes.routes,
                 *changefeed_routes.routes,
+                *cast_routes.routes,  # before /operations/{id}, which would take "cast-failures"
                 *operations_routes.routes,
                 *importing_routes.routes,
+                # Also under the service root: the Functions host routes only /v1/* to the app.
+                *health_routes.routes,
             ]),
         )
     ]
@@ -85,4 +101,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     app.state.services = wired
+    redact.install("uvicorn", "uvicorn.error")  # in every worker process: logs carry no patient data
     return app

@@ -71,3 +71,18 @@ async def operations_running(services: Services) -> AsyncIterator[None]:
     finally:
         if runner is not None:
             await runner.stop()
+
+
+@contextlib.asynccontextmanager
+async def fhir_sync(services: Services) -> AsyncIterator[None]:
+    """DICOMcast for the server's lifetime, when configured (see dicomweb/usecases/cast);
+    ``cast_poll_seconds=0`` leaves it to another runner (the Functions timer)."""
+    runner = services.cast if services.settings.cast_poll_seconds > 0 else None
+    task = asyncio.get_running_loop().create_task(runner.run()) if runner is not None else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,7 +1,9 @@
 """Command line: ``dicomweb serve`` starts the embedded server; ``dicomweb ingest`` imports
 the files dropped into the drop zone once; ``dicomweb verify [--repair]`` reconciles files,
 index and change feed; ``dicomweb import PREFIX`` runs a bulk import
-(:mod:`dicomweb.import_cli`); ``dicomweb changefeed tail`` follows the feed.
+(:mod:`dicomweb.import_cli`); ``dicomweb demo`` loads the sample studies;
+``dicomweb changefeed tail`` follows the feed; ``dicomweb cast``
+syncs a FHIR server from the feed (DICOMcast).
 
 Options override the environment (see :class:`dicomweb.settings.Settings`).
 """
@@ -10,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from dicomweb import __version__
 from dicomweb.http.urls import SERVICE_PREFIX
 
 
@@ -21,40 +26,64 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from dicomweb.serving import GuardedProtocol
+    from dicomweb.settings import Settings
+
     # Settings are read from the environment, so workers started by uvicorn see the same.
     os.environ["DICOMWEB_DATA_DIR"] = str(Path(args.data).resolve())
     root = f"http://{args.host}:{args.port}{SERVICE_PREFIX}"
     os.environ.setdefault("DICOMWEB_PUBLIC_URL", root)
+    # Our request log (dicomweb.http.request_log) replaces uvicorn's access log: that one
+    # writes the query string, where QIDO carries patient names, and no duration.
+    os.environ["DICOMWEB_REQUEST_LOG"] = "0" if args.quiet else "1"
+    settings = Settings.from_env()
     config = uvicorn.Config(
         "dicomweb.asgi:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
-        access_log=args.access_log,
-        timeout_keep_alive=30,
-        h11_max_incomplete_event_size=64 * 1024,
+        log_config=_logging_config(),
+        access_log=False,
+        http=GuardedProtocol,  # header deadline, header cap, body idle timeout (dicomweb/serving.py)
+        timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
+        limit_concurrency=settings.max_connections,
     )
     server = uvicorn.Server(config)
-    _announce_when_ready(server, root, args.data)
+    start_page = f"http://{args.host}:{args.port}/"
+    _announce_when_ready(server, root, start_page, args.data)
     if args.workers > 1:
         # Several processes share one SQLite database (WAL, one writer at a time) and one folder.
         sock = config.bind_socket()
         print(f"DICOMweb service root: {root}  (data: {Path(args.data).resolve()}, {args.workers} workers)",
               flush=True)
+        print(f"Start page: {start_page}  (viewer, API docs, examples)", flush=True)
         Multiprocess(config, sockets=[sock]).run()
         return 0
     server.run()
     return 0
 
 
-def _announce_when_ready(server: object, root: str, data: str) -> None:
-    """Print the service root once uvicorn is listening (after ``startup``)."""
+def _logging_config() -> dict[str, Any]:
+    """uvicorn's logging set-up plus the request log on stdout (each worker process applies it)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["requests"] = {"format": "%(asctime)s %(message)s"}
+    config["handlers"]["requests"] = {"formatter": "requests", "class": "logging.StreamHandler",
+                                      "stream": "ext://sys.stdout"}
+    config["loggers"]["dicomweb.requests"] = {"handlers": ["requests"], "level": "INFO", "propagate": False}
+    return config
+
+
+def _announce_when_ready(server: object, root: str, start_page: str, data: str) -> None:
+    """Print the service root and the start page once uvicorn is listening (after ``startup``)."""
     original = server.startup  # type: ignore[attr-defined]
 
     async def startup(sockets: object = None) -> None:
         await original(sockets=sockets)
         print(f"DICOMweb service root: {root}  (data: {Path(data).resolve()})", flush=True)
+        print(f"Start page: {start_page}  (viewer, API docs, examples)", flush=True)
 
     server.startup = startup  # type: ignore[attr-defined]
 
@@ -107,6 +136,37 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dicomweb.composition import build_services
+    from dicomweb.demo.load import load_demo
+    from dicomweb.settings import Settings
+    from dicomweb.usecases.store_instance import FailureReason
+
+    settings = Settings.from_env()
+    if args.data:
+        settings = settings.with_(data_dir=Path(args.data).resolve())
+
+    async def run() -> int:
+        services = build_services(settings)
+        try:
+            outcomes = await load_demo(services.store, services.index, services.blobs.new_staging_path)
+        finally:
+            await services.close()
+        stored = sum(outcome.stored for outcome in outcomes)
+        already = sum(outcome.failure == FailureReason.ALREADY_STORED for outcome in outcomes)
+        failed = [outcome.message for outcome in outcomes
+                  if not outcome.stored and outcome.failure != FailureReason.ALREADY_STORED]
+        print(f"demo: {stored} instances stored, {already} already there")
+        for message in failed:
+            print(f"demo: not stored: {message}", file=sys.stderr)
+        print("demo: patient DEMO^FIRST HOUR; open the start page of the server to look at them")
+        return 1 if failed else 0
+
+    return asyncio.run(run())
+
+
 def _verify(args: argparse.Namespace) -> int:
     import asyncio
     import json
@@ -140,10 +200,15 @@ def _import(args: argparse.Namespace) -> int:
     if args.data:
         return import_in_process(Path(args.data).resolve(), args.prefix, args.delete_source)
     return import_remote(args.url.rstrip("/"), args.prefix, args.delete_source)
+def _cast(args: argparse.Namespace) -> int:
+    from dicomweb.cast_command import run_cast
+
+    return run_cast(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicomweb", description="DICOMweb server (PS3.18)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the server on the embedded store (folder + SQLite)")
     serve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
@@ -152,8 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder of the embedded store (default ./data)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--log-level", default="warning")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--quiet", action="store_true",
+                       help="no request log (by default: one line per request, path without its query)")
+    serve.add_argument("--access-log", action="store_true", help=argparse.SUPPRESS)  # the default now
     serve.set_defaults(handler=_serve)
+
+    demo = commands.add_parser(
+        "demo", help="load sample studies (a CT, an MR, a multi-frame, a whole-slide image) into the store, then exit")
+    demo.add_argument("--data", default=None,
+                      help="folder of the embedded store (default: DICOMWEB_DATA_DIR or ./data)")
+    demo.set_defaults(handler=_demo)
 
     ingest = commands.add_parser(
         "ingest", help="import the files dropped into the store's incoming/ folder (DATA/blobs/incoming), then exit")
@@ -187,6 +260,26 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--poll", type=float, default=1.0, help="seconds between polls when caught up")
     tail.add_argument("--once", action="store_true", help="stop when caught up instead of polling")
     tail.set_defaults(handler=_tail)
+
+    cast = commands.add_parser(
+        "cast", help="DICOMcast: keep a FHIR R4 server's Patient, Endpoint and ImagingStudy in step with the "
+        "change feed of a running server; `cast failures` lists (--retry: retries) the studies it skipped")
+    cast.add_argument("what", nargs="?", choices=["run", "failures"], default="run")
+    cast.add_argument("--fhir-url", default=os.environ.get("DICOMWEB_FHIR_URL", ""), help="FHIR R4 base URL")
+    cast.add_argument("--url", default="http://127.0.0.1:8080/v1", help="service root of the DICOMweb server")
+    cast.add_argument("--state", default="dicomcast-state.json", help="file holding the position and the failures")
+    cast.add_argument("--patient-system", default=os.environ.get("DICOMWEB_FHIR_PATIENT_SYSTEM", ""),
+                      help="identifier system of PatientID in FHIR (default: IssuerOfPatientID, else none)")
+    cast.add_argument("--auth", default=os.environ.get("DICOMWEB_FHIR_AUTH", "none"), choices=["none", "azure"],
+                      help="azure: sign in to FHIR with DefaultAzureCredential (scope {fhir-url}/.default)")
+    cast.add_argument("--poll", type=float, default=1.0, help="seconds between polls when caught up")
+    cast.add_argument("--once", action="store_true", help="stop when caught up instead of polling")
+    cast.add_argument("--batch", type=int, default=1000, help="change-feed entries read (and saved) at a time")
+    cast.add_argument("--dose-observations", action="store_true",
+                      default=os.environ.get("DICOMWEB_FHIR_DOSE_OBSERVATIONS", "").lower() in ("1", "true", "yes"),
+                      help="radiation dose SR instances become FHIR Observations (LOINC 73569-6)")
+    cast.add_argument("--retry", action="store_true", help="with `failures`: sync the failed studies again")
+    cast.set_defaults(handler=_cast)
     return parser
 
 

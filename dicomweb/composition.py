@@ -11,12 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from changefeed.port import ChangeFeedStore, EventSink
+from dicomcore import limits, redact
 from dicomweb.api.context import Services
 from dicomweb.settings import Settings
 from dicomweb.storage.call_log import CALL_LOG_ENV, call_logger
 from dicomweb.storage.local_events import BlobEventBus
 from dicomweb.storage.port import BlobStore, ImportArea
+from dicomweb.telemetry.exporters import configure_telemetry
+from dicomweb.telemetry.traced import MeasuredEventSink, count_stored, traced
 from dicomweb.usecases.blob_created import BlobCreatedHandler
+from dicomweb.usecases.cast.archive import LocalArchive
+from dicomweb.usecases.cast.ports import FeedSource, FhirClient, StudySource
+from dicomweb.usecases.cast.state import BlobState, JsonFileState
+from dicomweb.usecases.cast.sync import CastRunner, CastSync
 from dicomweb.usecases.delete_instances import DeleteInstances
 from dicomweb.usecases.import_files import ImportFiles
 from dicomweb.usecases.operations.lifecycle import OperationStarter
@@ -33,12 +40,19 @@ from indexing.port import IndexStore
 
 def build_services(settings: Settings) -> Services:
     """Adapters for ``settings`` and the use cases over them. Does no I/O."""
+    redact.quiet_pydicom()
+    limits.configure(limits.ParseLimits(max_header_bytes=settings.max_header_bytes,
+                                        max_inflated_bytes=settings.max_inflated_bytes))
+    configure_telemetry(settings)
     # A local folder announces its own writes; Blob Storage has Event Grid for that.
     local = settings.blob_store == "filesystem"
     blob_events = BlobEventBus(settings.blob_container, _blob_root(settings)) if local else None
-    blobs = _blob_store(settings, blob_events)
+    # Every port is traced here, at the root: one span per call, no tracing code in an adapter.
+    blobs = traced(_blob_store(settings, blob_events), "blob")
     index, feed = _index_and_feed(settings)
-    events = _event_sink(settings)
+    index = traced(index, "index", {"add_instance": count_stored})
+    feed = traced(feed, "feed")
+    events = traced(MeasuredEventSink(_event_sink(settings)), "events")
     publisher = FeedPublisher(feed, events, blobs)
     sidecars = SidecarFiles(blobs, settings.bulkdata_threshold)
     store = StoreInstance(blobs, index, sidecars, on_change=publisher.kick,
@@ -53,6 +67,7 @@ def build_services(settings: Settings) -> Services:
     runner = (LocalRunner(operations, kinds, settings.data_dir / "operations")
               if settings.operations_runner == "local" else None)
     starter = runner or _durable_starter(settings)
+    cast = _cast_in_process(settings, LocalArchive(feed, index, sidecars, settings.public_url), blobs, events)
     return Services(
         settings=settings,
         blobs=blobs,
@@ -74,6 +89,7 @@ def build_services(settings: Settings) -> Services:
                                settings.upload_expiry_seconds),
         local_runner=runner,
         closers=[import_areas, *([starter] if runner is None else [])],  # type: ignore[list-item]
+        cast=cast,
     )
 
 
@@ -126,6 +142,51 @@ def _durable_starter(settings: Settings) -> OperationStarter:
 
     return QueueOperationStarter(settings.operations_queue, connection_string=settings.blob_connection_string,
                                  account_url=settings.blob_account_url)
+
+
+def _fhir_client(fhir_url: str, auth: str) -> FhirClient:
+    from dicomweb.fhir.http_client import AzureToken, HttpFhirClient
+
+    if auth not in ("none", "azure"):
+        raise ValueError(f"DICOMWEB_FHIR_AUTH={auth!r} is not supported; use 'none' or 'azure'")
+    return HttpFhirClient(fhir_url, token=AzureToken(fhir_url) if auth == "azure" else None)
+
+
+def _cast_sync(fhir: FhirClient, feed: FeedSource, studies: StudySource, state: BlobState | JsonFileState,
+               patient_system: str, batch: int = 1000, dose_observations: bool = False) -> CastSync:
+    from dicomweb.usecases.cast.study_sync import StudySync  # fhir.resources: imported only when configured
+
+    study_sync = StudySync(fhir, studies, patient_system=patient_system, dose_observations=dose_observations)
+    return CastSync(fhir, feed, study_sync, state, batch=batch)
+
+
+def _cast_in_process(settings: Settings, archive: LocalArchive, blobs: BlobStore, events: EventSink
+                     ) -> CastRunner | None:
+    """DICOMcast inside this process when DICOMWEB_FHIR_URL is set, woken by each change event."""
+    if not settings.fhir_url:
+        return None
+    fhir = _fhir_client(settings.fhir_url, settings.fhir_auth)
+    sync = _cast_sync(fhir, archive, archive, BlobState(blobs), settings.fhir_patient_system,
+                      dose_observations=settings.fhir_dose_observations)
+    runner = CastRunner(sync, settings.cast_poll_seconds)
+    from changefeed.inprocess import InProcessEventBus
+
+    if isinstance(events, InProcessEventBus):
+        async def wake(_entry: object) -> None:
+            runner.kick()
+
+        events.subscribe(wake)
+    return runner
+
+
+def build_remote_cast(fhir_url: str, service_root: str, state: Path, *, patient_system: str = "",
+                      auth: str = "none", batch: int = 1000, dose_observations: bool = False) -> CastSync:
+    """DICOMcast following a running server's change feed (``dicomweb cast``)."""
+    from dicomweb.fhir.remote_archive import RemoteArchive
+
+    archive = RemoteArchive(service_root)
+    return _cast_sync(_fhir_client(fhir_url, auth), archive, archive, JsonFileState(state), patient_system, batch,
+                      dose_observations)
 
 
 def _blob_root(settings: Settings) -> Path:

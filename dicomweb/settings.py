@@ -14,6 +14,9 @@ from typing import Any
 GIB = 1024**3
 MIB = 1024**2
 
+DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[1] / "viewer" / "ohif"
+"""Where ``scripts/setup.sh`` (``scripts/fetch_viewer.sh``) installs the OHIF viewer in a clone."""
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
@@ -41,9 +44,14 @@ class Settings:
     ``DICOMWEB_COSMOS_DATABASE``            the database (``dicomweb``); containers are created
     ``DICOMWEB_PUBLIC_URL``                 the service root as clients see it (in events)
     ``DICOMWEB_EVENTGRID_ENDPOINT``         Event Grid topic endpoint; empty: in-process events
-    ``DICOMWEB_EVENTGRID_KEY``              its access key
+    ``DICOMWEB_EVENTGRID_KEY``              its access key; empty: DefaultAzureCredential
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_BLOB_EVENTS_QUEUE``          Azure: the storage queue Event Grid delivers the
+                                            container's BlobCreated events to (``blob-events``)
+    ``APPLICATIONINSIGHTS_CONNECTION_STRING``  traces and metrics to Application Insights
+    ``DICOMWEB_TELEMETRY``                  local telemetry: ``otlp`` (the ``OTEL_EXPORTER_OTLP_*``
+                                            variables), ``console``, or empty: off
     ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
                                             decoded) WADO converts in memory (256 MiB); larger
                                             conversions answer 406
@@ -58,6 +66,23 @@ class Settings:
     ``DICOMWEB_OPERATIONS_RUNNER``          ``local`` (in the server process) or ``durable``
     ``DICOMWEB_OPERATIONS_QUEUE``           the queue that starts Durable orchestrations
     ``DICOMWEB_UPLOAD_EXPIRY_SECONDS``      how long an upload URL is valid (3600)
+    ``DICOMWEB_FHIR_URL``                   FHIR R4 base URL: DICOMcast syncs to it (off when empty)
+    ``DICOMWEB_FHIR_PATIENT_SYSTEM``        identifier system of PatientID in FHIR (docs/dicomcast.md)
+    ``DICOMWEB_FHIR_AUTH``                  ``none`` (default) or ``azure`` (managed identity token)
+    ``DICOMWEB_CAST_POLL_SECONDS``          how often DICOMcast looks for changes it missed (5)
+    ``DICOMWEB_FHIR_DOSE_OBSERVATIONS``     ``true``: dose SR instances become Observations (false)
+    ``DICOMWEB_MAX_PARTS``                  parts in one STOW request (5,000)
+    ``DICOMWEB_MAX_FRAMES``                 frame numbers in one frames URL, duplicates count (1,000)
+    ``DICOMWEB_MAX_INFLATED_BYTES``         a Deflated instance's inflated size (256 MiB)
+    ``DICOMWEB_MAX_HEADER_BYTES``           a DICOM header's size before Pixel Data (64 MiB)
+    ``DICOMWEB_QIDO_MAX_VALUES``            alternatives (values, patterns, UIDs) per QIDO key (200)
+    ``DICOMWEB_QIDO_TIMEOUT_SECONDS``       a QIDO search's time budget; past it 503 (30)
+    ``DICOMWEB_MAX_CONNECTIONS``            concurrent connections of ``dicomweb serve`` (1,000)
+    ``DICOMWEB_HEADER_TIMEOUT_SECONDS``     time to send a request's headers (30)
+    ``DICOMWEB_BODY_TIMEOUT_SECONDS``       longest pause while sending a request body (60)
+    ``DICOMWEB_KEEPALIVE_SECONDS``          idle time before a kept-alive connection closes (30)
+    ``DICOMWEB_VIEWER_DIR``                 the OHIF viewer bundle served at ``/viewer/``
+    ``DICOMWEB_REQUEST_LOG``                ``1``: one log line per request (the CLI's default)
     ======================================  =====================================================
     """
 
@@ -77,6 +102,9 @@ class Settings:
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    blob_events_queue: str = "blob-events"
+    appinsights_connection_string: str = ""
+    telemetry: str = ""
     transcode_max_bytes: int = 256 * MIB
     delete_lease_seconds: float = 10.0
     staging_grace_seconds: float = 3600.0
@@ -86,6 +114,23 @@ class Settings:
     operations_runner: str = "local"
     operations_queue: str = "dicomweb-operations"
     upload_expiry_seconds: int = 3600
+    fhir_url: str = ""
+    fhir_patient_system: str = ""
+    fhir_auth: str = "none"
+    cast_poll_seconds: float = 5.0
+    fhir_dose_observations: bool = False
+    max_parts: int = 5_000
+    max_frames: int = 1_000
+    max_inflated_bytes: int = 256 * 1024**2
+    max_header_bytes: int = 64 * 1024**2
+    qido_max_values: int = 200
+    qido_timeout_seconds: float = 30.0
+    max_connections: int = 1_000
+    header_timeout_seconds: float = 30.0
+    body_timeout_seconds: float = 60.0
+    keepalive_seconds: float = 30.0
+    viewer_dir: Path = DEFAULT_VIEWER_DIR
+    request_log: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -107,6 +152,9 @@ class Settings:
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            blob_events_queue=_env("DICOMWEB_BLOB_EVENTS_QUEUE", "blob-events"),
+            appinsights_connection_string=_env("APPLICATIONINSIGHTS_CONNECTION_STRING", ""),
+            telemetry=_env("DICOMWEB_TELEMETRY", "").lower(),
             transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
             delete_lease_seconds=float(_env("DICOMWEB_DELETE_LEASE_SECONDS", "10")),
             staging_grace_seconds=float(_env("DICOMWEB_STAGING_GRACE_SECONDS", "3600")),
@@ -116,6 +164,23 @@ class Settings:
             operations_runner=_env("DICOMWEB_OPERATIONS_RUNNER", "local"),
             operations_queue=_env("DICOMWEB_OPERATIONS_QUEUE", "dicomweb-operations"),
             upload_expiry_seconds=int(_env("DICOMWEB_UPLOAD_EXPIRY_SECONDS", "3600")),
+            fhir_url=_env("DICOMWEB_FHIR_URL", ""),
+            fhir_patient_system=_env("DICOMWEB_FHIR_PATIENT_SYSTEM", ""),
+            fhir_auth=_env("DICOMWEB_FHIR_AUTH", "none"),
+            cast_poll_seconds=float(_env("DICOMWEB_CAST_POLL_SECONDS", "5")),
+            fhir_dose_observations=_env("DICOMWEB_FHIR_DOSE_OBSERVATIONS", "false").lower() in ("1", "true", "yes"),
+            max_parts=int(_env("DICOMWEB_MAX_PARTS", "5000")),
+            max_frames=int(_env("DICOMWEB_MAX_FRAMES", "1000")),
+            max_inflated_bytes=int(_env("DICOMWEB_MAX_INFLATED_BYTES", str(256 * 1024**2))),
+            max_header_bytes=int(_env("DICOMWEB_MAX_HEADER_BYTES", str(64 * 1024**2))),
+            qido_max_values=int(_env("DICOMWEB_QIDO_MAX_VALUES", "200")),
+            qido_timeout_seconds=float(_env("DICOMWEB_QIDO_TIMEOUT_SECONDS", "30")),
+            max_connections=int(_env("DICOMWEB_MAX_CONNECTIONS", "1000")),
+            header_timeout_seconds=float(_env("DICOMWEB_HEADER_TIMEOUT_SECONDS", "30")),
+            body_timeout_seconds=float(_env("DICOMWEB_BODY_TIMEOUT_SECONDS", "60")),
+            keepalive_seconds=float(_env("DICOMWEB_KEEPALIVE_SECONDS", "30")),
+            viewer_dir=Path(_env("DICOMWEB_VIEWER_DIR", str(DEFAULT_VIEWER_DIR))),
+            request_log=_env("DICOMWEB_REQUEST_LOG", "0").lower() in ("1", "true", "yes"),
         )
 
     @property

@@ -28,8 +28,11 @@ Semantics chosen here (summarised in docs/conformance.md):
   ignored (PS3.18 10.6.3.3). DICOM attributes the table lacks are collected in
   ``header_tags``: an instance search answers them from the stored headers; a study or
   series search returns what the table stores for its level.
-* ``limit``: default 100, values above 10000 are lowered to 10000; ``offset`` default 0.
-  Both must be non-negative integers, ``limit`` at least 1.
+* ``limit``: default 100, values above 10000 are lowered to 10000; ``offset`` default 0,
+  at most 1,000,000. Both must be non-negative integers (ASCII digits), ``limit`` at least 1.
+* A key may carry at most ``max_values`` alternatives (values, patterns or UIDs; with fuzzy
+  matching every word counts), so no query costs more than a bounded number of index
+  lookups; more is a 400 naming the key.
 * Any other parameter that is not an attribute is a 400.
 * Double-encoded values: Starlette decodes the query string once; a value still holding
   a ``%XX`` escape afterwards (``DOE%5EJ%2A`` from a client that encoded twice) is
@@ -56,6 +59,7 @@ from indexing.values import (
     number_key,
     parse_date,
     person_name_key,
+    split_name_words,
     time_bounds,
 )
 
@@ -63,6 +67,8 @@ __all__ = ["Level", "Match", "MatchKind", "Query", "QueryError", "parse_query", 
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10000
+MAX_OFFSET = 1_000_000
+DEFAULT_MAX_VALUES = 200
 
 STUDY_UID_TAG = "0020000D"
 SERIES_UID_TAG = "0020000E"
@@ -138,9 +144,11 @@ def parse_query(
     study_uid: str | None = None,
     series_uid: str | None = None,
     table: AttributeTable | None = None,
+    max_values: int = DEFAULT_MAX_VALUES,
 ) -> Query:
-    """The :class:`Query` for a search of ``level`` with the request's query parameters."""
-    parser = _Parser(level, table or standard_table())
+    """The :class:`Query` for a search of ``level`` with the request's query parameters;
+    a key with more than ``max_values`` alternatives is a :class:`QueryError`."""
+    parser = _Parser(level, table or standard_table(), max_values)
     parser.check_path_uid("Study Instance UID", study_uid)
     parser.check_path_uid("Series Instance UID", series_uid)
     for key, raw_value in params:
@@ -193,9 +201,10 @@ class _Key:
 
 
 class _Parser:
-    def __init__(self, level: Level, table: AttributeTable) -> None:
+    def __init__(self, level: Level, table: AttributeTable, max_values: int) -> None:
         self.level = level
         self.table = table
+        self.max_values = max_values
         self.keys: dict[str, _Key] = {}
         self.include_tags: set[str] = set()
         self.include_all = False
@@ -281,6 +290,8 @@ class _Parser:
         matches = tuple(
             match for collected in self.keys.values() if (match := _build_match(collected, fuzzy)) is not None
         )
+        for match in matches:
+            self._check_size(match)
         include_tags = set(self.include_tags)
         include_tags.update(c.entry.top_tag for c in self.keys.values())
         return Query(
@@ -291,10 +302,20 @@ class _Parser:
             include_all=self.include_all,
             include_tags=frozenset(include_tags),
             header_tags=frozenset(self.header_tags),
-            limit=min(self._count("limit", DEFAULT_LIMIT, minimum=1), MAX_LIMIT),
-            offset=self._count("offset", 0, minimum=0),
+            limit=min(self._count("limit", DEFAULT_LIMIT, minimum=1, maximum=2**63 - 1), MAX_LIMIT),
+            offset=self._count("offset", 0, minimum=0, maximum=MAX_OFFSET),
             fuzzy=fuzzy,
         )
+
+    def _check_size(self, match: Match) -> None:
+        if match.kind is MatchKind.FUZZY:
+            terms = sum(max(1, len(split_name_words(name))) for name in match.values)
+        else:
+            terms = len(match.values)
+        if terms > self.max_values:
+            key = self.keys[match.tag].key
+            raise QueryError(key, f"'{key}' has {terms} alternatives (values, patterns, UIDs or name words); "
+                                  f"at most {self.max_values} are allowed (DICOMWEB_QIDO_MAX_VALUES)")
 
     def _fuzzy(self) -> bool:
         value = self.controls.get("fuzzymatching")
@@ -304,12 +325,14 @@ class _Parser:
             raise QueryError("fuzzymatching", f"fuzzymatching must be true or false, not '{value}'")
         return value.lower() == "true"
 
-    def _count(self, name: str, default: int, *, minimum: int) -> int:
+    def _count(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
         value = self.controls.get(name)
         if value is None:
             return default
-        if not re.fullmatch(r"\d+", value.strip()) or int(value) < minimum:
-            raise QueryError(name, f"{name} must be an integer of at least {minimum}, not '{value}'")
+        # ASCII digits only (``\d`` would take other scripts' digits), few enough for int().
+        if not re.fullmatch(r"[0-9]{1,19}", value.strip()) or not minimum <= int(value) <= maximum:
+            raise QueryError(
+                name, f"{name} must be an integer of at least {minimum} and at most {maximum}, not '{value[:40]}'")
         return int(value)
 
 

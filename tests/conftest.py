@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from dicomcore import limits
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
 from tests.support.emulators import Azurite, CosmosServer, missing_tools, start_azurite, start_cosmos
@@ -29,6 +30,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
         metafunc.parametrize("backend", [EMBEDDED, AZURE], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _default_parse_limits() -> Iterator[None]:
+    """Parsing limits are process-wide (set by the composition root from the settings): a
+    test that builds an app with small limits must not leave them to the next test."""
+    yield
+    limits.configure(limits.ParseLimits())
 
 
 @pytest.fixture

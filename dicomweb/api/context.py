@@ -17,6 +17,7 @@ from dicomweb.settings import Settings
 from dicomweb.storage.blob_events import BlobEventSource
 from dicomweb.storage.port import BlobStore
 from dicomweb.usecases.blob_created import BlobCreatedHandler
+from dicomweb.usecases.cast.sync import CastRunner
 from dicomweb.usecases.delete_instances import DeleteInstances
 from dicomweb.usecases.import_files import ImportAreas
 from dicomweb.usecases.operations.lifecycle import OperationStarter
@@ -60,6 +61,8 @@ class Services:
     """The in-process operation runner (``None`` where Durable Functions runs operations)."""
     closers: list[Closeable] = field(default_factory=list)
     """Further adapters to close (import areas, the operations queue)."""
+    cast: CastRunner | None = None
+    """DICOMcast, when ``DICOMWEB_FHIR_URL`` is set."""
 
     async def close(self) -> None:
         if self.local_runner is not None:
@@ -72,6 +75,8 @@ class Services:
         await self.index.close()
         await self.feed.close()
         await self.blobs.close()
+        if self.cast is not None:
+            await self.cast.sync.close()
 
 
 def services_of(request: Request) -> Services:

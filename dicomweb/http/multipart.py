@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,18 @@ class BodyTooLargeError(ValueError):
     """The body passed the configured size limit."""
 
 
+class TooManyPartsError(ValueError):
+    """The body has more parts than the configured limit."""
+
+
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+
+
+def valid_boundary(boundary: str) -> bool:
+    """RFC 2046 §5.1.1: 1 to 70 characters of ``bchars``, not ending with a space."""
+    return _BOUNDARY.fullmatch(boundary) is not None
+
+
 @dataclass
 class SpooledPart:
     """One part of a multipart body, its bytes in a local file."""
@@ -45,6 +58,8 @@ class SpooledPart:
     digest: Any = field(default_factory=hashlib.sha256)
     """SHA-256 of the bytes spooled so far: the stored file's checksum, taken on the way in
     (no second read of the file)."""
+    number: int = 0
+    """Its place in the body, from 1."""
 
     @property
     def sha256(self) -> str:
@@ -70,6 +85,8 @@ class _PartCollector:
     header_field: bytearray = field(default_factory=bytearray)
     header_value: bytearray = field(default_factory=bytearray)
     finished: bool = False
+    begun: int = 0
+    """Parts begun so far."""
 
     def callbacks(self) -> dict[str, Callable[..., None]]:
         return {
@@ -83,7 +100,8 @@ class _PartCollector:
         }
 
     def part_begin(self) -> None:
-        self.current = SpooledPart(headers={}, path=self.new_path())
+        self.begun += 1
+        self.current = SpooledPart(headers={}, path=self.new_path(), number=self.begun)
 
     def header_end(self) -> None:
         assert self.current is not None
@@ -122,18 +140,21 @@ async def _write(path: Path, chunks: list[bytes], digest: Any) -> int:
 
 
 async def read_parts(
-    body: AsyncIterable[bytes], boundary: str, new_path: Callable[[], Path], *, max_bytes: int
+    body: AsyncIterable[bytes], boundary: str, new_path: Callable[[], Path], *, max_bytes: int,
+    max_parts: int | None = None,
 ) -> AsyncIterator[SpooledPart]:
     """Yield each part as soon as it is complete, spooled to ``new_path()``.
 
     The caller processes a part before the next is read (back-pressure). Raises
     :class:`MultipartError` for a malformed or truncated body and
-    :class:`BodyTooLargeError` past ``max_bytes``. Files of parts not yet yielded are
-    removed on error; the caller owns (and removes) yielded files.
+    :class:`BodyTooLargeError` past ``max_bytes``, :class:`TooManyPartsError` when a part
+    beyond ``max_parts`` begins (once the parts before it are yielded).
+    Files of parts not yet yielded are removed on error; the caller owns (and removes) yielded files.
     """
     collector = _PartCollector(new_path)
     parser = MultipartParser(boundary, collector.callbacks(), max_header_count=16)  # type: ignore[arg-type]
     received = 0
+    part_limit = max_parts if max_parts is not None else float("inf")
     try:
         async for chunk in body:
             received += len(chunk)
@@ -143,9 +164,14 @@ async def read_parts(
                 parser.write(chunk)
             except MultipartParseError as exc:
                 raise MultipartError(f"malformed multipart body: {exc}") from exc
-            if collector.should_flush():
+            over = collector.begun > part_limit
+            if over:  # the parts within the limit are handled; nothing beyond it is written
+                collector.pending = [(part, data) for part, data in collector.pending if part.number <= part_limit]
+            if over or collector.should_flush():
                 for part in await _flush(collector):
                     yield part
+            if over:
+                raise TooManyPartsError(f"the request has more than {max_parts} parts (DICOMWEB_MAX_PARTS)")
         if not collector.finished:
             raise MultipartError(
                 "multipart body ended before its closing boundary (truncated request, "

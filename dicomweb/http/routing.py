@@ -42,4 +42,6 @@ def _merged(group: list[Route]) -> Route:
     async def by_method(request: Request) -> Response:
         return await handlers[request.method](request)
 
+    # Kept for whoever describes the routes (the OpenAPI generator): each method's own endpoint.
+    setattr(by_method, "handlers", handlers)  # noqa: B010 - an attribute on a function
     return Route(group[0].path, by_method, methods=sorted(handlers), name=group[0].name)

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
-_SUBJECT = re.compile(r"^/blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<name>.+)$")
+# DOTALL: a blob name may hold any character, a line break too (files dropped on disk).
+_SUBJECT = re.compile(r"^/blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<name>.+)\Z", re.DOTALL)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,13 @@ Durability: a blob is written under a temporary name, fsynced, then linked (excl
 or renamed (replace) into place, and the folder is fsynced; a reader never sees a partial
 file and a crash never leaves one under a real name.
 
+Untrusted files: the drop zone (``incoming/``) holds whatever a user put there. Names are
+looked at with ``lstat`` and files opened with ``O_NOFOLLOW | O_NONBLOCK``, so a symbolic
+link is never followed and a FIFO never blocks; anything but a regular file raises
+:class:`NotRegularFileError`. A move copies the bytes (a reflink where the filesystem can,
+else an in-kernel copy) rather than hard-linking them, so the writer of a dropped file,
+who may still hold it open, cannot change the stored instance afterwards.
+
 Blob-created events: Blob Storage announces every new blob through Event Grid; this store
 does the same in-process through ``on_blob_created`` (called with the name and size after
 each write or move), so the embedded server feeds the same indexing handler.
@@ -12,15 +19,77 @@ each write or move), so the embedded server feeds the same indexing handler.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import shutil
+import stat
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from dicomcore import layout
 from dicomcore.threads import in_thread
-from dicomweb.storage.port import BlobExistsError, BlobNotFoundError
+from dicomweb.storage.port import BlobChangingError, BlobExistsError, BlobNotFoundError, NotRegularFileError
 from dicomweb.storage.staging import remove_stale
+
+FICLONE = 0x40049409
+"""Linux ioctl: make the target a copy-on-write clone of the source (btrfs, XFS, ...).
+Python's standard library has no reflink call, hence the ioctl by hand; where it fails the
+bytes are copied in the kernel (``os.sendfile`` via shutil)."""
+
+SOURCE_MARK = "user.dicomweb.source"
+"""Extended attribute naming the dropped file a stored copy was made from, so a second
+delivery of the same move can tell its own finished copy from another file."""
+
+_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def _open_regular(path: Path) -> int:
+    """A read-only descriptor of the regular file ``path``: a symbolic link is not followed
+    and a FIFO or device does not block (or act) on open."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFileError("a symbolic link: links are not followed") from exc
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFileError(f"{_kind(mode)}: only regular files are read")
+    return fd
+
+
+def source_identity(info: os.stat_result) -> str:
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def _copy_into(source_fd: int, target: Path) -> None:
+    with open(target, "wb") as out:
+        try:
+            fcntl.ioctl(out.fileno(), FICLONE, source_fd)
+        except OSError:  # not on one filesystem, or it cannot clone: copy the bytes
+            with os.fdopen(os.dup(source_fd), "rb") as src:
+                src.seek(0)
+                shutil.copyfileobj(src, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _mark(path: Path) -> str | None:
+    try:
+        return os.getxattr(path, SOURCE_MARK, follow_symlinks=False).decode()
+    except OSError:
+        return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -33,24 +102,6 @@ def _fsync_dir(path: Path) -> None:
 
 BlobCreatedHook = Callable[[str, int], None]
 """Called on the event loop with a new blob's name and size."""
-
-
-def _open_and_read(path: Path, offset: int, size: int) -> tuple[BinaryIO, bytes]:
-    handle = open(path, "rb")  # noqa: SIM115 - closed by the caller, after its last read
-    try:
-        handle.seek(offset)
-        return handle, handle.read(size)
-    except BaseException:
-        handle.close()
-        raise
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Both names are links to one file (false when either is missing)."""
-    try:
-        return os.path.samefile(a, b)
-    except FileNotFoundError:
-        return False
 
 
 class FilesystemBlobStore:
@@ -110,23 +161,60 @@ class FilesystemBlobStore:
 
     def _move(self, source: str, target: str) -> int:
         src, dst = self._path(source), self._path(target)
-        dst.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(src, dst)  # atomic and exclusive, and no byte is copied
+            info = os.lstat(src)
+        except FileNotFoundError as exc:
+            raise BlobNotFoundError(source) from exc
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if stat.S_ISREG(info.st_mode):
+            self._copy_in(src, dst, source, target)
+        else:
+            self._move_entry(src, dst, info, source, target)
+        _fsync_dir(dst.parent)
+        size = dst.lstat().st_size
+        with contextlib.suppress(FileNotFoundError):
+            now = os.lstat(src)
+            if (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino):  # one dropped again meanwhile stays
+                src.unlink()
+                self._prune_empty_folder(src.parent)
+        return size
+
+    def _copy_in(self, src: Path, dst: Path, source: str, target: str) -> None:
+        """Copy the regular file ``src`` to ``dst`` (exclusive), marked with its identity."""
+        try:
+            fd = _open_regular(src)
+        except FileNotFoundError as exc:
+            raise BlobNotFoundError(source) from exc
+        staged = self.new_staging_path()
+        try:
+            before = os.fstat(fd)
+            _copy_into(fd, staged)
+            if source_identity(os.fstat(fd)) != source_identity(before):
+                raise BlobChangingError(f"{source!a} changed while it was copied")
+            with contextlib.suppress(OSError):  # a filesystem without user xattrs: no idempotent retry
+                os.setxattr(staged, SOURCE_MARK, source_identity(before).encode())
+            try:
+                os.link(staged, dst)  # atomic and exclusive
+            except FileExistsError as exc:
+                if _mark(dst) != source_identity(before):
+                    raise BlobExistsError(target) from exc
+                # else: an interrupted or concurrent move of this very file; finish it
+        finally:
+            os.close(fd)
+            staged.unlink(missing_ok=True)
+
+    def _move_entry(self, src: Path, dst: Path, info: os.stat_result, source: str, target: str) -> None:
+        """Move a special file (link, FIFO, device) aside without opening it; never to an
+        instance name."""
+        if layout.key_from_name(target) is not None:
+            raise NotRegularFileError(f"{_kind(info.st_mode)}: only regular files are stored")
+        try:
+            os.link(src, dst, follow_symlinks=False)
         except FileNotFoundError as exc:
             raise BlobNotFoundError(source) from exc
         except FileExistsError as exc:
-            if not _same_file(src, dst):
-                if not src.exists():  # checked after: a concurrent move may finish in between
-                    raise BlobNotFoundError(source) from exc
+            if os.lstat(dst).st_ino != info.st_ino:
                 raise BlobExistsError(target) from exc
-            # else: an interrupted or concurrent move of this very file; finish it
-        _fsync_dir(dst.parent)
-        size = dst.stat().st_size
-        if _same_file(src, dst):  # a file written again under the source name meanwhile stays
-            src.unlink(missing_ok=True)
-            self._prune_empty_folder(src.parent)
-        return size
 
     async def move(self, source: str, target: str) -> None:
         size = await in_thread(self._move, source, target)
@@ -165,8 +253,8 @@ class FilesystemBlobStore:
 
     def read_range_now(self, name: str, offset: int, length: int) -> bytes | None:
         try:
-            fd = os.open(self._path(name), os.O_RDONLY)
-        except FileNotFoundError as exc:
+            fd = _open_regular(self._path(name))
+        except (FileNotFoundError, NotRegularFileError) as exc:  # a link left by an old version: not served
             raise BlobNotFoundError(name) from exc
         try:
             return os.pread(fd, length, offset)
@@ -175,11 +263,12 @@ class FilesystemBlobStore:
 
     def version_now(self, name: str) -> str | None:
         try:
-            stat = os.stat(self._path(name))
+            info = os.lstat(self._path(name))
         except FileNotFoundError as exc:
             raise BlobNotFoundError(name) from exc
-        # A replaced file is a new inode (files are linked or renamed into place, never rewritten).
-        return f"{stat.st_ino}:{stat.st_mtime_ns}"
+        # A replaced file is a new inode (files are linked or renamed into place, never rewritten);
+        # a file still being written changes size or time.
+        return f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
 
     async def read_range(self, name: str, offset: int, length: int) -> bytes:
         if length <= 4 << 20:
@@ -189,13 +278,12 @@ class FilesystemBlobStore:
     async def iter_chunks(
         self, name: str, *, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
     ) -> AsyncIterator[bytes]:
-        path = self._path(name)
         first = chunk_size if length is None else min(chunk_size, length)
         try:
             # Opening and the first read in one worker trip: a file smaller than a chunk (an
             # instance of a study retrieve) costs one trip, not three (docs/performance.md).
-            handle, chunk = await in_thread(_open_and_read, path, offset, first)
-        except FileNotFoundError as exc:
+            handle, chunk = await in_thread(self._open_and_read, name, offset, first)
+        except NotRegularFileError as exc:  # a link left by an old version: not served
             raise BlobNotFoundError(name) from exc
         try:
             remaining = length
@@ -213,13 +301,22 @@ class FilesystemBlobStore:
 
     async def size(self, name: str) -> int:
         try:
-            return self._path(name).stat().st_size
+            return self._path(name).lstat().st_size  # of a link itself: links are not followed
         except FileNotFoundError as exc:
             raise BlobNotFoundError(name) from exc
 
+    def _open_and_read(self, name: str, offset: int, size: int) -> tuple[BinaryIO, bytes]:
+        handle = self.open_reader(name)
+        try:
+            handle.seek(offset)
+            return handle, handle.read(size)
+        except BaseException:
+            handle.close()
+            raise
+
     def open_reader(self, name: str) -> BinaryIO:
         try:
-            return open(self._path(name), "rb")
+            return os.fdopen(_open_regular(self._path(name)), "rb")
         except FileNotFoundError as exc:
             raise BlobNotFoundError(name) from exc
 

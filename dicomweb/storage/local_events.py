@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dicomcore import layout
+from dicomcore.redact import error_summary
 from dicomweb.storage.blob_events import EventHandler, blob_created_event
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class BlobEventBus:
             payload = await queue.get()
             try:
                 await handler(payload)
-            except Exception:
-                log.exception("handling blob-created event for %s failed", payload.get("subject"))
+            except Exception as exc:  # summarised: a message or traceback may quote patient data
+                log.error("handling blob-created event for %a failed (%s)", payload.get("subject"), error_summary(exc))
             finally:
                 queue.task_done()

@@ -22,6 +22,16 @@ class BlobExistsError(FileExistsError):
     """An exclusive write found the name already taken."""
 
 
+class NotRegularFileError(ValueError):
+    """The name is not a regular file (a symbolic link, FIFO, device or socket dropped into a
+    local folder): it is never opened, and never stored as an instance. The message says what
+    it is. Blob Storage has only blobs, so only the local store raises it."""
+
+
+class BlobChangingError(RuntimeError):
+    """The source of a move changed while it was copied (its writer is not done): try later."""
+
+
 class BlobStore(Protocol):
     """Files by name. All methods are safe to call concurrently."""
 
@@ -97,6 +107,12 @@ class BlobStore(Protocol):
         and returns normally. Raises :class:`BlobNotFoundError` when ``source`` does not
         exist (already moved). ``source`` is removed only if it is still the blob that was
         moved: one written again under its name meanwhile is kept.
+
+        The target never shares storage with the source: on disk the bytes are copied (or
+        reflinked), so whoever wrote the source cannot change the stored copy afterwards.
+        A source that is not a regular file (:class:`NotRegularFileError`) may only be
+        moved aside, never to an instance name; one that changes while it is copied raises
+        :class:`BlobChangingError`.
         """
         ...
 

@@ -36,7 +36,7 @@ from dicomcore.instance import InvalidInstanceError, read_instance
 from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, ValidationError
 from dicomweb.storage.blob_events import BlobCreated, parse_event
-from dicomweb.storage.port import BlobNotFoundError, BlobStore
+from dicomweb.storage.port import BlobNotFoundError, BlobStore, NotRegularFileError
 from dicomweb.usecases.failures import quarantine
 from dicomweb.usecases.store_instance import DroppedBlob, Prepared, StoreInstance, prepare
 from indexing.port import IndexStore
@@ -113,7 +113,9 @@ class BlobCreatedHandler:
         except BlobNotFoundError:
             return Outcome.GONE
         except (InvalidInstanceError, ValidationError) as exc:
-            log.error("stored file %s is not a valid instance, not indexed: %s", layout.file_name(key), exc)
+            # The reason is not logged: pydicom's and validation's messages may quote values.
+            log.error("stored file %s is not a valid instance (%s), not indexed",
+                      layout.file_name(key), type(exc).__name__)
             return Outcome.INVALID
         if _key_of(uids) != key:
             log.error("stored file %s holds another instance's UIDs, not indexed", layout.file_name(key))
@@ -136,18 +138,21 @@ class BlobCreatedHandler:
             instance = await in_thread(self._prepare_blob, name)
         except BlobNotFoundError:
             return Outcome.GONE
-        except (InvalidInstanceError, ValidationError) as exc:
+        except (InvalidInstanceError, ValidationError, NotRegularFileError) as exc:
             await quarantine(self.blobs, name, str(exc))
             return Outcome.INVALID
         try:
             stored = await self.store.store(DroppedBlob(name), instance)
         except BlobNotFoundError:
             return Outcome.GONE  # another delivery of this event moved it first
+        except NotRegularFileError as exc:  # swapped for a link or FIFO after it was read
+            await quarantine(self.blobs, name, str(exc))
+            return Outcome.INVALID
         if not stored:
             # The stored copy, if a crash had left it unindexed, was indexed by store().
             await quarantine(self.blobs, name, DUPLICATE_REASON, instance.uids)
             return Outcome.DUPLICATE
-        log.info("imported dropped file %s as instance %s", name, instance.uids.sop)
+        log.info("imported dropped file %a as instance %s", name, instance.uids.sop)
         return Outcome.IMPORTED
 
 

@@ -6,11 +6,13 @@ BlobCreated event for each file to the handler Event Grid calls in Azure
 (:class:`dicomweb.usecases.blob_created.BlobCreatedHandler`). The server scans every few seconds
 (``DICOMWEB_INGEST_SCAN_SECONDS``); ``dicomweb ingest`` scans once.
 
-A file is taken once its size has held for one scan interval, so one still being copied in
-is not taken half-written, and names with a part starting with ``.`` (the temporary files
-of rsync and most copy tools) are left alone. A file whose handling keeps failing with an
-unexpected error is retried at each scan, and after :data:`MAX_ATTEMPTS` moved to
-``failed/`` with that error: never lost, never retried forever.
+A file is taken once it has stopped changing for one scan interval (its size and, on a
+local folder, its inode, modification and change times: a preallocated file being filled
+keeps its size), so one still being copied in is not taken half-written; the move then
+copies it and checks it did not change meanwhile (:meth:`BlobStore.move`). Names with a
+part starting with ``.`` (the temporary files of rsync and most copy tools) are left alone.
+A file whose handling keeps failing with an unexpected error is retried at each scan, and
+after :data:`MAX_ATTEMPTS` moved to ``failed/`` with that error: never lost, never retried forever.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import logging
 
 from dicomcore import layout
+from dicomcore.redact import error_summary
 from dicomweb.storage.blob_events import blob_created_event
 from dicomweb.storage.port import BlobNotFoundError
 from dicomweb.usecases.blob_created import BlobCreatedHandler, Outcome
@@ -39,27 +42,27 @@ class DropZoneScanner:
     def __init__(self, handler: BlobCreatedHandler, *, wait_for_stable_size: bool = True) -> None:
         self.handler = handler
         self.wait_for_stable_size = wait_for_stable_size
-        self._sizes: dict[str, int] = {}
+        self._states: dict[str, tuple[int, str | None]] = {}
         self._attempts: dict[str, int] = {}
 
     async def scan(self) -> dict[str, Outcome]:
         """One pass over the drop zone: what was done with each file taken."""
         blobs = self.handler.blobs
         names = [name async for name in blobs.list_names(layout.INCOMING_PREFIX) if not _hidden(name)]
-        sizes: dict[str, int] = {}
+        states: dict[str, tuple[int, str | None]] = {}
         outcomes: dict[str, Outcome] = {}
         for name in names:
             try:
-                sizes[name] = await blobs.size(name)
+                states[name] = (await blobs.size(name), blobs.version_now(name))
             except BlobNotFoundError:
                 continue  # handled meanwhile by an event
-            if self.wait_for_stable_size and self._sizes.get(name) != sizes[name]:
-                continue  # new or still growing: look again next scan
-            outcome = await self._deliver(name, sizes[name])
+            if self.wait_for_stable_size and self._states.get(name) != states[name]:
+                continue  # new or still changing: look again next scan
+            outcome = await self._deliver(name, states[name][0])
             if outcome is not None:
                 outcomes[name] = outcome
-        self._sizes = sizes
-        self._attempts = {name: count for name, count in self._attempts.items() if name in sizes}
+        self._states = states
+        self._attempts = {name: count for name, count in self._attempts.items() if name in states}
         return outcomes
 
     async def _deliver(self, name: str, size: int) -> Outcome | None:
@@ -69,8 +72,9 @@ class DropZoneScanner:
         except Exception as exc:
             attempts = self._attempts[name] = self._attempts.get(name, 0) + 1
             if attempts < MAX_ATTEMPTS:
-                log.warning("importing %s failed (attempt %d of %d); retrying at the next scan",
-                            name, attempts, MAX_ATTEMPTS, exc_info=True)
+                # No traceback: an exception's text may quote what the file holds.
+                log.warning("importing %a failed (attempt %d of %d: %s); retrying at the next scan",
+                            name, attempts, MAX_ATTEMPTS, error_summary(exc))
                 return None
             await quarantine(self.handler.blobs, name, f"import failed {attempts} times; last error: {exc!r}")
             outcome = Outcome.FAILED
@@ -82,8 +86,8 @@ class DropZoneScanner:
         while True:
             try:
                 await self.scan()
-            except Exception:  # storage unreachable: try again next time
-                log.warning("scanning the drop zone failed", exc_info=True)
+            except Exception as exc:  # storage unreachable: try again next time
+                log.warning("scanning the drop zone failed (%s)", error_summary(exc))
             await asyncio.sleep(interval)
 
 

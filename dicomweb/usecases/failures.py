@@ -9,6 +9,7 @@ drop it again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
@@ -21,6 +22,9 @@ from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, BlobStore
 from indexing.port import IndexStore
 
 NOTE_SUFFIX = ".failure.json"
+MAX_NAME_BYTES = 180
+"""Longest last segment of a name in ``failed/``: a folder entry holds 255 bytes, and the
+note adds its suffix and a clash its 9-byte tag."""
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ async def quarantine(blobs: BlobStore, name: str, reason: str, uids: InstanceUid
     Returns the new name, or ``None`` when the file is already gone (another delivery of
     the same event handled it).
     """
-    relative = name.removeprefix(layout.INCOMING_PREFIX)
+    relative = _shortened(name.removeprefix(layout.INCOMING_PREFIX))
     target = await _move_aside(blobs, name, layout.FAILED_PREFIX + relative)
     if target is None:
         return None
@@ -39,8 +43,22 @@ async def quarantine(blobs: BlobStore, name: str, reason: str, uids: InstanceUid
     if uids is not None:
         note |= {"studyInstanceUid": uids.study, "seriesInstanceUid": uids.series, "sopInstanceUid": uids.sop}
     await blobs.put_bytes(target + NOTE_SUFFIX, json.dumps(note, indent=2).encode())
-    log.warning("dropped file %s not imported (%s); moved to %s", name, reason, target)
+    # The reason stays in the note: it may quote attribute values, which logs never hold.
+    # Names are user-chosen: %a escapes control characters and undecodable bytes.
+    log.warning("dropped file %a not imported; moved to %a (the reason is in its note)", name, target)
     return target
+
+
+def _shortened(relative: str) -> str:
+    """``relative`` with its last segment cut to :data:`MAX_NAME_BYTES` (UTF-8, undecodable
+    bytes kept as they came), a hash of the whole keeping cut names apart."""
+    folder, _, last = relative.rpartition("/")
+    encoded = last.encode("utf-8", "surrogateescape")
+    if len(encoded) <= MAX_NAME_BYTES:
+        return relative
+    digest = hashlib.sha256(encoded).hexdigest()[:16]
+    head = encoded[: MAX_NAME_BYTES - 17].decode("utf-8", "ignore")
+    return f"{folder}/{head}~{digest}" if folder else f"{head}~{digest}"
 
 
 async def _move_aside(blobs: BlobStore, name: str, target: str) -> str | None:

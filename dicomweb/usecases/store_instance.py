@@ -36,6 +36,7 @@ from dicomcore import layout
 from dicomcore.capacity import is_out_of_space
 from dicomcore.faults import crash_point
 from dicomcore.instance import InvalidInstanceError, ParsedInstance, read_instance
+from dicomcore.redact import error_summary
 from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, ValidationError, validate_instance
 from dicomweb.storage.port import BlobExistsError, BlobStore
@@ -255,7 +256,7 @@ async def store_upload(use_case: StoreInstance, path: Path, study_in_path: str |
     try:
         return await _store_upload(use_case, path, study_in_path, sha256)
     except Exception as exc:  # an unexpected fault fails this instance, not the request
-        log.exception("storing an instance failed")
+        log.error("storing an instance failed (%s)", error_summary(exc))  # no message: it may quote values
         return Outcome(None, None, failure=FailureReason.PROCESSING_FAILURE, message=f"processing failure: {exc}")
     finally:
         path.unlink(missing_ok=True)

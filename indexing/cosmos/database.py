@@ -93,11 +93,15 @@ class CosmosDatabase:
             credential = DefaultAzureCredential()
             self._credentials.append(credential)
         client = CosmosClient(self.endpoint, credential, **self.client_options)
-        await client.__aenter__()  # reads the account (regions, consistency) once
         try:
-            database = await client.create_database_if_not_exists(self.database_name)
-        except CosmosResourceExistsError:  # created by another process between the SDK's read and create
-            database = client.get_database_client(self.database_name)
+            await client.__aenter__()  # reads the account (regions, consistency) once
+            try:
+                database = await client.create_database_if_not_exists(self.database_name)
+            except CosmosResourceExistsError:  # created by another process between the SDK's read and create
+                database = client.get_database_client(self.database_name)
+        except BaseException:  # failed or cancelled (a QIDO past its time budget): leave no session open
+            await client.close()
+            raise
         opened = self._opened[loop] = _Opened(client, database)
         return opened
 

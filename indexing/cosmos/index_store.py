@@ -55,7 +55,7 @@ from indexing.cosmos.database import CosmosDatabase
 from indexing.cosmos.feed_store import CONTAINER as FEED_CONTAINER
 from indexing.cosmos.feed_store import CosmosChangeFeedStore
 from indexing.cosmos.search import CosmosQuery, compile_filter
-from indexing.port import DicomJson, InstanceRecord
+from indexing.port import DicomJson, InstanceRecord, StoreCounts
 from indexing.query import Match, Query
 from indexing.records import change_entry, instance_order, record_from_json, with_identity
 from indexing.results import compose_result
@@ -94,6 +94,12 @@ class CosmosIndexStore:
 
     async def close(self) -> None:
         await self._database.close()
+
+    async def counts(self) -> StoreCounts:
+        container = await self._container()
+        studies, series, instances = await asyncio.gather(
+            *(_count_documents(container, kind) for kind in ("study", "series", "instance")))
+        return StoreCounts(studies=studies, series=series, instances=instances)
 
     # -- adding -------------------------------------------------------------------------
 
@@ -513,6 +519,13 @@ async def _query(container: Any, study_uid: str, sql: str, parameters: dict[str,
 async def _scalar(container: Any, study_uid: str, sql: str, parameters: dict[str, Any]) -> Any:
     rows = await _query(container, study_uid, sql, parameters)
     return rows[0] if rows else 0
+
+
+async def _count_documents(container: Any, kind: str) -> int:
+    """Documents of one type across every study's partition (one aggregate query)."""
+    items = container.query_items("SELECT VALUE COUNT(1) FROM c WHERE c.type = @type",
+                                  parameters=[{"name": "@type", "value": kind}])
+    return sum([int(count) async for count in items])
 
 
 async def _run(container: Any, compiled: CosmosQuery, sql: str) -> list[Any]:

@@ -158,7 +158,8 @@ def write_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connec
     try:
         yield connection
     except BaseException:
-        connection.execute("ROLLBACK")
+        if connection.in_transaction:  # SQLite rolls back by itself on some errors (SQLITE_FULL)
+            connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -259,11 +260,12 @@ async def test_concurrent_moves_to_one_target_let_exactly_one_win(store: BlobSto
 
 async def _copy_without_removing(store: BlobStore, source: str, target: str) -> None:
     """The state a move leaves when it stops between its two steps (adapter-specific)."""
-    from dicomweb.storage.filesystem import FilesystemBlobStore
+    from dicomweb.storage.filesystem import SOURCE_MARK, FilesystemBlobStore, source_identity
 
     if isinstance(store, FilesystemBlobStore):
         (store.root / target).parent.mkdir(parents=True, exist_ok=True)
-        os.link(store.root / source, store.root / target)
+        shutil.copyfile(store.root / source, store.root / target)
+        os.setxattr(store.root / target, SOURCE_MARK, source_identity(os.lstat(store.root / source)).encode())
         return
     from urllib.parse import quote
 

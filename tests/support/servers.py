@@ -23,10 +23,14 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m dicomweb serve`` on 127.0.0.1, stopped when the test ends."""
 
-    def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None, quiet: bool = True) -> None:
         self.port = free_port()
+        self.output: list[str] = []
+        """Every line the server printed (stdout and stderr; ``quiet=False`` keeps the request log)."""
         command = [sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--data", str(data), "--workers", str(workers)]
+        if quiet:
+            command.append("--quiet")  # no line per request: benchmarks and load tests would pay for it
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[2])
         self.root = self._wait_for_root()
@@ -36,6 +40,7 @@ class ServerProcess:
         assert self.process.stdout is not None
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
+            self.output.append(line)
             if not line and self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             match = re.search(r"(http://\S+/v1)", line)
@@ -48,8 +53,9 @@ class ServerProcess:
 
     def _drain(self) -> None:
         assert self.process.stdout is not None
-        for _ in self.process.stdout:
-            pass
+        for line in self.process.stdout:
+            if len(self.output) < 10_000:  # bounded: a long run must not grow the test's memory
+                self.output.append(line)
 
     def _wait_until_listening(self) -> None:
         # With several workers the parent binds the socket and prints the root before the

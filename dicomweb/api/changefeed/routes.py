@@ -20,6 +20,7 @@ from starlette.routing import Route
 from changefeed.port import ChangeEntry, State
 from dicomweb.api.context import Services, services_of
 from dicomweb.http.errors import bad_request
+from dicomweb.http.params import bounded_int
 from dicomweb.http.urls import service_root
 from dicomweb.storage.port import BlobNotFoundError
 from dicomweb.usecases.sidecars import ROOT_TOKEN
@@ -32,13 +33,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise bad_request(f"{name}={raw!r} is not an integer") from exc
-    if not low <= value <= high:
-        raise bad_request(f"{name}={value} is out of range ({low}..{high})")
-    return value
+    return bounded_int(name, raw, low, high)
 
 
 def _bool_param(request: Request, name: str, default: bool) -> bool:
@@ -60,7 +55,11 @@ def _time_param(request: Request, name: str) -> str | None:
         raise bad_request(f"{name}={raw!r} is not an ISO 8601 date-time") from exc
     if moment.tzinfo is None:
         raise bad_request(f"{name}={raw!r} has no time zone (add Z or +hh:mm)")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        in_utc = moment.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+14:00 is before the year 1 in UTC
+        raise bad_request(f"{name}={raw[:40]!r} is outside the years 1-9999 once converted to UTC") from exc
+    return in_utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 async def _metadata(services: Services, entry: ChangeEntry, root: str) -> Any:

@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dicomweb.api.context import services_of
-from dicomweb.http.errors import bad_request, not_found
+from dicomweb.http.errors import not_found
+from dicomweb.http.params import bounded_int
 from dicomweb.usecases.failures import delete_failure, list_failures
 
 DEFAULT_LIMIT = 100
@@ -25,10 +26,7 @@ MAX_LIMIT = 1000
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name) or str(default)
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise bad_request(f"{name}={raw!r} must be an integer from {low} to {high}")
-    return int(raw)
+    return bounded_int(name, request.query_params.get(name) or str(default), low, high)
 
 
 async def ingest_failures(request: Request) -> Response:

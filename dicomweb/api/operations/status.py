@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from dicomweb.api.context import services_of
 from dicomweb.http.errors import HTTPError, bad_request, not_found
+from dicomweb.http.params import bounded_int
 from dicomweb.http.urls import service_root
 from dicomweb.usecases.import_files import TYPE as IMPORT
 from dicomweb.usecases.import_files import read_error_log
@@ -72,10 +73,7 @@ async def get_operation(request: Request) -> Response:
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name) or str(default)
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise bad_request(f"{name}={raw!r} must be an integer from {low} to {high}")
-    return int(raw)
+    return bounded_int(name, request.query_params.get(name) or str(default), low, high)
 
 
 async def list_operations(request: Request) -> Response:

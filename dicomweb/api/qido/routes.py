@@ -7,6 +7,7 @@ result's Retrieve URL (0008,1190).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from typing import Any
@@ -70,17 +71,30 @@ async def _search(request: Request, level: Level) -> Response:
             params,
             study_uid=request.path_params.get("study"),
             series_uid=request.path_params.get("series"),
+            max_values=services_of(request).settings.qido_max_values,
         )
     except QueryError as error:
         raise HTTPError(400, error.message) from None
     # One result beyond the limit tells whether more can be asked for.
-    found = await services_of(request).index.search(replace(query, limit=query.limit + 1))
+    found = await _bounded_search(request, replace(query, limit=query.limit + 1))
     results = present(found[: query.limit], query, service_root(request))
     results = await add_stored_headers(services_of(request), results, query)
     headers = {"Warning": _more_results_warning(request, query)} if len(found) > query.limit else {}
     # An empty result is 200 with [] (PS3.18 11.9.3.1, Table 11.9.3-1; 204 was dropped).
     body = json.dumps(results, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(body, media_type=media_type, headers=headers)
+
+
+async def _bounded_search(request: Request, query: Query) -> list[DicomJson]:
+    """The search, given at most ``DICOMWEB_QIDO_TIMEOUT_SECONDS``: a backstop (matching is
+    linear on both stores) so that no query holds a worker for long. On Cosmos the
+    cancelled query stops paging; an SQLite query already in its thread runs to its end."""
+    settings = services_of(request).settings
+    try:
+        return await asyncio.wait_for(services_of(request).index.search(query), settings.qido_timeout_seconds)
+    except TimeoutError:
+        raise HTTPError(503, f"the search took longer than {settings.qido_timeout_seconds:g} s "
+                             "(DICOMWEB_QIDO_TIMEOUT_SECONDS); narrow it (fewer wildcards, a date range)") from None
 
 
 def response_media_type(accept: str | None) -> str:

@@ -23,7 +23,15 @@ from dicomweb.api.context import Services, services_of
 from dicomweb.api.stow.response import stow_response, warning_headers
 from dicomweb.http.accept import accepts_json
 from dicomweb.http.errors import HTTPError, bad_request, not_acceptable, unsupported_media_type
-from dicomweb.http.multipart import BodyTooLargeError, MultipartError, SpooledPart, read_parts, spool_body
+from dicomweb.http.multipart import (
+    BodyTooLargeError,
+    MultipartError,
+    SpooledPart,
+    TooManyPartsError,
+    read_parts,
+    spool_body,
+    valid_boundary,
+)
 from dicomweb.http.urls import service_root, study_url
 from dicomweb.usecases.store_instance import FailureReason, Outcome, store_upload
 
@@ -38,10 +46,18 @@ def _content_type(request: Request) -> tuple[str, dict[str, str]]:
         name.decode("latin-1").lower(): value.decode("latin-1") for name, value in params.items()}
 
 
+UPLOAD_SESSIONS = "send larger files through an upload session (POST /v1/uploads) or straight to the import container"
+
+
+def _too_large(message: str) -> HTTPError:
+    """413 naming the limit and where larger files go (in Azure the limit is the Functions request size)."""
+    return HTTPError(413, f"{message}; {UPLOAD_SESSIONS}")
+
+
 def _check_size(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPError(413, f"request body of {declared} bytes is larger than the {limit}-byte limit")
+        raise _too_large(f"request body of {declared} bytes is larger than the {limit}-byte limit")
 
 
 PARTS_AHEAD = 2
@@ -52,24 +68,32 @@ overlaps storing part N (its fsyncs and index commit), with spooled files, not m
 async def _store_multipart(
     request: Request, services: Services, boundary: str, root_type: str, study: str | None
 ) -> list[Outcome]:
-    parts = read_parts(request.stream(), boundary, services.blobs.new_staging_path,
-                       max_bytes=services.settings.max_request_bytes)
     outcomes: list[Outcome] = []
+    limit = services.settings.max_parts
+    parts = read_parts(request.stream(), boundary, services.blobs.new_staging_path,
+                       max_bytes=services.settings.max_request_bytes, max_parts=limit)
     queued: deque[asyncio.Task[Outcome]] = deque()
     previous: asyncio.Task[Outcome] | None = None
     try:
-        async for part in parts:
-            # Each part is stored after the one before it (a chain), as when one was stored
-            # before the next was read: duplicates within a request answer as before.
-            previous = asyncio.create_task(_store_after(previous, services, part, root_type, study))
-            queued.append(previous)
-            while len(queued) > PARTS_AHEAD:
+        try:
+            async for part in parts:
+                # Each part is stored after the one before it (a chain), as when one was stored
+                # before the next was read: duplicates within a request answer as before.
+                previous = asyncio.create_task(_store_after(previous, services, part, root_type, study))
+                queued.append(previous)
+                while len(queued) > PARTS_AHEAD:
+                    outcomes.append(await queued.popleft())
+        finally:
+            # Also when reading failed (client gone, malformed tail): parts received whole are
+            # stored, as they were before, and no task is left running.
+            while queued:
                 outcomes.append(await queued.popleft())
-    finally:
-        # Also when reading failed (client gone, malformed tail): parts received whole are
-        # stored, as they were before, and no task is left running.
-        for task in queued:
-            outcomes.append(await task)
+    except (BodyTooLargeError, TooManyPartsError) as exc:
+        if not any(outcome.stored for outcome in outcomes):
+            raise
+        # Some instances are stored already: say which, and that the rest was not read.
+        outcomes.append(Outcome(None, None, failure=FailureReason.PROCESSING_FAILURE,
+                                message=f"{exc}; the parts after part {len(outcomes)} were not read"))
     return outcomes
 
 
@@ -85,8 +109,9 @@ async def _store_part(services: Services, part: SpooledPart, root_type: str, stu
     if part_type != DICOM:
         part.path.unlink(missing_ok=True)
         return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE,
-                       message=f"part Content-Type {part_type!r} is not {DICOM}")
+                       message=f"part Content-Type {part_type[:80]!r} is not {DICOM}")
     if part.size == 0:
+        part.path.unlink(missing_ok=True)
         return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE, message="part is empty")
     return await store_upload(services.store, part.path, study, part.sha256)
 
@@ -114,6 +139,8 @@ async def _receive(request: Request, services: Services, study: str | None) -> l
         boundary = params.get("boundary")
         if not boundary:
             raise bad_request("multipart/related Content-Type has no boundary parameter")
+        if not valid_boundary(boundary):
+            raise bad_request(f"multipart boundary {boundary[:80]!r} is not 1 to 70 characters allowed by RFC 2046")
         outcomes = await _store_multipart(request, services, boundary, root_type, study)
         if not outcomes:
             raise bad_request("multipart body has no parts")
@@ -139,8 +166,8 @@ async def store_instances(request: Request) -> Response:
         # Nobody is left to answer; what was stored before the break stays stored.
         log.info("STOW client disconnected before the end of its request body")
         return Response(status_code=400)
-    except BodyTooLargeError as exc:
-        raise HTTPError(413, str(exc)) from exc
+    except (BodyTooLargeError, TooManyPartsError) as exc:
+        raise _too_large(str(exc)) from exc
     except MultipartError as exc:
         raise bad_request(str(exc)) from exc
     except OSError as exc:

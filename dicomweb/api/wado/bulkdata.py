@@ -18,27 +18,37 @@ from starlette.responses import Response, StreamingResponse
 from dicomcore import layout
 from dicomcore.dicomjson import element_at_path
 from dicomcore.frames import frame_transfer_syntax
+from dicomcore.instance import InstanceTooLargeError, check_readable_size
 from dicomcore.transcode import decoded_pixel_bytes
 from dicomweb.api.context import Services, services_of
 from dicomweb.api.wado.frames import StoredCopy, frame_bytes, frame_indexes, sent_syntax
 from dicomweb.api.wado.lookup import find_instance
 from dicomweb.api.wado.negotiate import OCTET_STREAM, negotiate_frames, same_frame_bytes
 from dicomweb.http import multipart
-from dicomweb.http.errors import not_acceptable, not_found
+from dicomweb.http.errors import HTTPError, not_acceptable, not_found
 from indexing.port import InstanceRecord
 
 PIXEL_DATA_TAGS = {"7FE00010", "7FE00008", "7FE00009"}
+BULK_DATA_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW", "US or SS or OW"}
+"""The VRs whose values metadata can give as a BulkDataURI (binary values)."""
 
 
 def _element_bytes(services: Services, record: InstanceRecord, path: str) -> bytes:
     with services.blobs.open_reader(layout.file_name(record.instance_key)) as reader:
+        try:
+            check_readable_size(reader)
+        except InstanceTooLargeError as exc:
+            raise HTTPError(413, f"cannot read bulk data of instance {record.sop_uid}: {exc}") from exc
         dataset = dcmread(reader, stop_before_pixels=True)
     try:
         element = element_at_path(dataset, path)
     except KeyError as exc:
         raise not_found(f"no bulk data at {path!r} in instance {record.sop_uid}") from exc
     value = element.value
-    return value if isinstance(value, bytes) else bytes(value or b"")
+    if element.VR not in BULK_DATA_VRS or not isinstance(value, bytes | None):
+        # Text and numbers are in the metadata itself; only binary values are bulk data.
+        raise not_found(f"the element at {path!r} is not bulk data (VR {element.VR}); read it from the metadata")
+    return value or b""
 
 
 async def _pixel_parts(services: Services, record: InstanceRecord, accept: str | None

@@ -20,13 +20,14 @@ from starlette.responses import Response, StreamingResponse
 
 from dicomcore import layout
 from dicomcore.frames import FrameIndex, frame_transfer_syntax
-from dicomcore.instance import read_frame_fallback
+from dicomcore.instance import InstanceTooLargeError, read_frame_fallback
 from dicomcore.pixels import decode_frame, encode_frame, native_bytes
 from dicomweb.api.context import Services, services_of
 from dicomweb.api.wado.lookup import find_instance, path_uids
 from dicomweb.api.wado.negotiate import OCTET_STREAM, Plan, negotiate_frames, same_frame_bytes
 from dicomweb.http import multipart
-from dicomweb.http.errors import bad_request, not_acceptable, not_found
+from dicomweb.http.errors import HTTPError, bad_request, not_acceptable, not_found
+from dicomweb.http.params import parse_ascii_int
 from dicomweb.storage.port import BlobNotFoundError
 
 CACHE_FRAMES = 1_000_000
@@ -86,14 +87,19 @@ def _weight(index: FrameIndex) -> int:
 frame_indexes = FrameIndexCache()
 
 
-def parse_frame_list(text: str) -> list[int]:
-    """``"1,3,5"`` → [1, 3, 5]; frame numbers start at 1 (PS3.18 §8.3.5.1)."""
+def parse_frame_list(text: str, max_frames: int) -> list[int]:
+    """``"1,3,5"`` → [1, 3, 5]; frame numbers start at 1 (PS3.18 §8.3.5.1). At most
+    ``max_frames`` numbers, a repeated one counting each time (each is sent again)."""
+    pieces = text.split(",", max_frames)
+    if len(pieces) > max_frames:
+        raise bad_request(f"the frame list asks for more than {max_frames} frames (DICOMWEB_MAX_FRAMES); "
+                          "ask for fewer per request")
     numbers = []
-    for piece in text.split(","):
-        piece = piece.strip()
-        if not piece.isdigit() or int(piece) < 1:
-            raise bad_request(f"frame number {piece!r} in {text!r} is not a positive integer (frames start at 1)")
-        numbers.append(int(piece))
+    for piece in pieces:
+        number = parse_ascii_int(piece)
+        if number is None or number < 1:
+            raise bad_request(f"frame number {piece[:20]!r} is not a positive integer (frames start at 1)")
+        numbers.append(number)
     return numbers
 
 
@@ -112,7 +118,10 @@ async def stored_frame(services: Services, key: str, index: FrameIndex, number: 
             with services.blobs.open_reader(name) as reader:
                 return read_frame_fallback(reader, number)
 
-        return await run_in_threadpool(fallback)
+        try:
+            return await run_in_threadpool(fallback)
+        except InstanceTooLargeError as exc:
+            raise HTTPError(413, f"cannot read frame {number}: {exc}") from exc
     start, end = index.frame_span(number)
     data = services.blobs.read_range_now(name, start, end - start)
     if data is None:
@@ -179,7 +188,7 @@ def _multipart_type(plan: Plan, index: FrameIndex, boundary: str) -> str:
 
 async def retrieve_frames(request: Request) -> Response:
     services = services_of(request)
-    numbers = parse_frame_list(request.path_params["frames"])
+    numbers = parse_frame_list(request.path_params["frames"], services.settings.max_frames)
     copy = await locate(services, request)
     index = await frame_indexes.get(services, copy)
     beyond = [n for n in numbers if n > index.number_of_frames]

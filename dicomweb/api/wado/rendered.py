@@ -20,10 +20,13 @@ from dicomweb.api.wado.frames import StoredCopy, frame_indexes, parse_frame_list
 from dicomweb.api.wado.lookup import find_instance, find_instances
 from dicomweb.http.accept import matches, parse_accept
 from dicomweb.http.errors import bad_request, not_acceptable, not_found
+from dicomweb.http.params import bounded_int, parse_ascii_int
 from indexing.port import InstanceRecord
 
 RENDERED_TYPES = ("image/jpeg", "image/png", "image/gif")
 THUMBNAIL_SIZE = (128, 128)
+MAX_VIEWPORT = 4096
+"""The largest rendered width or height: a rendering's memory grows with its area."""
 
 
 def _media_type(request: Request) -> str:
@@ -35,10 +38,7 @@ def _media_type(request: Request) -> str:
 
 
 def _quality(request: Request) -> int:
-    raw = request.query_params.get("quality", "90")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
-        raise bad_request(f"quality={raw!r} must be an integer from 1 to 100")
-    return int(raw)
+    return bounded_int("quality", request.query_params.get("quality", "90"), 1, 100)
 
 
 def _viewport(request: Request, default: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -46,8 +46,9 @@ def _viewport(request: Request, default: tuple[int, int] | None) -> tuple[int, i
     if raw is None:
         return default
     pieces = raw.split(",")
-    if len(pieces) not in (2, 6) or not all(p.strip().isdigit() and int(p) > 0 for p in pieces[:2]):
-        raise bad_request(f"viewport={raw!r} must be 'width,height' with positive integers")
+    sizes = [parse_ascii_int(piece) for piece in pieces[:2]]
+    if len(pieces) not in (2, 6) or not all(size is not None and 0 < size <= MAX_VIEWPORT for size in sizes):
+        raise bad_request(f"viewport={raw[:40]!r} must be 'width,height' with integers from 1 to {MAX_VIEWPORT}")
     return int(pieces[0]), int(pieces[1])
 
 
@@ -91,7 +92,7 @@ async def _render(services: Services, record: InstanceRecord, number: int, reque
 
 
 def _single_frame(request: Request) -> int:
-    numbers = parse_frame_list(request.path_params["frames"])
+    numbers = parse_frame_list(request.path_params["frames"], services_of(request).settings.max_frames)
     if len(numbers) != 1:
         raise bad_request("rendered and thumbnail frames take one frame number")
     return numbers[0]
