@@ -24,6 +24,10 @@ param insightsConnectionString string
 param corsOrigins string
 param authAuthority string
 param authAudience string
+@description('FHIR R4 base URL for DICOMcast; empty: DICOMcast off')
+param fhirUrl string = ''
+@description('Identifier system for Patient identifiers written by DICOMcast (empty: IssuerOfPatientID or none)')
+param fhirPatientSystem string = ''
 
 @description('The Python version the app is tested with (the CI runs 3.11).')
 param pythonVersion string = '3.11'
@@ -129,6 +133,19 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     DICOMWEB_UPLOAD_EXPIRY_SECONDS: '3600'
     DICOMWEB_AUTH_AUTHORITY: authAuthority
     DICOMWEB_AUTH_AUDIENCE: authAudience
+    // Bounded work for any input (docs/robustness.md): the same defaults as the embedded server.
+    DICOMWEB_MAX_PARTS: '5000'
+    DICOMWEB_MAX_FRAMES: '1000'
+    DICOMWEB_MAX_INFLATED_BYTES: string(256 * 1024 * 1024)
+    DICOMWEB_MAX_HEADER_BYTES: string(64 * 1024 * 1024)
+    DICOMWEB_QIDO_MAX_VALUES: '200'
+    DICOMWEB_QIDO_TIMEOUT_SECONDS: '30'
+    // DICOMcast (docs/dicomcast.md): the timer function runs it, signed in with the identity.
+    DICOMWEB_FHIR_URL: fhirUrl
+    DICOMWEB_FHIR_AUTH: 'azure'
+    DICOMWEB_FHIR_PATIENT_SYSTEM: fhirPatientSystem
+    DICOMWEB_FHIR_DOSE_OBSERVATIONS: 'false'
+    DICOMWEB_CAST_POLL_SECONDS: '0'
   }
 }
 

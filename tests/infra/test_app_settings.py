@@ -28,6 +28,12 @@ EMBEDDED_ONLY = {
     "DICOMWEB_TELEMETRY": "local exporters; in Azure APPLICATIONINSIGHTS_CONNECTION_STRING chooses Azure Monitor",
     "DICOMWEB_AUTH_DISABLED": "serving without authentication is for local use only",
     "DICOMWEB_IMPORT_DIR": "the embedded import area (a folder); Azure's is DICOMWEB_IMPORT_CONTAINER",
+    "DICOMWEB_BODY_TIMEOUT_SECONDS": "the embedded server's connection guard; the Functions host has its own",
+    "DICOMWEB_HEADER_TIMEOUT_SECONDS": "the embedded server's connection guard; the Functions host has its own",
+    "DICOMWEB_KEEPALIVE_SECONDS": "the embedded server's keep-alive; the Functions host has its own",
+    "DICOMWEB_MAX_CONNECTIONS": "the embedded server's connection cap; the Functions host scales out instead",
+    "DICOMWEB_REQUEST_LOG": "the embedded server's console request log; Azure logs requests by telemetry",
+    "DICOMWEB_VIEWER_DIR": "the bundled viewer is served by the embedded server only (outside /v1)",
 }
 """Settings the app reads that the deployment must not set, with why."""
 
