@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from changefeed.port import ChangeFeedStore, EventSink
 from dicomcore import limits, redact
 from dicomweb.api.context import Services
 from dicomweb.settings import Settings
+from dicomweb.storage.call_log import CALL_LOG_ENV, call_logger
 from dicomweb.storage.local_events import BlobEventBus
 from dicomweb.storage.port import BlobStore, ImportArea
 from dicomweb.telemetry.exporters import configure_telemetry
@@ -200,7 +202,7 @@ def _blob_store(settings: Settings, blob_events: BlobEventBus | None) -> BlobSto
         from dicomweb.storage.azure_blob import AzureBlobStore
 
         return AzureBlobStore(settings.blob_container, connection_string=settings.blob_connection_string,
-                              account_url=settings.blob_account_url)
+                              account_url=settings.blob_account_url, client_options=_call_counting("blob"))
     raise ValueError(f"DICOMWEB_BLOB_STORE={settings.blob_store!r} is not supported; use 'filesystem' or 'azure'")
 
 
@@ -220,10 +222,16 @@ def _index_and_feed(settings: Settings) -> tuple[IndexStore, ChangeFeedStore]:
         from indexing.cosmos.index_store import CosmosIndexStore
 
         cosmos = CosmosDatabase(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
-                                containers())
+                                containers(), client_options=_call_counting("cosmos"))
         feed = CosmosChangeFeedStore(cosmos)
         return CosmosIndexStore(cosmos, feed=feed), feed
     raise ValueError(f"DICOMWEB_INDEX_STORE={settings.index_store!r} is not supported; use 'sqlite' or 'cosmos'")
+
+
+def _call_counting(service: str) -> dict[str, Any]:
+    """SDK client options that log each call when the bench asks for it (bench.azure_compare --costs)."""
+    path = os.environ.get(CALL_LOG_ENV)
+    return {"raw_response_hook": call_logger(Path(path), service)} if path else {}
 
 
 def _event_sink(settings: Settings) -> EventSink:

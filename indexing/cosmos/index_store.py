@@ -307,10 +307,14 @@ class CosmosIndexStore:
 
     # -- tombstones and reconciliation --------------------------------------------------
 
-    async def _tombstones(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _tombstones(self, sql: str, parameters: dict[str, Any], study_uid: str | None = None
+                          ) -> list[dict[str, Any]]:
+        """Tombstones matching ``sql``; within one study's partition when ``study_uid`` is given
+        (a cross-partition query costs RUs in every partition: docs/performance.md)."""
         container = await self._container()
+        options: dict[str, Any] = {"partition_key": study_uid} if study_uid is not None else {}
         items = container.query_items(
-            sql, parameters=[{"name": name, "value": value} for name, value in parameters.items()])
+            sql, parameters=[{"name": name, "value": value} for name, value in parameters.items()], **options)
         return [item async for item in items]
 
     async def pending_deletes(
@@ -322,7 +326,7 @@ class CosmosIndexStore:
             if value is not None:
                 sql += f" AND c.{field} = @{field}"
                 parameters[f"@{field}"] = value
-        documents = await self._tombstones(sql, parameters)
+        documents = await self._tombstones(sql, parameters, study_uid)
         return sorted((_record(document) for document in documents), key=lambda record: record.instance_key)
 
     async def _tombstone_by_key(self, instance_key: str) -> dict[str, Any] | None:

@@ -8,7 +8,9 @@ ErrorComment).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 
 from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
@@ -60,6 +62,11 @@ def _check_size(request: Request, limit: int) -> None:
         raise _too_large(f"request body of {declared} bytes is larger than the {limit}-byte limit")
 
 
+PARTS_AHEAD = 2
+"""Received parts waiting for the store while the next part is read: receiving part N+1
+overlaps storing part N (its fsyncs and index commit), with spooled files, not memory."""
+
+
 async def _store_multipart(
     request: Request, services: Services, boundary: str, root_type: str, study: str | None
 ) -> list[Outcome]:
@@ -67,9 +74,22 @@ async def _store_multipart(
     limit = services.settings.max_parts
     parts = read_parts(request.stream(), boundary, services.blobs.new_staging_path,
                        max_bytes=services.settings.max_request_bytes, max_parts=limit)
+    queued: deque[asyncio.Task[Outcome]] = deque()
+    previous: asyncio.Task[Outcome] | None = None
     try:
-        async for part in parts:
-            outcomes.append(await _store_part(services, part, root_type, study))
+        try:
+            async for part in parts:
+                # Each part is stored after the one before it (a chain), as when one was stored
+                # before the next was read: duplicates within a request answer as before.
+                previous = asyncio.create_task(_store_after(previous, services, part, root_type, study))
+                queued.append(previous)
+                while len(queued) > PARTS_AHEAD:
+                    outcomes.append(await queued.popleft())
+        finally:
+            # Also when reading failed (client gone, malformed tail): parts received whole are
+            # stored, as they were before, and no task is left running.
+            while queued:
+                outcomes.append(await queued.popleft())
     except (BodyTooLargeError, TooManyPartsError) as exc:
         if not any(outcome.stored for outcome in outcomes):
             raise
@@ -77,6 +97,13 @@ async def _store_multipart(
         outcomes.append(Outcome(None, None, failure=FailureReason.PROCESSING_FAILURE,
                                 message=f"{exc}; the parts after part {len(outcomes)} were not read"))
     return outcomes
+
+
+async def _store_after(previous: asyncio.Task[Outcome] | None, services: Services, part: SpooledPart,
+                       root_type: str, study: str | None) -> Outcome:
+    if previous is not None:
+        await asyncio.wait([previous])
+    return await _store_part(services, part, root_type, study)
 
 
 async def _store_part(services: Services, part: SpooledPart, root_type: str, study: str | None) -> Outcome:
