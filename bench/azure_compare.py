@@ -2,6 +2,7 @@
 
     python -m bench.azure_compare                      # both configurations, default sizes
     python -m bench.azure_compare --stow 300 --frames 500 --clients 4
+    python -m bench.azure_compare --costs              # Cosmos and Blob calls per operation (bench.azure_costs)
 
 Each configuration gets a fresh ``python -m dicomweb serve`` (one worker) on a free
 loopback port; the Azure one points at Azurite and the Cosmos DB test server started by
@@ -25,7 +26,9 @@ from pathlib import Path
 
 import httpx
 
+from bench.azure_costs import cost_table, measure_costs, tally
 from bench.datagen import MultiFrameSpec, Population
+from dicomweb.storage.call_log import CALL_LOG_ENV
 from tests.support.emulators import azure_environment, start_azurite, start_cosmos
 from tests.support.servers import ServerProcess
 
@@ -93,7 +96,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=400, help="frame requests timed (default 400)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent STOW clients (default 4)")
     parser.add_argument("--only", choices=["embedded", "azure"], help="run one configuration")
+    parser.add_argument("--costs", action="store_true", help="count the cloud calls of each operation instead")
     args = parser.parse_args()
+    if args.costs:
+        costs()
+        return
 
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="azure-compare-") as workspace:
@@ -121,6 +128,24 @@ def main() -> None:
             f"{name:<14}{figures['stow_per_second']:>10}{figures['frame_p50_ms']:>15}{figures['frame_p99_ms']:>15}"
         )
     print(json.dumps(results))
+
+
+def costs() -> None:
+    with tempfile.TemporaryDirectory(prefix="azure-costs-") as workspace:
+        log = Path(workspace) / "calls.jsonl"
+        azurite, cosmos = start_azurite(), start_cosmos()
+        try:
+            env = {**azure_environment(azurite, cosmos), CALL_LOG_ENV: str(log)}
+            server = ServerProcess(Path(workspace) / "azure", env=env)
+            try:
+                results = measure_costs(server.root, log)
+            finally:
+                server.stop()
+        finally:
+            azurite.stop()
+            cosmos.stop()
+    print(cost_table(results))
+    print(json.dumps(tally(results)))
 
 
 if __name__ == "__main__":

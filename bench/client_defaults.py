@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pydicom
 
+from dicomweb.demo.wsi_generate import generate_pyramid
 from tests.support.builders import make_dataset, multipart_body, to_bytes
 from tests.support.servers import ServerProcess
-from tools.wsi_generate import generate_pyramid
 
 EZWSI_FIELDS = ("StudyInstanceUID,SeriesInstanceUID,SOPInstanceUID,SOPClassUID,Rows,Columns,SamplesPerPixel,"
                 "BitsAllocated,BitsStored,HighBit,PixelRepresentation,PhotometricInterpretation,"

@@ -146,7 +146,7 @@ def time_http(database_dir: Path, repeats: int) -> None:
     from dicomweb.app import create_app
     from dicomweb.settings import Settings
 
-    with TestClient(create_app(Settings(data_dir=database_dir))) as client:
+    with TestClient(create_app(Settings(data_dir=database_dir)), base_url="http://127.0.0.1") as client:
         for url in [
             "/v1/studies?limit=100",
             "/v1/studies?PatientID=PID0004321",

@@ -87,7 +87,7 @@ def start_ours(
     if importlib.util.find_spec("dicomweb") is None:
         raise ServerUnavailable("the dicomweb package is not importable")
     argv = [*prefix, sys.executable, "-m", "dicomweb", "serve", "--host", HOST, "--port", str(port)]
-    argv += ["--data", str(data_dir)]
+    argv += ["--data", str(data_dir), "--quiet"]  # a log line per request would be measured too
     if workers:
         argv += ["--workers", str(workers)]
     process = ManagedProcess("ours", argv, log)

@@ -3,7 +3,7 @@
 Against our server and Orthanc (when installed), in the same run, inside the harness's private
 network namespace, interleaved, median of repeats:
 
-1. STOW of a large JPEG base level made by ``tools.wsi_generate`` (MB/s);
+1. STOW of a large JPEG base level made by ``dicomweb.demo.wsi_generate`` (MB/s);
 2. random tile GETs from it: 1 client p50/p99, tiles/s with 8 clients;
 3. the 25-frame batch request wsidicom makes (``frames/a,a+1,...,a+24``): p50 and frames/s;
 4. STOW of a multi-GB native instance (MB/s and the server's peak RSS during the upload).
@@ -200,7 +200,7 @@ class WsiRun(Journal):
 def make_data(run: WsiRun, workdir: Path) -> tuple[SlideFile, SlideFile, SlideFile]:
     """(JPEG slide, multi-GB native instance, tiny probe instance), generated before any server
     runs. With ``--data-dir`` they are reused from (and kept in) that folder."""
-    from tools.wsi_generate import generate_pyramid
+    from dicomweb.demo.wsi_generate import generate_pyramid
 
     profile = run.profile
     folder = run.options.data_dir or workdir / "data"
@@ -209,7 +209,7 @@ def make_data(run: WsiRun, workdir: Path) -> tuple[SlideFile, SlideFile, SlideFi
     slide_path = slide_dir / "level-0.dcm"
     started = time.perf_counter()
     if not slide_path.exists():
-        run.log(f"generating a {profile.side}x{profile.side} JPEG level (tools.wsi_generate) ...")
+        run.log(f"generating a {profile.side}x{profile.side} JPEG level (dicomweb.demo.wsi_generate) ...")
         generate_pyramid(slide_dir, width=profile.side, height=profile.side, tile=256, levels=1, codec="jpeg")
     slide = describe(slide_path)
     run.data["slide"] = {**_slide_json(slide), "generate_s": round(time.perf_counter() - started, 1)}

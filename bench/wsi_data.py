@@ -1,6 +1,6 @@
 """Data for the whole-slide-imaging benchmark (``bench.wsi``).
 
-- The JPEG slide comes from ``tools.wsi_generate`` (one level, TILED_FULL, one fragment per frame).
+- The JPEG slide comes from ``dicomweb.demo.wsi_generate`` (one level, TILED_FULL, one fragment per frame).
 - The multi-GB instance is written here directly: a pydicom-built VL Whole Slide Microscopy header
   followed by a defined-length native Pixel Data element whose bytes are streamed to the file in
   large blocks. Rendering real tissue for 2 GB of tiles takes minutes of CPU; the servers only

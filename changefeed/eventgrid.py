@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from azure.core.credentials import AzureKeyCredential
+from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.messaging import CloudEvent
 from azure.eventgrid.aio import EventGridPublisherClient
+from azure.identity.aio import DefaultAzureCredential
 
 from changefeed.port import Action, ChangeEntry
 
@@ -46,11 +48,18 @@ def to_cloud_event(entry: ChangeEntry, service_root: str) -> CloudEvent:
 
 
 class EventGridSink:
-    """Publishes to an Event Grid topic endpoint with an access key (or a token credential)."""
+    """Publishes to an Event Grid topic endpoint with an access key, or with no key as
+    azure-identity's DefaultAzureCredential (the deployed app's managed identity, which holds
+    EventGrid Data Sender on the topic; the topic's keys are disabled)."""
 
     def __init__(self, endpoint: str, key: str, service_root: str) -> None:
         self.service_root = service_root
-        self._client = EventGridPublisherClient(endpoint, AzureKeyCredential(key))
+        self._credential: AsyncTokenCredential | None = None
+        if key:
+            self._client = EventGridPublisherClient(endpoint, AzureKeyCredential(key))
+        else:
+            self._credential = DefaultAzureCredential()
+            self._client = EventGridPublisherClient(endpoint, self._credential)
 
     active = True
 
@@ -60,3 +69,5 @@ class EventGridSink:
 
     async def close(self) -> None:
         await self._client.close()
+        if self._credential is not None:
+            await self._credential.close()

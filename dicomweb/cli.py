@@ -1,7 +1,8 @@
 """Command line: ``dicomweb serve`` starts the embedded server; ``dicomweb ingest`` imports
 the files dropped into the drop zone once; ``dicomweb verify [--repair]`` reconciles files,
 index and change feed; ``dicomweb import PREFIX`` runs a bulk import
-(:mod:`dicomweb.import_cli`); ``dicomweb changefeed tail`` follows the feed; ``dicomweb cast``
+(:mod:`dicomweb.import_cli`); ``dicomweb demo`` loads the sample studies;
+``dicomweb changefeed tail`` follows the feed; ``dicomweb cast``
 syncs a FHIR server from the feed (DICOMcast).
 
 Options override the environment (see :class:`dicomweb.settings.Settings`).
@@ -11,11 +12,44 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from dicomweb import __version__
 from dicomweb.http.urls import SERVICE_PREFIX
+
+AUTH_FLAGS = {
+    "auth_authority": "DICOMWEB_AUTH_AUTHORITY",
+    "auth_audience": "DICOMWEB_AUTH_AUDIENCE",
+    "auth_roles_claim": "DICOMWEB_AUTH_ROLES_CLAIM",
+    "auth_roles_file": "DICOMWEB_AUTH_ROLES_FILE",
+    "allowed_hosts": "DICOMWEB_ALLOWED_HOSTS",
+    "trusted_proxies": "DICOMWEB_TRUSTED_PROXIES",
+    "audit_log": "DICOMWEB_AUDIT_LOG",
+    "public_url": "DICOMWEB_PUBLIC_URL",
+}
+"""``serve`` options that set a setting (the environment is what uvicorn's workers read)."""
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _access_decision(host: str, authority: str, allow_anonymous: bool) -> tuple[bool, str]:
+    """Whether to start, and the line that says how callers are authenticated."""
+    if authority:
+        return True, f"authentication: bearer tokens from {authority}"
+    if host in LOOPBACK or host.startswith("127."):
+        return True, (f"authentication is off: anyone on this machine can read and delete everything "
+                      f"(listening on {host} only; set DICOMWEB_AUTH_AUTHORITY to require tokens)")
+    if allow_anonymous:
+        return True, (f"WARNING: authentication is off (--allow-anonymous) on {host}: anyone who can reach "
+                      "this address can read and delete every study")
+    return False, (f"refusing to listen on {host} without authentication: anyone who can reach it could read "
+                   "and delete every study. Either set an OpenID provider (--auth-authority URL --auth-audience "
+                   "AUDIENCE, or DICOMWEB_AUTH_AUTHORITY and DICOMWEB_AUTH_AUDIENCE), or pass --allow-anonymous "
+                   "if this network is trusted. See docs/security.md.")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -27,8 +61,20 @@ def _serve(args: argparse.Namespace) -> int:
 
     # Settings are read from the environment, so workers started by uvicorn see the same.
     os.environ["DICOMWEB_DATA_DIR"] = str(Path(args.data).resolve())
-    root = f"http://{args.host}:{args.port}{SERVICE_PREFIX}"
-    os.environ.setdefault("DICOMWEB_PUBLIC_URL", root)
+    for name, variable in AUTH_FLAGS.items():
+        if getattr(args, name) is not None:
+            os.environ[variable] = getattr(args, name)
+    start, access_line = _access_decision(args.host, os.environ.get("DICOMWEB_AUTH_AUTHORITY", "").strip(),
+                                          args.allow_anonymous)
+    if not start:
+        print(access_line, file=sys.stderr)
+        return 2
+    os.umask(0o077)  # the data folder, the files, the SQLite database and the audit log: owner only
+    scheme = "https" if args.ssl_certfile else "http"
+    root = f"{scheme}://{args.host}:{args.port}{SERVICE_PREFIX}"
+    # Our request log (dicomweb.http.request_log) replaces uvicorn's access log: that one
+    # writes the query string, where QIDO carries patient names, and no duration.
+    os.environ["DICOMWEB_REQUEST_LOG"] = "0" if args.quiet else "1"
     settings = Settings.from_env()
     config = uvicorn.Config(
         "dicomweb.asgi:app",
@@ -36,31 +82,52 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
-        access_log=args.access_log,
+        log_config=_logging_config(),
+        access_log=False,
         http=GuardedProtocol,  # header deadline, header cap, body idle timeout (dicomweb/serving.py)
         timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
         limit_concurrency=settings.max_connections,
+        server_header=False,  # no banner naming the server software
+        proxy_headers=False,  # forwarded headers are honoured by the app, from DICOMWEB_TRUSTED_PROXIES only
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
+    print(access_line, flush=True)
     server = uvicorn.Server(config)
-    _announce_when_ready(server, root, args.data)
+    start_page = f"http://{args.host}:{args.port}/"
+    _announce_when_ready(server, root, start_page, args.data)
     if args.workers > 1:
         # Several processes share one SQLite database (WAL, one writer at a time) and one folder.
         sock = config.bind_socket()
         print(f"DICOMweb service root: {root}  (data: {Path(args.data).resolve()}, {args.workers} workers)",
               flush=True)
+        print(f"Start page: {start_page}  (viewer, API docs, examples)", flush=True)
         Multiprocess(config, sockets=[sock]).run()
         return 0
     server.run()
     return 0
 
 
-def _announce_when_ready(server: object, root: str, data: str) -> None:
-    """Print the service root once uvicorn is listening (after ``startup``)."""
+def _logging_config() -> dict[str, Any]:
+    """uvicorn's logging set-up plus the request log on stdout (each worker process applies it)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["requests"] = {"format": "%(asctime)s %(message)s"}
+    config["handlers"]["requests"] = {"formatter": "requests", "class": "logging.StreamHandler",
+                                      "stream": "ext://sys.stdout"}
+    config["loggers"]["dicomweb.requests"] = {"handlers": ["requests"], "level": "INFO", "propagate": False}
+    return config
+
+
+def _announce_when_ready(server: object, root: str, start_page: str, data: str) -> None:
+    """Print the service root and the start page once uvicorn is listening (after ``startup``)."""
     original = server.startup  # type: ignore[attr-defined]
 
     async def startup(sockets: object = None) -> None:
         await original(sockets=sockets)
         print(f"DICOMweb service root: {root}  (data: {Path(data).resolve()})", flush=True)
+        print(f"Start page: {start_page}  (viewer, API docs, examples)", flush=True)
 
     server.startup = startup  # type: ignore[attr-defined]
 
@@ -113,6 +180,37 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dicomweb.composition import build_services
+    from dicomweb.demo.load import load_demo
+    from dicomweb.settings import Settings
+    from dicomweb.usecases.store_instance import FailureReason
+
+    settings = Settings.from_env()
+    if args.data:
+        settings = settings.with_(data_dir=Path(args.data).resolve())
+
+    async def run() -> int:
+        services = build_services(settings)
+        try:
+            outcomes = await load_demo(services.store, services.index, services.blobs.new_staging_path)
+        finally:
+            await services.close()
+        stored = sum(outcome.stored for outcome in outcomes)
+        already = sum(outcome.failure == FailureReason.ALREADY_STORED for outcome in outcomes)
+        failed = [outcome.message for outcome in outcomes
+                  if not outcome.stored and outcome.failure != FailureReason.ALREADY_STORED]
+        print(f"demo: {stored} instances stored, {already} already there")
+        for message in failed:
+            print(f"demo: not stored: {message}", file=sys.stderr)
+        print("demo: patient DEMO^FIRST HOUR; open the start page of the server to look at them")
+        return 1 if failed else 0
+
+    return asyncio.run(run())
+
+
 def _verify(args: argparse.Namespace) -> int:
     import asyncio
     import json
@@ -154,6 +252,7 @@ def _cast(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicomweb", description="DICOMweb server (PS3.18)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the server on the embedded store (folder + SQLite)")
     serve.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
@@ -162,8 +261,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder of the embedded store (default ./data)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--log-level", default="warning")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--quiet", action="store_true",
+                       help="no request log (by default: one line per request, path without its query)")
+    serve.add_argument("--access-log", action="store_true", help=argparse.SUPPRESS)  # the default now
+    serve.add_argument("--allow-anonymous", action="store_true",
+                       help="serve without authentication on a non-loopback address (trusted networks only)")
+    serve.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (PEM)")
+    serve.add_argument("--ssl-keyfile", default=None, help="the certificate's private key (PEM)")
+    serve.add_argument("--auth-authority", default=None, help="OpenID provider (issuer URL): DICOMWEB_AUTH_AUTHORITY")
+    serve.add_argument("--auth-audience", default=None, help="accepted audiences, comma-separated")
+    serve.add_argument("--auth-roles-claim", default=None, help="the token claim with the roles (default roles)")
+    serve.add_argument("--auth-roles-file", default=None, help="JSON file of role -> permissions maps")
+    serve.add_argument("--allowed-hosts", default=None, help="accepted Host names, comma-separated")
+    serve.add_argument("--trusted-proxies", default=None,
+                       help="addresses/networks whose X-Forwarded-* headers are honoured, comma-separated")
+    serve.add_argument("--audit-log", default=None, help="audit log file (default DATA/audit.log)")
+    serve.add_argument("--public-url", default=None, help="the service root as clients see it (returned URLs)")
     serve.set_defaults(handler=_serve)
+
+    demo = commands.add_parser(
+        "demo", help="load sample studies (a CT, an MR, a multi-frame, a whole-slide image) into the store, then exit")
+    demo.add_argument("--data", default=None,
+                      help="folder of the embedded store (default: DICOMWEB_DATA_DIR or ./data)")
+    demo.set_defaults(handler=_demo)
 
     ingest = commands.add_parser(
         "ingest", help="import the files dropped into the store's incoming/ folder (DATA/blobs/incoming), then exit")

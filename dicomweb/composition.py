@@ -6,21 +6,26 @@ This is the only module that knows which adapter backs each port; routes see onl
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any, cast
 
 from changefeed.port import ChangeFeedStore, EventSink
 from dicomcore import limits, redact
 from dicomweb.api.context import Services
 from dicomweb.settings import Settings
+from dicomweb.storage.call_log import CALL_LOG_ENV, call_logger
 from dicomweb.storage.local_events import BlobEventBus
 from dicomweb.storage.port import BlobStore, ImportArea
+from dicomweb.telemetry.exporters import configure_telemetry
+from dicomweb.telemetry.traced import MeasuredEventSink, count_stored, traced
 from dicomweb.usecases.blob_created import BlobCreatedHandler
 from dicomweb.usecases.cast.archive import LocalArchive
 from dicomweb.usecases.cast.ports import FeedSource, FhirClient, StudySource
 from dicomweb.usecases.cast.state import BlobState, JsonFileState
 from dicomweb.usecases.cast.sync import CastRunner, CastSync
 from dicomweb.usecases.delete_instances import DeleteInstances
-from dicomweb.usecases.extended_query_tags import ExtendedQueryTags, ReindexTags
+from dicomweb.usecases.extended_query_tags import ExtendedIndex, ExtendedQueryTags, ReindexTags
 from dicomweb.usecases.import_files import ImportFiles
 from dicomweb.usecases.operations.lifecycle import OperationStarter
 from dicomweb.usecases.operations.local_runner import LocalRunner
@@ -39,12 +44,16 @@ def build_services(settings: Settings) -> Services:
     redact.quiet_pydicom()
     limits.configure(limits.ParseLimits(max_header_bytes=settings.max_header_bytes,
                                         max_inflated_bytes=settings.max_inflated_bytes))
+    configure_telemetry(settings)
     # A local folder announces its own writes; Blob Storage has Event Grid for that.
     local = settings.blob_store == "filesystem"
     blob_events = BlobEventBus(settings.blob_container, _blob_root(settings)) if local else None
-    blobs = _blob_store(settings, blob_events)
+    # Every port is traced here, at the root: one span per call, no tracing code in an adapter.
+    blobs = traced(_blob_store(settings, blob_events), "blob")
     index, feed = _index_and_feed(settings)
-    events = _event_sink(settings)
+    index = traced(index, "index", {"add_instance": count_stored})
+    feed = traced(feed, "feed")
+    events = traced(MeasuredEventSink(_event_sink(settings)), "events")
     publisher = FeedPublisher(feed, events, blobs)
     sidecars = SidecarFiles(blobs, settings.bulkdata_threshold)
     store = StoreInstance(blobs, index, sidecars, on_change=publisher.kick,
@@ -124,10 +133,11 @@ def _extended_tags(settings: Settings, index: IndexStore) -> ExtendedQueryTags |
     if settings.index_store != "sqlite":
         return None
     from indexing.sqlite.extended_tag_store import SqliteExtendedTagStore
-    from indexing.sqlite.index_store import SqliteIndexStore
 
-    assert isinstance(index, SqliteIndexStore)  # it reads the definitions in each add's transaction
-    return ExtendedQueryTags(SqliteExtendedTagStore(settings.data_dir / "index.sqlite"), index)
+    # The SQLite index store reads the definitions in each add's transaction and has the
+    # reindex methods (``index`` is it, wrapped by the tracing proxy).
+    definitions = traced(SqliteExtendedTagStore(settings.data_dir / "index.sqlite"), "extended-tags")
+    return ExtendedQueryTags(definitions, cast(ExtendedIndex, index))
 
 
 def _operation_store(settings: Settings) -> OperationStore:
@@ -209,7 +219,7 @@ def _blob_store(settings: Settings, blob_events: BlobEventBus | None) -> BlobSto
         from dicomweb.storage.azure_blob import AzureBlobStore
 
         return AzureBlobStore(settings.blob_container, connection_string=settings.blob_connection_string,
-                              account_url=settings.blob_account_url)
+                              account_url=settings.blob_account_url, client_options=_call_counting("blob"))
     raise ValueError(f"DICOMWEB_BLOB_STORE={settings.blob_store!r} is not supported; use 'filesystem' or 'azure'")
 
 
@@ -218,7 +228,8 @@ def _index_and_feed(settings: Settings) -> tuple[IndexStore, ChangeFeedStore]:
         from indexing.sqlite.feed_store import SqliteChangeFeedStore
         from indexing.sqlite.index_store import SqliteIndexStore
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(settings.data_dir, 0o700)  # patient data: the owner's alone
         database = settings.data_dir / "index.sqlite"
         return SqliteIndexStore(database), SqliteChangeFeedStore(database)
     if settings.index_store == "cosmos":
@@ -228,17 +239,24 @@ def _index_and_feed(settings: Settings) -> tuple[IndexStore, ChangeFeedStore]:
         from indexing.cosmos.index_store import CosmosIndexStore
 
         cosmos = CosmosDatabase(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
-                                containers())
+                                containers(), client_options=_call_counting("cosmos"))
         feed = CosmosChangeFeedStore(cosmos)
         return CosmosIndexStore(cosmos, feed=feed), feed
     raise ValueError(f"DICOMWEB_INDEX_STORE={settings.index_store!r} is not supported; use 'sqlite' or 'cosmos'")
+
+
+def _call_counting(service: str) -> dict[str, Any]:
+    """SDK client options that log each call when the bench asks for it (bench.azure_compare --costs)."""
+    path = os.environ.get(CALL_LOG_ENV)
+    return {"raw_response_hook": call_logger(Path(path), service)} if path else {}
 
 
 def _event_sink(settings: Settings) -> EventSink:
     if settings.eventgrid_endpoint:
         from changefeed.eventgrid import EventGridSink
 
-        return EventGridSink(settings.eventgrid_endpoint, settings.eventgrid_key, settings.public_url)
+        source = settings.public_url or "http://127.0.0.1:8080/v1"  # the embedded default root
+        return EventGridSink(settings.eventgrid_endpoint, settings.eventgrid_key, source)
     from changefeed.inprocess import InProcessEventBus
 
     return InProcessEventBus()

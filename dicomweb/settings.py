@@ -14,10 +14,17 @@ from typing import Any
 GIB = 1024**3
 MIB = 1024**2
 
+DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[1] / "viewer" / "ohif"
+"""Where ``scripts/setup.sh`` (``scripts/fetch_viewer.sh``) installs the OHIF viewer in a clone."""
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
 @dataclass(frozen=True)
@@ -32,18 +39,24 @@ class Settings:
     ``DICOMWEB_INDEX_STORE``                ``sqlite`` (default) or ``cosmos``
     ``DICOMWEB_MAX_REQUEST_BYTES``          STOW request body limit; larger gets 413 (64 GiB)
     ``DICOMWEB_BULKDATA_THRESHOLD``         binary values longer than this become BulkDataURIs
-    ``DICOMWEB_CORS_ORIGINS``               comma-separated allowed origins (``*`` for any)
+    ``DICOMWEB_CORS_ORIGINS``               comma-separated allowed origins (``*``: any, auth on only)
     ``DICOMWEB_BLOB_CONNECTION_STRING``     Azure Storage connection string (Azurite: see README)
     ``DICOMWEB_BLOB_ACCOUNT_URL``           or the account URL, signed in with DefaultAzureCredential
     ``DICOMWEB_BLOB_CONTAINER``             the container of instance files (``dicomweb``)
     ``DICOMWEB_COSMOS_ENDPOINT``            Cosmos DB account endpoint (index and change feed)
     ``DICOMWEB_COSMOS_KEY``                 its key; empty: DefaultAzureCredential
     ``DICOMWEB_COSMOS_DATABASE``            the database (``dicomweb``); containers are created
-    ``DICOMWEB_PUBLIC_URL``                 the service root as clients see it (in events)
+    ``DICOMWEB_PUBLIC_URL``                 the service root as clients see it (returned URLs,
+                                            events); empty: from the request
     ``DICOMWEB_EVENTGRID_ENDPOINT``         Event Grid topic endpoint; empty: in-process events
-    ``DICOMWEB_EVENTGRID_KEY``              its access key
+    ``DICOMWEB_EVENTGRID_KEY``              its access key; empty: DefaultAzureCredential
     ``DICOMWEB_INGEST_SCAN_SECONDS``        how often the server imports files dropped into
                                             ``incoming/`` (2; 0: never, e.g. with Event Grid)
+    ``DICOMWEB_BLOB_EVENTS_QUEUE``          Azure: the storage queue Event Grid delivers the
+                                            container's BlobCreated events to (``blob-events``)
+    ``APPLICATIONINSIGHTS_CONNECTION_STRING``  traces and metrics to Application Insights
+    ``DICOMWEB_TELEMETRY``                  local telemetry: ``otlp`` (the ``OTEL_EXPORTER_OTLP_*``
+                                            variables), ``console``, or empty: off
     ``DICOMWEB_TRANSCODE_MAX_BYTES``        the largest instance (stored file, or its pixels
                                             decoded) WADO converts in memory (256 MiB); larger
                                             conversions answer 406
@@ -73,6 +86,17 @@ class Settings:
     ``DICOMWEB_HEADER_TIMEOUT_SECONDS``     time to send a request's headers (30)
     ``DICOMWEB_BODY_TIMEOUT_SECONDS``       longest pause while sending a request body (60)
     ``DICOMWEB_KEEPALIVE_SECONDS``          idle time before a kept-alive connection closes (30)
+    ``DICOMWEB_VIEWER_DIR``                 the OHIF viewer bundle served at ``/viewer/``
+    ``DICOMWEB_REQUEST_LOG``                ``1``: one log line per request (the CLI's default)
+    ``DICOMWEB_AUTH_AUTHORITY``             OpenID provider (issuer URL); empty: no authentication
+    ``DICOMWEB_AUTH_AUDIENCE``              accepted token audiences, comma-separated
+    ``DICOMWEB_AUTH_ROLES_CLAIM``           the claim holding the caller's roles (``roles``)
+    ``DICOMWEB_AUTH_ROLES_FILE``            JSON file of extra role → permissions maps
+    ``DICOMWEB_AUTH_DISABLED``              ``true``: the Functions app serves without authority
+    ``DICOMWEB_ALLOWED_HOSTS``              accepted Host names, comma-separated (default:
+                                            loopback names and the public URL's host)
+    ``DICOMWEB_TRUSTED_PROXIES``            addresses/networks whose X-Forwarded-* are honoured
+    ``DICOMWEB_AUDIT_LOG``                  audit log file (embedded default DATA/audit.log)
     ======================================  =====================================================
     """
 
@@ -88,10 +112,13 @@ class Settings:
     cosmos_endpoint: str = ""
     cosmos_key: str = ""
     cosmos_database: str = "dicomweb"
-    public_url: str = "http://127.0.0.1:8080/v1"
+    public_url: str = ""
     eventgrid_endpoint: str = ""
     eventgrid_key: str = ""
     ingest_scan_seconds: float = 2.0
+    blob_events_queue: str = "blob-events"
+    appinsights_connection_string: str = ""
+    telemetry: str = ""
     transcode_max_bytes: int = 256 * MIB
     delete_lease_seconds: float = 10.0
     staging_grace_seconds: float = 3600.0
@@ -116,6 +143,16 @@ class Settings:
     header_timeout_seconds: float = 30.0
     body_timeout_seconds: float = 60.0
     keepalive_seconds: float = 30.0
+    viewer_dir: Path = DEFAULT_VIEWER_DIR
+    request_log: bool = False
+    auth_authority: str = ""
+    auth_audiences: tuple[str, ...] = field(default_factory=tuple)
+    auth_roles_claim: str = "roles"
+    auth_roles_file: str = ""
+    auth_disabled: bool = False
+    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
+    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    audit_log: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -133,10 +170,13 @@ class Settings:
             cosmos_endpoint=_env("DICOMWEB_COSMOS_ENDPOINT", ""),
             cosmos_key=_env("DICOMWEB_COSMOS_KEY", ""),
             cosmos_database=_env("DICOMWEB_COSMOS_DATABASE", "dicomweb"),
-            public_url=_env("DICOMWEB_PUBLIC_URL", "http://127.0.0.1:8080/v1"),
+            public_url=_env("DICOMWEB_PUBLIC_URL", ""),
             eventgrid_endpoint=_env("DICOMWEB_EVENTGRID_ENDPOINT", ""),
             eventgrid_key=_env("DICOMWEB_EVENTGRID_KEY", ""),
             ingest_scan_seconds=float(_env("DICOMWEB_INGEST_SCAN_SECONDS", "2")),
+            blob_events_queue=_env("DICOMWEB_BLOB_EVENTS_QUEUE", "blob-events"),
+            appinsights_connection_string=_env("APPLICATIONINSIGHTS_CONNECTION_STRING", ""),
+            telemetry=_env("DICOMWEB_TELEMETRY", "").lower(),
             transcode_max_bytes=int(_env("DICOMWEB_TRANSCODE_MAX_BYTES", str(256 * MIB))),
             delete_lease_seconds=float(_env("DICOMWEB_DELETE_LEASE_SECONDS", "10")),
             staging_grace_seconds=float(_env("DICOMWEB_STAGING_GRACE_SECONDS", "3600")),
@@ -161,6 +201,16 @@ class Settings:
             header_timeout_seconds=float(_env("DICOMWEB_HEADER_TIMEOUT_SECONDS", "30")),
             body_timeout_seconds=float(_env("DICOMWEB_BODY_TIMEOUT_SECONDS", "60")),
             keepalive_seconds=float(_env("DICOMWEB_KEEPALIVE_SECONDS", "30")),
+            viewer_dir=Path(_env("DICOMWEB_VIEWER_DIR", str(DEFAULT_VIEWER_DIR))),
+            request_log=_env("DICOMWEB_REQUEST_LOG", "0").lower() in ("1", "true", "yes"),
+            auth_authority=_env("DICOMWEB_AUTH_AUTHORITY", ""),
+            auth_audiences=_list("DICOMWEB_AUTH_AUDIENCE"),
+            auth_roles_claim=_env("DICOMWEB_AUTH_ROLES_CLAIM", "roles"),
+            auth_roles_file=_env("DICOMWEB_AUTH_ROLES_FILE", ""),
+            auth_disabled=_env("DICOMWEB_AUTH_DISABLED", "false").lower() in ("1", "true", "yes"),
+            allowed_hosts=_list("DICOMWEB_ALLOWED_HOSTS"),
+            trusted_proxies=_list("DICOMWEB_TRUSTED_PROXIES"),
+            audit_log=_env("DICOMWEB_AUDIT_LOG", ""),
         )
 
     @property

@@ -41,6 +41,15 @@ class InstanceRecord:
     a file the server never read whole (a drop-zone import), until ``verify`` fills it in."""
 
 
+@dataclass(frozen=True)
+class StoreCounts:
+    """How much the index holds (the landing page and ``GET /v1`` show it)."""
+
+    studies: int
+    series: int
+    instances: int
+
+
 class IndexStore(Protocol):
     """The searchable index of instances, studies and series."""
 
@@ -118,6 +127,10 @@ class IndexStore(Protocol):
     async def search(self, query: Query) -> list[DicomJson]:
         """QIDO: matching studies, series or instances as DICOM JSON, computed attributes
         included, every attribute of the level present (the caller applies includefield)."""
+        ...
+
+    async def counts(self) -> StoreCounts:
+        """Studies, series and instances indexed; also how readiness checks the index answers."""
         ...
 
     async def close(self) -> None:

@@ -8,7 +8,7 @@ bash scripts/setup.sh test,azure
 if command -v npm >/dev/null && { [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
   npm ci --no-audit --no-fund
 fi
-# The OHIF browser test's Debian chromium and OHIF bundle (after npm ci, which empties node_modules).
+# The viewer browser test's Debian chromium (the viewer itself comes with setup.sh).
 bash tests/clients/setup_browser.sh
 # The ez-wsi-dicomweb client's own virtual environment (its dependencies conflict with .venv's).
 bash tests/clients/setup_ezwsi.sh

@@ -15,6 +15,7 @@ from dicomcore import limits
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
 from tests.support.emulators import Azurite, CosmosServer, missing_tools, start_azurite, start_cosmos
+from tests.support.oidc import OidcProvider, start_oidc_provider
 from tests.support.servers import ServerProcess
 
 AZURE = "azure"
@@ -48,7 +49,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Settings:
-    base = Settings(data_dir=tmp_path / "data")
+    # TestClient sends Host: testserver; a real server accepts only loopback names by default.
+    base = Settings(data_dir=tmp_path / "data", allowed_hosts=("testserver",))
     if backend == EMBEDDED:
         return base
     azurite: Azurite = request.getfixturevalue("azurite")
@@ -99,3 +101,12 @@ def cosmos_server() -> Iterator[CosmosServer]:
     emulator = start_cosmos()
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[OidcProvider]:
+    """A real OpenID provider (npm oidc-provider) on 127.0.0.1, for the authentication tests."""
+    _require_node()
+    provider = start_oidc_provider()
+    yield provider
+    provider.stop()

@@ -84,7 +84,8 @@ def test_no_pixel_data_cannot_be_rendered(client: TestClient) -> None:
 
 
 def test_cors_preflight_and_exposed_headers(tmp_path) -> None:
-    app = create_app(Settings(data_dir=tmp_path, cors_origins=("http://viewer.example",)))
+    app = create_app(Settings(data_dir=tmp_path, cors_origins=("http://viewer.example",),
+                              allowed_hosts=("testserver",)))
     with TestClient(app) as client:
         preflight = client.options("/v1/studies", headers={
             "Origin": "http://viewer.example", "Access-Control-Request-Method": "GET",

@@ -151,7 +151,7 @@ def test_over_size_limit_is_413(tmp_path) -> None:
     from dicomweb.app import create_app
     from dicomweb.settings import Settings
 
-    app = create_app(Settings(data_dir=tmp_path, max_request_bytes=1000))
+    app = create_app(Settings(data_dir=tmp_path, max_request_bytes=1000, allowed_hosts=("testserver",)))
     with TestClient(app) as small:
         response = small.post("/v1/studies", content=to_bytes(make_dataset(rows=64, columns=64)),
                               headers={"Content-Type": DICOM})
@@ -193,3 +193,23 @@ def test_unlocatable_frames_are_stored_with_a_warning(client: TestClient) -> Non
     assert "frames cannot be located" in item["00000902"]["Value"][0]
     url = f"/v1/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
     assert client.get(url, headers={"Accept": DICOM}).content == raw
+
+
+def test_multipart_parts_are_stored_in_order_and_a_repeat_within_the_request_is_45070(client: TestClient) -> None:
+    # Parts are received ahead of the store (routes.PARTS_AHEAD) but stored one after another:
+    # the second copy of an instance in the same request is refused like any re-send, and the
+    # response lists the parts in the order they were sent. The large part (> the 1 MiB spool
+    # batch) crosses several received chunks and spool writes.
+    first, large, last = make_dataset(), make_dataset(rows=800, columns=800), make_dataset()
+    repeat = make_dataset(study=first.StudyInstanceUID, series=first.SeriesInstanceUID, sop=first.SOPInstanceUID,
+                          patient_name="OTHER^NAME")
+    raw = [to_bytes(ds) for ds in (first, repeat, large, last)]
+    body, content_type = multipart_body(raw)
+    response = client.post("/v1/studies", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 202, response.text
+    stored = [item["00081155"]["Value"][0] for item in response.json()[SOP_SEQ]["Value"]]
+    assert stored == [first.SOPInstanceUID, large.SOPInstanceUID, last.SOPInstanceUID]
+    assert _failures(response.json()) == [45070]
+    for ds, sent in ((first, raw[0]), (large, raw[2])):
+        url = f"/v1/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+        assert client.get(url, headers={"Accept": DICOM}).content == sent

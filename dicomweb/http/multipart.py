@@ -24,6 +24,10 @@ from starlette.concurrency import run_in_threadpool
 CRLF = b"\r\n"
 
 
+SPOOL_BATCH_BYTES = 1 << 20
+"""Received bytes gathered before one write to the spool file (one worker-thread trip)."""
+
+
 class MultipartError(ValueError):
     """The body is not valid multipart (bad boundary, truncated, oversized part headers)."""
 
@@ -74,6 +78,9 @@ class _PartCollector:
     done: list[SpooledPart] = field(default_factory=list)
     pending: list[tuple[SpooledPart, bytes | None]] = field(default_factory=list)
     """Data of parts in arrival order; ``None`` marks a part's end."""
+    pending_bytes: int = 0
+    part_ended: bool = False
+    """A part's end is pending: flush now, so its caller gets it without waiting for more."""
     current: SpooledPart | None = None
     header_field: bytearray = field(default_factory=bytearray)
     header_value: bytearray = field(default_factory=bytearray)
@@ -106,10 +113,17 @@ class _PartCollector:
     def part_data(self, data: bytes, start: int, end: int) -> None:
         if end > start and self.current is not None:
             self.pending.append((self.current, bytes(data[start:end])))
+            self.pending_bytes += end - start
 
     def part_end(self) -> None:
         if self.current is not None:
             self.pending.append((self.current, None))
+            self.part_ended = True
+
+    def should_flush(self) -> bool:
+        # Writing each received chunk (often 64 KB) cost a worker-thread trip each, ~8 per
+        # 513 KB instance: a large share of STOW's CPU under the GIL (docs/performance.md).
+        return self.part_ended or self.pending_bytes >= SPOOL_BATCH_BYTES
 
     def end(self) -> None:
         self.finished = True
@@ -153,8 +167,9 @@ async def read_parts(
             over = collector.begun > part_limit
             if over:  # the parts within the limit are handled; nothing beyond it is written
                 collector.pending = [(part, data) for part, data in collector.pending if part.number <= part_limit]
-            for part in await _flush(collector):
-                yield part
+            if over or collector.should_flush():
+                for part in await _flush(collector):
+                    yield part
             if over:
                 raise TooManyPartsError(f"the request has more than {max_parts} parts (DICOMWEB_MAX_PARTS)")
         if not collector.finished:
@@ -183,6 +198,7 @@ async def _flush(collector: _PartCollector) -> list[SpooledPart]:
             collector.done.append(part)
             completed.append(part)
     collector.pending.clear()
+    collector.pending_bytes, collector.part_ended = 0, False
     return completed
 
 
@@ -198,7 +214,7 @@ async def spool_body(body: AsyncIterable[bytes], path: Path, *, max_bytes: int) 
             raise BodyTooLargeError(f"request body is larger than the {max_bytes}-byte limit")
         batch.append(chunk)
         batched += len(chunk)
-        if batched >= 1 << 20:
+        if batched >= SPOOL_BATCH_BYTES:
             await _write(path, batch, digest)
             batch, batched = [], 0
     await _write(path, batch, digest)

@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from dicomweb.http.access import ApiRoute
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -42,4 +44,13 @@ def _merged(group: list[Route]) -> Route:
     async def by_method(request: Request) -> Response:
         return await handlers[request.method](request)
 
+    # Kept for whoever describes the routes (the OpenAPI generator): each method's own endpoint.
+    setattr(by_method, "handlers", handlers)  # noqa: B010 - an attribute on a function
+    if all(isinstance(route, ApiRoute) for route in group):  # each method keeps its permission
+        permissions = {method: route.permission_for(method)
+                       for route in reversed(group) for method in route.methods or ()
+                       if isinstance(route, ApiRoute)}
+        return ApiRoute(group[0].path, by_method, methods=sorted(handlers), name=group[0].name,
+                        permission=permissions)
+    # A route without a declared permission stays one: the app then refuses to start.
     return Route(group[0].path, by_method, methods=sorted(handlers), name=group[0].name)

@@ -92,12 +92,15 @@ class AzureBlobStore:
         connection_string: str = "",
         account_url: str = "",
         staging_dir: Path | None = None,
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         if not connection_string and not account_url:
             raise ValueError("the Azure blob store needs a connection string or an account URL")
         self.container = container
         self._connection_string = connection_string
         self._account_url = account_url
+        self._options = {**_CLIENT_OPTIONS, **(client_options or {})}
+        """The SDK clients' options, plus the caller's (e.g. a ``raw_response_hook`` counting calls)."""
         self.staging_dir = staging_dir or Path(tempfile.gettempdir()) / "dicomweb-staging"
         self.staging_dir.mkdir(parents=True, exist_ok=True)
         self._clients: dict[asyncio.AbstractEventLoop, ContainerClient] = {}
@@ -113,14 +116,14 @@ class AzureBlobStore:
         if client is None:
             if self._connection_string:
                 client = ContainerClient.from_connection_string(
-                    self._connection_string, self.container, **_CLIENT_OPTIONS
+                    self._connection_string, self.container, **self._options
                 )
             else:
                 from azure.identity.aio import DefaultAzureCredential
 
                 credential = DefaultAzureCredential()
                 self._credentials.append(credential)
-                client = ContainerClient(self._account_url, self.container, credential=credential, **_CLIENT_OPTIONS)
+                client = ContainerClient(self._account_url, self.container, credential=credential, **self._options)
             self._clients[loop] = client
         if not self._container_ready:
             await self._ensure_container(client)
@@ -141,13 +144,13 @@ class AzureBlobStore:
         if self._sync is None:
             if self._connection_string:
                 self._sync = SyncContainerClient.from_connection_string(
-                    self._connection_string, self.container, **_CLIENT_OPTIONS
+                    self._connection_string, self.container, **self._options
                 )
             else:
                 from azure.identity import DefaultAzureCredential
 
                 self._sync = SyncContainerClient(
-                    self._account_url, self.container, credential=DefaultAzureCredential(), **_CLIENT_OPTIONS
+                    self._account_url, self.container, credential=DefaultAzureCredential(), **self._options
                 )
         return self._sync
 

@@ -16,10 +16,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from dicomcore import layout
 from dicomcore.redact import error_summary
 from dicomweb.storage.blob_events import EventHandler, blob_created_event
 
 log = logging.getLogger(__name__)
+
+
+def _handled(name: str) -> bool:
+    """Only instance files and dropped files have a handler (``BlobCreatedHandler`` ignores the
+    rest), so sidecars, two per STOW, are not announced: two events less per instance on the
+    event loop (docs/performance.md). In Azure, an Event Grid subject filter could do the same."""
+    return layout.key_of_instance_file(name) is not None or name.startswith(layout.INCOMING_PREFIX)
 
 
 class BlobEventBus:
@@ -35,7 +43,7 @@ class BlobEventBus:
     def announce(self, name: str, size: int) -> None:
         """The store's hook: queue the event for ``name`` (dropped while nobody listens,
         e.g. in a one-off CLI command)."""
-        if self._queue is None or self._loop is None:
+        if self._queue is None or self._loop is None or not _handled(name):
             return
         payload = blob_created_event(self._container, name, size, (self._root / name).as_uri())
         try:

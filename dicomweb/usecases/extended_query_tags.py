@@ -60,19 +60,16 @@ class ExtendedQueryTags:
     async def query_tags(self) -> list[ExtendedTag]:
         return await self.tags.all()
 
-    async def add(self, body: Any) -> list[ExtendedTag]:
-        """Validate and save the new tags as ``adding``; the caller starts the reindex."""
+    async def add(self, body: Any, operation_id: str) -> list[ExtendedTag]:
+        """Validate and save the new tags as ``adding``, assigned to ``operation_id`` (the
+        reindex the caller starts next: assigned first, so its end cannot be overwritten)."""
         existing = await self.tags.all()
         running = next((tag.operation_id for tag in existing if tag.operation_id), None)
         if running:
             raise ReindexRunning(running)
-        tags = parse_entries(body, len(existing))
+        tags = [replace(tag, operation_id=operation_id) for tag in parse_entries(body, len(existing))]
         await self.tags.add(tags)  # committed: every add from now on indexes them (docs)
         return tags
-
-    async def assign(self, tags: list[ExtendedTag], operation_id: str) -> None:
-        for tag in tags:
-            await self.tags.save(replace(tag, operation_id=operation_id))
 
     async def get(self, path: str) -> ExtendedTag:
         wanted = parse_path(path)

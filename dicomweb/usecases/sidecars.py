@@ -8,6 +8,7 @@ a reader never depends on them surviving.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -58,8 +59,9 @@ class SidecarFiles:
         self.bulkdata_threshold = bulkdata_threshold
 
     async def write(self, key: str, derived: Derived) -> None:
-        await self.blobs.put_bytes(layout.metadata_name(key), derived.metadata, durable=False)
-        await self.blobs.put_bytes(layout.frames_name(key), derived.frames, durable=False)
+        # Side by side: two worker threads locally, two uploads in flight on Blob Storage.
+        await asyncio.gather(self.blobs.put_bytes(layout.metadata_name(key), derived.metadata, durable=False),
+                             self.blobs.put_bytes(layout.frames_name(key), derived.frames, durable=False))
 
     async def parse_stored(self, key: str) -> tuple[ParsedInstance, InstanceUids]:
         """Parse a stored instance file (header and item headers only) and validate it."""

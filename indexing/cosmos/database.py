@@ -58,12 +58,15 @@ class _Opened:
 class CosmosDatabase:
     """A database on ``endpoint``, with ``key`` or (no key) azure-identity's DefaultAzureCredential."""
 
-    def __init__(self, endpoint: str, key: str, database: str, specs: list[ContainerSpec]) -> None:
+    def __init__(self, endpoint: str, key: str, database: str, specs: list[ContainerSpec],
+                 client_options: dict[str, Any] | None = None) -> None:
         if not endpoint:
             raise ValueError("the Cosmos stores need DICOMWEB_COSMOS_ENDPOINT")
         self.endpoint = endpoint
         self.key = key
         self.database_name = database
+        self.client_options = client_options or {}
+        """Extra CosmosClient options (e.g. a ``raw_response_hook`` counting calls)."""
         self.specs = {spec.name: spec for spec in specs}
         self._opened: dict[asyncio.AbstractEventLoop, _Opened] = {}
         self._credentials: list[Any] = []
@@ -89,7 +92,7 @@ class CosmosDatabase:
 
             credential = DefaultAzureCredential()
             self._credentials.append(credential)
-        client = CosmosClient(self.endpoint, credential)
+        client = CosmosClient(self.endpoint, credential, **self.client_options)
         try:
             await client.__aenter__()  # reads the account (regions, consistency) once
             try:

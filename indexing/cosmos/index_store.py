@@ -55,7 +55,7 @@ from indexing.cosmos.database import CosmosDatabase
 from indexing.cosmos.feed_store import CONTAINER as FEED_CONTAINER
 from indexing.cosmos.feed_store import CosmosChangeFeedStore
 from indexing.cosmos.search import CosmosQuery, compile_filter
-from indexing.port import DicomJson, InstanceRecord
+from indexing.port import DicomJson, InstanceRecord, StoreCounts
 from indexing.query import Match, Query
 from indexing.records import change_entry, instance_order, record_from_json, with_identity
 from indexing.results import compose_result
@@ -94,6 +94,12 @@ class CosmosIndexStore:
 
     async def close(self) -> None:
         await self._database.close()
+
+    async def counts(self) -> StoreCounts:
+        container = await self._container()
+        studies, series, instances = await asyncio.gather(
+            *(_count_documents(container, kind) for kind in ("study", "series", "instance")))
+        return StoreCounts(studies=studies, series=series, instances=instances)
 
     # -- adding -------------------------------------------------------------------------
 
@@ -301,10 +307,14 @@ class CosmosIndexStore:
 
     # -- tombstones and reconciliation --------------------------------------------------
 
-    async def _tombstones(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _tombstones(self, sql: str, parameters: dict[str, Any], study_uid: str | None = None
+                          ) -> list[dict[str, Any]]:
+        """Tombstones matching ``sql``; within one study's partition when ``study_uid`` is given
+        (a cross-partition query costs RUs in every partition: docs/performance.md)."""
         container = await self._container()
+        options: dict[str, Any] = {"partition_key": study_uid} if study_uid is not None else {}
         items = container.query_items(
-            sql, parameters=[{"name": name, "value": value} for name, value in parameters.items()])
+            sql, parameters=[{"name": name, "value": value} for name, value in parameters.items()], **options)
         return [item async for item in items]
 
     async def pending_deletes(
@@ -316,7 +326,7 @@ class CosmosIndexStore:
             if value is not None:
                 sql += f" AND c.{field} = @{field}"
                 parameters[f"@{field}"] = value
-        documents = await self._tombstones(sql, parameters)
+        documents = await self._tombstones(sql, parameters, study_uid)
         return sorted((_record(document) for document in documents), key=lambda record: record.instance_key)
 
     async def _tombstone_by_key(self, instance_key: str) -> dict[str, Any] | None:
@@ -509,6 +519,13 @@ async def _query(container: Any, study_uid: str, sql: str, parameters: dict[str,
 async def _scalar(container: Any, study_uid: str, sql: str, parameters: dict[str, Any]) -> Any:
     rows = await _query(container, study_uid, sql, parameters)
     return rows[0] if rows else 0
+
+
+async def _count_documents(container: Any, kind: str) -> int:
+    """Documents of one type across every study's partition (one aggregate query)."""
+    items = container.query_items("SELECT VALUE COUNT(1) FROM c WHERE c.type = @type",
+                                  parameters=[{"name": "@type", "value": kind}])
+    return sum([int(count) async for count in items])
 
 
 async def _run(container: Any, compiled: CosmosQuery, sql: str) -> list[Any]:

@@ -24,7 +24,7 @@ from dicomcore.capacity import InsufficientStorageError
 from dicomcore.threads import in_thread
 from indexing.attributes import AttributeTable, Level, standard_table
 from indexing.extended_tags import ExtendedTag, extend_table
-from indexing.port import DicomJson, InstanceRecord
+from indexing.port import DicomJson, InstanceRecord, StoreCounts
 from indexing.query import Query
 from indexing.records import change_entry, level_json, match_keys, record_from_json, series_modality, with_identity
 from indexing.results import instance_number
@@ -188,6 +188,9 @@ class SqliteIndexStore:
 
     async def search(self, query: Query) -> list[DicomJson]:
         return await self._run(search, query)
+
+    async def counts(self) -> StoreCounts:
+        return await self._run(_counts)
 
     async def close(self) -> None:
         with self._lock:
@@ -452,6 +455,13 @@ def _bury(connection: sqlite3.Connection, removed: list[InstanceRecord], owner: 
             " claimed_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
             (record.instance_key, record.study_uid, record.series_uid, record.sop_uid, _dumps(vars(record)), owner,
              now))
+
+
+def _counts(connection: sqlite3.Connection) -> StoreCounts:
+    studies, series, instances = connection.execute(
+        "SELECT (SELECT COUNT(*) FROM study), (SELECT COUNT(*) FROM series), (SELECT COUNT(*) FROM instance)"
+    ).fetchone()
+    return StoreCounts(studies=studies, series=series, instances=instances)
 
 
 def _exists(connection: sqlite3.Connection, sql: str, *params: Any) -> bool:

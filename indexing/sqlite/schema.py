@@ -27,6 +27,7 @@ record and its feed entry commit in one transaction):
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,6 +154,9 @@ def connect(database: Path) -> sqlite3.Connection:
     # check_same_thread=False: connections are pooled and handed from one worker thread
     # to the next, never used by two threads at once.
     connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    # Patient data: owner only. SQLite gives its -wal and -shm files the database's mode.
+    if database.exists():
+        os.chmod(database, 0o600)
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     # WAL lets readers run while one writer commits; NORMAL sync is durable across
     # process crashes, which is what the server needs (the blob store is the truth).

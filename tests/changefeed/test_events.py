@@ -66,7 +66,7 @@ def test_event_grid_events_arrive_despite_failures(tmp_path) -> None:
     app.state.services.publisher.initial_backoff = 0.05
     datasets = [make_dataset() for _ in range(3)]
     try:
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://dicom.example") as client:  # the public URL's host is allowed
             started = time.monotonic()
             for ds in datasets:
                 response = client.post("/v1/studies", content=to_bytes(ds), headers={"Content-Type": DICOM})

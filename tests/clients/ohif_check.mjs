@@ -4,8 +4,12 @@
 // request with its status, console errors). Exits 1 when a step fails; the screenshots' content
 // is judged by the caller (tests/clients/test_ohif.py).
 //
-// node tests/clients/ohif_check.mjs --app http://127.0.0.1:A --dicomweb http://127.0.0.1:B/v1 \
-//   --ct-study UID --slide-study UID [--expect TEXT]... [--chromium /usr/bin/chromium] --out DIR
+// node tests/clients/ohif_check.mjs --app http://127.0.0.1:A/viewer --dicomweb http://127.0.0.1:A/v1 \
+//   --ct-study UID --slide-study UID [--landing http://127.0.0.1:A/] [--expect TEXT]... \
+//   [--chromium /usr/bin/chromium] --out DIR
+//
+// With --landing, the server's start page comes first: its study list must show every --expect
+// text, and the CT is opened by clicking its link there (rather than by going to the viewer's URL).
 
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +21,7 @@ const { values: args } = parseArgs({
   options: {
     app: { type: 'string' },
     dicomweb: { type: 'string' },
+    landing: { type: 'string' },
     'ct-study': { type: 'string' },
     'slide-study': { type: 'string' },
     expect: { type: 'string', multiple: true, default: [] },
@@ -173,6 +178,17 @@ try {
   });
   page.on('pageerror', (error) => report.pageErrors.push(String(error).slice(0, 500)));
 
+  if (args.landing) {
+    await step('landing-page', async (entry) => {
+      await page.goto(args.landing);
+      for (const text of args.expect) {
+        await page.locator('#study-list td', { hasText: text }).first().waitFor({ state: 'visible' });
+      }
+      entry.screenshot = join(out, 'landing.png');
+      await page.screenshot({ path: entry.screenshot });
+    });
+  }
+
   await step('study-list', async (entry) => {
     await page.goto(`${args.app}/`);
     for (const text of args.expect) {
@@ -183,7 +199,13 @@ try {
   });
 
   await step('ct-viewer', async (entry) => {
-    await page.goto(`${args.app}/viewer?StudyInstanceUIDs=${args['ct-study']}`);
+    if (args.landing) {
+      await page.goto(args.landing);
+      await page.locator(`a.open-study[href*="${args['ct-study']}"]`).click();
+      await page.waitForURL((url) => url.pathname.endsWith('/viewer') && url.search.includes(args['ct-study']));
+    } else {
+      await page.goto(`${args.app}/viewer?StudyInstanceUIDs=${args['ct-study']}`);
+    }
     await page.locator('canvas').first().waitFor({ state: 'visible' });
     await waitForRequests(page, 'CT frames answered', (requests) =>
       frameRequests(requests, args['ct-study']).some((r) => r.status === 200));

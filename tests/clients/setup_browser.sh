@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Prerequisites of the OHIF browser test (tests/clients/test_ohif.py), for scripts/test.sh:
+# Prerequisites of the viewer browser test (tests/clients/test_ohif.py), for scripts/test.sh:
 # Debian's chromium (we never download a browser: playwright-core drives the system one) and
-# the prebuilt OHIF bundle. playwright-core itself comes with `npm ci`.
+# the viewer (scripts/fetch_viewer.sh; setup.sh installs it too). playwright-core itself comes with `npm ci`.
 #
 # Quick when already installed, and never fails the run: when something cannot be installed it
 # says so, and the OHIF test then FAILS (it does not skip), so CI shows the gap instead of
@@ -25,8 +25,8 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 if command -v npm >/dev/null; then
-  bash tests/clients/fetch_ohif.sh >/dev/null || echo "setup_browser.sh: could not fetch OHIF; the OHIF test will fail" >&2
+  bash scripts/fetch_viewer.sh >/dev/null || echo "setup_browser.sh: could not install the viewer; the viewer test will fail" >&2
 else
-  echo "setup_browser.sh: no npm; the OHIF test will fail" >&2
+  echo "setup_browser.sh: no npm; the viewer test will fail" >&2
 fi
 exit 0

@@ -1,6 +1,6 @@
 """ez-wsi-dicomweb (Google's whole-slide library) opens and reads our slides the ordinary way.
 
-A small synthetic JPEG pyramid (tools/wsi_generate.py) is stored by STOW in a real server
+A small synthetic JPEG pyramid (dicomweb/demo/wsi_generate.py) is stored by STOW in a real server
 process; ``ezwsi_check.py`` then runs in ez-wsi's own virtual environment (.venv-ezwsi, made
 by tests/clients/setup_ezwsi.sh: its dependencies conflict with wsidicom's), opens a
 ``DicomSlide`` from the series path (QIDO asking for ez-wsi's 37 attributes, then frames)
@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 from pydicom.encaps import generate_frames
 
+from dicomweb.demo.wsi_generate import generate_pyramid
 from tests.support.servers import ServerProcess
-from tools.wsi_generate import generate_pyramid
 
 REPO = Path(__file__).resolve().parents[2]
 EZWSI_PYTHON = REPO / ".venv-ezwsi" / "bin" / "python"

@@ -1,6 +1,6 @@
 """wsidicom, a real whole-slide client, reads slides over DICOMweb exactly as from the files.
 
-Small synthetic pyramids (tools/wsi_generate.py) are stored by STOW, opened with
+Small synthetic pyramids (dicomweb/demo/wsi_generate.py) are stored by STOW, opened with
 ``WsiDicom.open_web`` (which goes through dicomweb-client: QIDO for the instances, their
 metadata, then batched frame requests like ``frames/1,2,...,48``) and compared with
 ``WsiDicom.open`` on the original files: whole levels and an off-grid region, at every level.
@@ -25,8 +25,8 @@ import requests
 from pydicom.uid import JPEG2000, UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
 from wsidicom import WsiDicom, WsiDicomWebClient
 
+from dicomweb.demo.wsi_generate import generate_pyramid
 from tests.support.servers import ServerProcess
-from tools.wsi_generate import generate_pyramid
 
 # Level 0 spans 8×6 tiles of 256, so a whole-level read asks for 48 frames in one request.
 SLIDES = {

@@ -20,7 +20,7 @@ from pydicom.uid import MRImageStorage, generate_uid
 
 from dicomcore.layout import instance_key
 from indexing.attributes import Level
-from indexing.port import IndexStore, InstanceRecord
+from indexing.port import IndexStore, InstanceRecord, StoreCounts
 from indexing.query import parse_query
 from tests.support.builders import make_dataset
 
@@ -151,6 +151,21 @@ async def test_removal_keeps_summaries_right_and_drops_empty_entities(index: Ind
     assert await index.get_instance_by_key(kept.instance_key) is None
     assert await index.add_instance(kept)  # stored again after removal
     assert await study_summary(index, study) == ([1], [1], ["CT"], [kept.sop_class_uid])
+
+
+async def test_counts_follow_adds_and_removals(index: IndexStore) -> None:
+    assert await index.counts() == StoreCounts(studies=0, series=0, instances=0)
+    study, other, ct, mr = generate_uid(), generate_uid(), generate_uid(), generate_uid()
+    records = [record(study=study, series=ct, instance_number=1), record(study=study, series=ct, instance_number=2),
+               record(study=study, series=mr, modality="MR", instance_number=1), record(study=other)]
+    for each in records:
+        await index.add_instance(each)
+    await index.add_instance(records[0])  # a repeated add counts once
+    assert await index.counts() == StoreCounts(studies=2, series=3, instances=4)
+    await index.remove_instances(study, mr)
+    assert await index.counts() == StoreCounts(studies=2, series=2, instances=3)
+    await index.remove_instances(other)
+    assert await index.counts() == StoreCounts(studies=1, series=1, instances=2)
 
 
 async def test_paging_walks_every_result_once(index: IndexStore) -> None:

@@ -60,7 +60,7 @@ def test_tags_are_reindexed_and_searched_like_built_ins(client: TestClient) -> N
 
     listed = client.get("/v1/extendedquerytags").json()
     assert [tag["path"] for tag in listed] == ["00091001", "00101030", "00180050", "00181000"]
-    assert all(tag["status"] == "ready" and tag["queryStatus"] == "enabled" for tag in listed)
+    assert all(tag["status"] == "ready" and tag["queryStatus"] == "enabled" for tag in listed), listed
     assert listed[0] == {"path": "00091001", "vr": "LO", "privateCreator": "ACME 1.0", "level": "instance",
                          "status": "ready", "queryStatus": "enabled"}
 

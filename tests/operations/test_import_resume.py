@@ -27,7 +27,7 @@ FILES = 40
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", allowed_hosts=("testserver",))
     for i, blob in enumerate(many_instances(STUDY, FILES)):
         path = settings.import_path / "r" / f"{i:03d}.dcm"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ def _wait_for_failures(client: TestClient, count: int) -> None:
 
 
 def test_failures_page_drop_fixed_files_and_can_be_cleared(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", ingest_scan_seconds=0.2)
+    settings = Settings(data_dir=tmp_path / "data", ingest_scan_seconds=0.2, allowed_hosts=("testserver",))
     with TestClient(create_app(settings)) as client:
         dataset = make_dataset()
         instance = to_bytes(dataset)

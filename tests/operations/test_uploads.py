@@ -59,7 +59,8 @@ def test_embedded_upload_url_receives_the_file_and_imports_it(client: TestClient
 
 
 def test_embedded_upload_keeps_stows_size_limit(tmp_path: Path) -> None:
-    with TestClient(_app(Settings(data_dir=tmp_path / "data", max_request_bytes=1000))) as client:
+    with TestClient(_app(Settings(data_dir=tmp_path / "data", max_request_bytes=1000,
+                                  allowed_hosts=("testserver",)))) as client:
         response = client.put(_session(client)["uploadUrl"], content=b"x" * 2000)
         assert response.status_code == 413
 

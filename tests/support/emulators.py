@@ -106,8 +106,9 @@ class _NodeProcess:
             if self.process.poll() is not None:
                 raise EmulatorUnavailable(f"{self.process.args} exited with {self.process.returncode}:\n{self.log()}")
             time.sleep(0.05)
+        output = self.log()  # read before stop(), which removes the log file
         self.stop()
-        raise EmulatorUnavailable(f"{self.process.args} did not start in {_START_TIMEOUT:.0f} s:\n{self.log()}")
+        raise EmulatorUnavailable(f"{self.process.args} did not start in {_START_TIMEOUT:.0f} s:\n{output}")
 
     def log(self) -> str:
         return Path(self._log.name).read_text(errors="replace")

@@ -23,12 +23,15 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m dicomweb serve`` on 127.0.0.1, stopped when the test ends."""
 
-    def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
-        self.output: list[str] = []
-        """Every line the server printed (stdout and stderr), for tests that read its log."""
+    def __init__(self, data: Path, workers: int = 1, env: dict[str, str] | None = None, quiet: bool = True,
+                 args: list[str] | None = None) -> None:
         self.port = free_port()
+        self.output: list[str] = []
+        """Every line the server printed (stdout and stderr; ``quiet=False`` keeps the request log)."""
         command = [sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--data", str(data), "--workers", str(workers)]
+                   "--data", str(data), "--workers", str(workers), *(args or [])]
+        if quiet:
+            command.append("--quiet")  # no line per request: benchmarks and load tests would pay for it
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[2])
         self.root = self._wait_for_root()
@@ -52,7 +55,8 @@ class ServerProcess:
     def _drain(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.output.append(line)
+            if len(self.output) < 10_000:  # bounded: a long run must not grow the test's memory
+                self.output.append(line)
 
     def _wait_until_listening(self) -> None:
         # With several workers the parent binds the socket and prints the root before the

@@ -1,4 +1,4 @@
-"""Tests for the synthetic whole-slide pyramid generator (tools/wsi_generate.py)."""
+"""Tests for the synthetic whole-slide pyramid generator (dicomweb/demo/wsi_generate.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tools.wsi_generate import CODECS, generate_pyramid, main
+from dicomweb.demo.wsi_generate import CODECS, generate_pyramid, main
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 ITEM_TAG = b"\xfe\xff\x00\xe0"
@@ -231,7 +231,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_offsets_past_bot_range_switch_to_eot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tools.wsi_generate as wsi
+    import dicomweb.demo.wsi_generate as wsi
 
     # Shrink the 32-bit limit so a tiny pyramid "overflows" it; defeat the up-front size prediction to
     # exercise the fall-back rewrite with an Extended Offset Table.

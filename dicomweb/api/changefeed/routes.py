@@ -15,13 +15,14 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from changefeed.port import ChangeEntry, State
 from dicomweb.api.context import Services, services_of
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import bad_request
 from dicomweb.http.params import bounded_int
 from dicomweb.http.urls import service_root
+from dicomweb.identity.permissions import Permission
 from dicomweb.storage.port import BlobNotFoundError
 from dicomweb.usecases.sidecars import ROOT_TOKEN
 
@@ -115,6 +116,6 @@ async def read_latest(request: Request) -> Response:
 
 
 routes = [
-    Route("/changefeed", read_changefeed, methods=["GET"]),
-    Route("/changefeed/latest", read_latest, methods=["GET"]),
+    ApiRoute("/changefeed", read_changefeed, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/changefeed/latest", read_latest, methods=["GET"], permission=Permission.READ),
 ]

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from dicomweb.api.context import services_of
 from dicomweb.api.wado.lookup import path_uids
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import not_found
+from dicomweb.identity.permissions import Permission
 
 
 async def delete(request: Request) -> Response:
@@ -23,7 +24,8 @@ async def delete(request: Request) -> Response:
 
 
 routes = [
-    Route("/studies/{study}", delete, methods=["DELETE"]),
-    Route("/studies/{study}/series/{series}", delete, methods=["DELETE"]),
-    Route("/studies/{study}/series/{series}/instances/{instance}", delete, methods=["DELETE"]),
+    ApiRoute("/studies/{study}", delete, methods=["DELETE"], permission=Permission.DELETE),
+    ApiRoute("/studies/{study}/series/{series}", delete, methods=["DELETE"], permission=Permission.DELETE),
+    ApiRoute("/studies/{study}/series/{series}/instances/{instance}", delete, methods=["DELETE"],
+             permission=Permission.DELETE),
 ]

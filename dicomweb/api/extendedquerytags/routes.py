@@ -12,14 +12,15 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from dicomweb.api.context import services_of
 from dicomweb.api.operations.status import operation_url
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import HTTPError, bad_request, not_found
 from dicomweb.http.urls import service_root
+from dicomweb.identity.permissions import Permission
 from dicomweb.usecases.extended_query_tags import TYPE, ExtendedQueryTags, ReindexRunning, TagNotFound
-from dicomweb.usecases.operations.lifecycle import start_operation
+from dicomweb.usecases.operations.lifecycle import new_operation_id, start_operation
 from indexing.extended_tag_store import ExtendedTagExistsError
 from indexing.extended_tags import ExtendedTag, ExtendedTagError, QueryStatus
 
@@ -63,7 +64,8 @@ async def add_tags(request: Request) -> Response:
     services = services_of(request)
     registry = _registry(request)
     try:
-        tags = await registry.add(await _json_body(request))
+        operation_id = new_operation_id()
+        tags = await registry.add(await _json_body(request), operation_id)
     except ExtendedTagError as exc:
         raise bad_request(str(exc)) from None
     except ReindexRunning as exc:
@@ -75,8 +77,7 @@ async def add_tags(request: Request) -> Response:
     paths = [tag.path for tag in tags]
     resources = [f"{service_root(request)}/extendedquerytags/{path}" for path in paths]
     state = await start_operation(services.operations, services.operation_starter, TYPE,
-                                  {"paths": paths, "resources": resources})
-    await registry.assign(tags, state.operation_id)
+                                  {"paths": paths, "resources": resources}, operation_id)
     href = operation_url(request, state.operation_id)
     return JSONResponse({"id": state.operation_id, "href": href}, 202, headers={"Location": href})
 
@@ -134,11 +135,12 @@ async def delete_tag(request: Request) -> Response:
     return Response(status_code=204)
 
 
+_MANAGE = Permission.MANAGE_EXTENDED_QUERY_TAGS
 routes = [
-    Route("/extendedquerytags", add_tags, methods=["POST"]),
-    Route("/extendedquerytags", list_tags, methods=["GET"]),
-    Route("/extendedquerytags/{path}", get_tag, methods=["GET"]),
-    Route("/extendedquerytags/{path}/errors", list_errors, methods=["GET"]),
-    Route("/extendedquerytags/{path}", patch_tag, methods=["PATCH"]),
-    Route("/extendedquerytags/{path}", delete_tag, methods=["DELETE"]),
+    ApiRoute("/extendedquerytags", add_tags, methods=["POST"], permission=_MANAGE),
+    ApiRoute("/extendedquerytags", list_tags, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/extendedquerytags/{path}", get_tag, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/extendedquerytags/{path}/errors", list_errors, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/extendedquerytags/{path}", patch_tag, methods=["PATCH"], permission=_MANAGE),
+    ApiRoute("/extendedquerytags/{path}", delete_tag, methods=["DELETE"], permission=_MANAGE),
 ]

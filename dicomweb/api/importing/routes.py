@@ -13,12 +13,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from dicomweb.api.context import services_of
 from dicomweb.api.importing import uploads
 from dicomweb.api.operations.status import operation_url
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import bad_request
+from dicomweb.identity.permissions import Permission
 from dicomweb.storage.port import ImportAreaError
 from dicomweb.usecases.import_files import TYPE, import_input
 from dicomweb.usecases.operations.lifecycle import start_operation
@@ -71,5 +72,5 @@ async def start_import(request: Request) -> Response:
     return JSONResponse({"id": state.operation_id, "href": href}, 202, headers={"Location": href})
 
 
-routes = [Route("/import", start_import, methods=["POST"]), *uploads.routes]
+routes = [ApiRoute("/import", start_import, methods=["POST"], permission=Permission.WRITE), *uploads.routes]
 

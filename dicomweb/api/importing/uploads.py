@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from dicomweb.api.context import services_of
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import HTTPError, bad_request, not_found
 from dicomweb.http.multipart import BodyTooLargeError, spool_body
 from dicomweb.http.urls import service_root
+from dicomweb.identity.permissions import Permission
 from dicomweb.storage.port import BlobExistsError
 from dicomweb.usecases.upload_sessions import InvalidUploadToken, claim_upload
 
@@ -56,6 +57,6 @@ async def receive_upload(request: Request) -> Response:
 
 
 routes = [
-    Route("/uploads", new_upload, methods=["POST"]),
-    Route("/uploads/{token}", receive_upload, methods=["PUT"]),
+    ApiRoute("/uploads", new_upload, methods=["POST"], permission=Permission.WRITE),
+    ApiRoute("/uploads/{token}", receive_upload, methods=["PUT"], permission=Permission.WRITE),
 ]

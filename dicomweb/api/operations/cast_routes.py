@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from dicomcore.uids import is_valid_uid
 from dicomweb.api.context import services_of
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import HTTPError, bad_request, not_found
+from dicomweb.identity.permissions import Permission
 from dicomweb.usecases.cast.sync import CastSync, CastUnavailable
 
 
@@ -43,6 +44,6 @@ async def retry_cast_failures(request: Request) -> Response:
 
 
 routes = [
-    Route("/operations/cast-failures", cast_failures, methods=["GET"]),
-    Route("/operations/cast-failures/retry", retry_cast_failures, methods=["POST"]),
+    ApiRoute("/operations/cast-failures", cast_failures, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/operations/cast-failures/retry", retry_cast_failures, methods=["POST"], permission=Permission.ADMIN),
 ]

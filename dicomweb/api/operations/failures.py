@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from dicomweb.api.context import services_of
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import not_found
 from dicomweb.http.params import bounded_int
+from dicomweb.identity.permissions import Permission
 from dicomweb.usecases.failures import delete_failure, list_failures
 
 DEFAULT_LIMIT = 100
@@ -44,6 +45,7 @@ async def remove_failure(request: Request) -> Response:
 
 
 routes = [
-    Route("/operations/ingest-failures", ingest_failures, methods=["GET"]),
-    Route("/operations/ingest-failures/{name:path}", remove_failure, methods=["DELETE"]),
+    ApiRoute("/operations/ingest-failures", ingest_failures, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/operations/ingest-failures/{name:path}", remove_failure, methods=["DELETE"],
+             permission=Permission.ADMIN),
 ]

@@ -14,12 +14,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from dicomweb.api.context import services_of
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import HTTPError, bad_request, not_found
 from dicomweb.http.params import bounded_int
 from dicomweb.http.urls import service_root
+from dicomweb.identity.permissions import Permission
 from dicomweb.usecases.import_files import TYPE as IMPORT
 from dicomweb.usecases.import_files import read_error_log
 from dicomweb.usecases.operations.lifecycle import OperationFinished, OperationNotFound, cancel_operation
@@ -113,8 +114,8 @@ async def error_log(request: Request) -> Response:
 
 
 routes = [
-    Route("/operations", list_operations, methods=["GET"]),
-    Route("/operations/{operation_id}", get_operation, methods=["GET"]),
-    Route("/operations/{operation_id}/cancel", cancel, methods=["POST"]),
-    Route("/operations/{operation_id}/errors", error_log, methods=["GET"]),
+    ApiRoute("/operations", list_operations, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/operations/{operation_id}", get_operation, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/operations/{operation_id}/cancel", cancel, methods=["POST"], permission=Permission.ADMIN),
+    ApiRoute("/operations/{operation_id}/errors", error_log, methods=["GET"], permission=Permission.READ),
 ]

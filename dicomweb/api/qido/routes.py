@@ -14,14 +14,15 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from dicomweb.api.context import services_of
 from dicomweb.api.qido.extended import check_query_enabled, erroneous_keys, with_extended_headers
 from dicomweb.api.qido.headers import add_stored_headers
 from dicomweb.http.accept import matches, parse_accept
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import HTTPError, not_acceptable
 from dicomweb.http.urls import instance_url, series_url, service_root, study_url
+from dicomweb.identity.permissions import Permission
 from indexing.extended_tags import ExtendedTag, extend_table
 from indexing.query import (
     SERIES_UID_TAG,
@@ -54,12 +55,13 @@ async def search_instances(request: Request) -> Response:
 
 
 routes = [
-    Route("/studies", search_studies, methods=["GET"]),
-    Route("/series", search_series, methods=["GET"]),
-    Route("/instances", search_instances, methods=["GET"]),
-    Route("/studies/{study}/series", search_series, methods=["GET"]),
-    Route("/studies/{study}/instances", search_instances, methods=["GET"]),
-    Route("/studies/{study}/series/{series}/instances", search_instances, methods=["GET"]),
+    ApiRoute("/studies", search_studies, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/series", search_series, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/instances", search_instances, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/studies/{study}/series", search_series, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/studies/{study}/instances", search_instances, methods=["GET"], permission=Permission.READ),
+    ApiRoute("/studies/{study}/series/{series}/instances", search_instances, methods=["GET"],
+             permission=Permission.READ),
 ]
 
 

@@ -8,18 +8,21 @@ ErrorComment).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 
 from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from dicomcore.capacity import is_out_of_space
 from dicomcore.uids import is_valid_uid
 from dicomweb.api.context import Services, services_of
 from dicomweb.api.stow.response import stow_response, warning_headers
 from dicomweb.http.accept import accepts_json
+from dicomweb.http.access import ApiRoute
+from dicomweb.http.audit import note_stored
 from dicomweb.http.errors import HTTPError, bad_request, not_acceptable, unsupported_media_type
 from dicomweb.http.multipart import (
     BodyTooLargeError,
@@ -31,6 +34,7 @@ from dicomweb.http.multipart import (
     valid_boundary,
 )
 from dicomweb.http.urls import service_root, study_url
+from dicomweb.identity.permissions import Permission
 from dicomweb.usecases.store_instance import FailureReason, Outcome, store_upload
 
 DICOM = "application/dicom"
@@ -44,10 +48,23 @@ def _content_type(request: Request) -> tuple[str, dict[str, str]]:
         name.decode("latin-1").lower(): value.decode("latin-1") for name, value in params.items()}
 
 
+UPLOAD_SESSIONS = "send larger files through an upload session (POST /v1/uploads) or straight to the import container"
+
+
+def _too_large(message: str) -> HTTPError:
+    """413 naming the limit and where larger files go (in Azure the limit is the Functions request size)."""
+    return HTTPError(413, f"{message}; {UPLOAD_SESSIONS}")
+
+
 def _check_size(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPError(413, f"request body of {declared} bytes is larger than the {limit}-byte limit")
+        raise _too_large(f"request body of {declared} bytes is larger than the {limit}-byte limit")
+
+
+PARTS_AHEAD = 2
+"""Received parts waiting for the store while the next part is read: receiving part N+1
+overlaps storing part N (its fsyncs and index commit), with spooled files, not memory."""
 
 
 async def _store_multipart(
@@ -57,9 +74,22 @@ async def _store_multipart(
     limit = services.settings.max_parts
     parts = read_parts(request.stream(), boundary, services.blobs.new_staging_path,
                        max_bytes=services.settings.max_request_bytes, max_parts=limit)
+    queued: deque[asyncio.Task[Outcome]] = deque()
+    previous: asyncio.Task[Outcome] | None = None
     try:
-        async for part in parts:
-            outcomes.append(await _store_part(services, part, root_type, study))
+        try:
+            async for part in parts:
+                # Each part is stored after the one before it (a chain), as when one was stored
+                # before the next was read: duplicates within a request answer as before.
+                previous = asyncio.create_task(_store_after(previous, services, part, root_type, study))
+                queued.append(previous)
+                while len(queued) > PARTS_AHEAD:
+                    outcomes.append(await queued.popleft())
+        finally:
+            # Also when reading failed (client gone, malformed tail): parts received whole are
+            # stored, as they were before, and no task is left running.
+            while queued:
+                outcomes.append(await queued.popleft())
     except (BodyTooLargeError, TooManyPartsError) as exc:
         if not any(outcome.stored for outcome in outcomes):
             raise
@@ -67,6 +97,13 @@ async def _store_multipart(
         outcomes.append(Outcome(None, None, failure=FailureReason.PROCESSING_FAILURE,
                                 message=f"{exc}; the parts after part {len(outcomes)} were not read"))
     return outcomes
+
+
+async def _store_after(previous: asyncio.Task[Outcome] | None, services: Services, part: SpooledPart,
+                       root_type: str, study: str | None) -> Outcome:
+    if previous is not None:
+        await asyncio.wait([previous])
+    return await _store_part(services, part, root_type, study)
 
 
 async def _store_part(services: Services, part: SpooledPart, root_type: str, study: str | None) -> Outcome:
@@ -132,7 +169,7 @@ async def store_instances(request: Request) -> Response:
         log.info("STOW client disconnected before the end of its request body")
         return Response(status_code=400)
     except (BodyTooLargeError, TooManyPartsError) as exc:
-        raise HTTPError(413, str(exc)) from exc
+        raise _too_large(str(exc)) from exc
     except MultipartError as exc:
         raise bad_request(str(exc)) from exc
     except OSError as exc:
@@ -141,12 +178,15 @@ async def store_instances(request: Request) -> Response:
         # Spooling the upload filled the disk: nothing of this part was stored.
         raise HTTPError(507, "insufficient storage: no space left to receive the request; "
                              "nothing more was stored, send it again when space is freed") from exc
+    for outcome in outcomes:
+        if outcome.stored:
+            note_stored(request.scope, outcome.study_uid or "", outcome.series_uid or "", outcome.sop_uid or "")
     root = service_root(request)
     status, body = stow_response(outcomes, root, study_url(root, study) if study else None)
     return JSONResponse(body, status, media_type="application/dicom+json", headers=warning_headers(outcomes))
 
 
 routes = [
-    Route("/studies", store_instances, methods=["POST"]),
-    Route("/studies/{study}", store_instances, methods=["POST"]),
+    ApiRoute("/studies", store_instances, methods=["POST"], permission=Permission.WRITE),
+    ApiRoute("/studies/{study}", store_instances, methods=["POST"], permission=Permission.WRITE),
 ]

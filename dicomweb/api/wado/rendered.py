@@ -11,7 +11,6 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from dicomcore.frames import frame_transfer_syntax
 from dicomcore.pixels import decode_frame, encode_image, to_display
@@ -19,8 +18,10 @@ from dicomweb.api.context import Services, services_of
 from dicomweb.api.wado.frames import StoredCopy, frame_indexes, parse_frame_list, pixel_attributes, stored_frame
 from dicomweb.api.wado.lookup import find_instance, find_instances
 from dicomweb.http.accept import matches, parse_accept
+from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import bad_request, not_acceptable, not_found
 from dicomweb.http.params import bounded_int, parse_ascii_int
+from dicomweb.identity.permissions import Permission
 from indexing.port import InstanceRecord
 
 RENDERED_TYPES = ("image/jpeg", "image/png", "image/gif")
@@ -128,10 +129,10 @@ SERIES = STUDY + "/series/{series}"
 INSTANCE = SERIES + "/instances/{instance}"
 
 routes = [
-    Route(INSTANCE + "/rendered", rendered_instance, methods=["GET"]),
-    Route(INSTANCE + "/frames/{frames}/rendered", rendered_frame, methods=["GET"]),
-    Route(STUDY + "/thumbnail", thumbnail, methods=["GET"]),
-    Route(SERIES + "/thumbnail", thumbnail, methods=["GET"]),
-    Route(INSTANCE + "/thumbnail", thumbnail, methods=["GET"]),
-    Route(INSTANCE + "/frames/{frames}/thumbnail", thumbnail, methods=["GET"]),
+    ApiRoute(INSTANCE + "/rendered", rendered_instance, methods=["GET"], permission=Permission.READ),
+    ApiRoute(INSTANCE + "/frames/{frames}/rendered", rendered_frame, methods=["GET"], permission=Permission.READ),
+    ApiRoute(STUDY + "/thumbnail", thumbnail, methods=["GET"], permission=Permission.READ),
+    ApiRoute(SERIES + "/thumbnail", thumbnail, methods=["GET"], permission=Permission.READ),
+    ApiRoute(INSTANCE + "/thumbnail", thumbnail, methods=["GET"], permission=Permission.READ),
+    ApiRoute(INSTANCE + "/frames/{frames}/thumbnail", thumbnail, methods=["GET"], permission=Permission.READ),
 ]

@@ -38,9 +38,11 @@ def new_operation_id() -> str:
 
 
 async def start_operation(store: OperationStore, starter: OperationStarter, type: str,
-                          input: dict[str, Any]) -> OperationState:
+                          input: dict[str, Any], operation_id: str | None = None) -> OperationState:
+    """Create and start an operation; ``operation_id`` when the caller had to record it first
+    (a reindex names its operation in the tags before the operation can finish them)."""
     now = utc_now()
-    state = OperationState(new_operation_id(), type, Status.NOT_STARTED, now, now, input=input)
+    state = OperationState(operation_id or new_operation_id(), type, Status.NOT_STARTED, now, now, input=input)
     await store.create(state)
     await starter.start(state)
     return state

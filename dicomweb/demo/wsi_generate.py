@@ -10,8 +10,8 @@ parallel worker processes.
 
 Usage::
 
-    python -m tools.wsi_generate OUT_DIR --width 16384 --height 16384 --tile 256 --levels 4 --codec jpeg
-    python -m tools.wsi_generate OUT_DIR --target-gb 2 --levels 6 --codec jpeg
+    python -m dicomweb.demo.wsi_generate OUT_DIR --width 16384 --height 16384 --tile 256 --levels 4 --codec jpeg
+    python -m dicomweb.demo.wsi_generate OUT_DIR --target-gb 2 --levels 6 --codec jpeg
 """
 
 from __future__ import annotations
@@ -364,8 +364,8 @@ class TissueModel:
         y_lo, y_hi = py0 * s - margin, (py0 + tile) * s + margin
         cxs = np.arange(math.floor(x_lo / _CELL), math.floor(x_hi / _CELL) + 1)
         cys = np.arange(math.floor(y_lo / _CELL), math.floor(y_hi / _CELL) + 1)
-        gx, gy = np.meshgrid(cxs, cys)
-        gx, gy = gx.ravel(), gy.ravel()
+        grid_x, grid_y = np.meshgrid(cxs, cys)
+        gx, gy = grid_x.ravel(), grid_y.ravel()
         u = _cell_uniforms(self.seed, gx, gy, 7)
         nx = (gx + u[0]) * _CELL
         ny = (gy + u[1]) * _CELL
@@ -628,7 +628,7 @@ def _build_header(
     ds.PositionReferenceIndicator = "SLIDE_CORNER"
     # (Enhanced) General Equipment
     ds.Manufacturer = "dicomweb-server"
-    ds.ManufacturerModelName = "tools.wsi_generate"
+    ds.ManufacturerModelName = "dicomweb.demo.wsi_generate"
     ds.DeviceSerialNumber = "SYNTH-0001"
     ds.SoftwareVersions = "1.0"
     # Whole Slide Microscopy Image + Image Pixel + Multi-frame Functional Groups
@@ -953,7 +953,7 @@ def generate_pyramid(
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints one line per written file (path, size, dimensions, frames, time)."""
     parser = argparse.ArgumentParser(
-        prog="python -m tools.wsi_generate",
+        prog="python -m dicomweb.demo.wsi_generate",
         description="Generate a synthetic VL Whole Slide Microscopy Image pyramid (one file per level).",
     )
     parser.add_argument("out_dir", type=Path)

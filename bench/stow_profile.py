@@ -1,0 +1,142 @@
+"""Profile our server's STOW path: ``python -m bench.stow_profile [--instances N] [--clients C] [--per-request R]``.
+
+Starts ``dicomweb serve`` on a fresh store (127.0.0.1, a free port), sends ~513 KB CT instances
+(the benchmark's STOW data) while ``py-spy record --format raw`` samples the server, and prints
+the rate and the functions with the most samples (own and total). py-spy must be installed
+(``pip install py-spy``); it needs ptrace rights over its child, which a process has over its
+own children here. Not part of CI: a tool for docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench import datagen
+from bench.client import STOW_CONTENT_TYPE, multipart
+
+IDLE = {"Runner.run", "Condition.wait", "Queue.get", "select", "BaseSelectorEventLoop.select", "EpollSelector.select"}
+ROOT = "/v1"  # the service root `dicomweb serve` announces by default
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the server exited")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", f"{ROOT}/studies?limit=1")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the server did not answer")
+
+
+def _send(port: int, bodies: list[bytes], failures: list[int]) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    for body in bodies:
+        connection.request("POST", f"{ROOT}/studies", body, {"Content-Type": STOW_CONTENT_TYPE,
+                                                      "Accept": "application/dicom+json"})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            failures.append(response.status)
+
+
+def _top(raw: Path, count: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, weight = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(weight)
+        if stack.rsplit(";", 1)[-1].split(" (")[0] in IDLE:
+            continue  # a worker thread waiting for work, not a cost
+        samples += n
+        frames = [frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
+                  for frame in stack.split(";")]
+        own[frames[-1]] += n
+        for frame in set(frames):
+            total[frame] += n
+    return own.most_common(count), total.most_common(count), samples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stow_profile", description=__doc__)
+    parser.add_argument("--instances", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--per-request", type=int, default=1)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (CPU in Python)")
+    parser.add_argument("--no-profile", action="store_true", help="measure the rate only")
+    args = parser.parse_args()
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    instances = list(datagen.SeriesSpec(f"profile-{time.time_ns()}", 1, 1, args.instances).instances())
+    bodies = [multipart(instances[i:i + args.per_request]) for i in range(0, len(instances), args.per_request)]
+    with tempfile.TemporaryDirectory(prefix="stow-profile-") as tmp:
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1",
+                                   "--port", str(port), "--data", str(Path(tmp) / "store")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = None
+        gil = ["--gil"] if args.gil else []
+        try:
+            _wait(port, server)
+            raw = Path(tmp) / "profile.txt"
+            if not args.no_profile:
+                spy = subprocess.Popen([py_spy, "record", "--format", "raw", "--rate", "250", "--threads", *gil, "-o",
+                                        str(raw), "--pid", str(server.pid)], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+                time.sleep(1.0)
+            failures: list[int] = []
+            threads = [threading.Thread(target=_send, args=(port, bodies[c::args.clients], failures))
+                       for c in range(args.clients)]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - started
+            print(f"{args.instances} instances, {args.per_request}/request, {args.clients} clients: "
+                  f"{args.instances / elapsed:.1f} inst/s ({len(failures)} failed requests); "
+                  f"load average {os.getloadavg()[0]:.1f}")
+            if spy is not None:
+                spy.send_signal(2)
+                spy.wait(timeout=60)
+                own, total, samples = _top(raw, args.top)
+                print(f"\n{samples} busy samples (idle worker threads left out); top by own samples:")
+                for name, n in own:
+                    print(f"  {100 * n / samples:5.1f}%  {name}")
+                print("\ntop by total (inclusive) samples:")
+                for name, n in total:
+                    print(f"  {100 * n / samples:5.1f}%  {name}")
+        finally:
+            if spy is not None and spy.poll() is None:
+                spy.kill()
+            server.terminate()
+            server.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""The service's metrics and its tracer, from the OpenTelemetry API.
+
+Created at import, before any exporter is configured: the API hands out proxies that start
+recording once a provider is set (:mod:`dicomweb.telemetry.exporters`), and record nothing
+when none is (telemetry off, the default). Attributes never carry patient data.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import metrics, trace
+
+NAME = "dicomweb"
+
+tracer = trace.get_tracer(NAME)
+meter = metrics.get_meter(NAME)
+
+stored_instances = meter.create_counter(
+    "dicomweb.stow.instances", unit="{instance}", description="Instances stored (STOW and imports)")
+stored_bytes = meter.create_counter(
+    "dicomweb.stow.bytes", unit="By", description="Bytes of the instances stored")
+frame_duration = meter.create_histogram(
+    "dicomweb.frame.duration", unit="s", description="Time to answer a WADO-RS frame request")
+qido_duration = meter.create_histogram(
+    "dicomweb.qido.duration", unit="s", description="Time to answer a QIDO-RS search")
+event_lag = meter.create_histogram(
+    "dicomweb.events.lag", unit="s",
+    description="Time from a change-feed entry to its event being published (the event publisher's lag)")
+request_duration = meter.create_histogram(
+    "http.server.request.duration", unit="s", description="Time to answer a request")

@@ -1,0 +1,15 @@
+// The one identity the Function App uses for everything: Storage, Cosmos DB, Event Grid,
+// Application Insights and its own deployment package.
+param name string
+param location string
+param tags object
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId

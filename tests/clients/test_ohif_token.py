@@ -1,0 +1,152 @@
+"""OHIF with a bearer token against the server with authentication on.
+
+The token comes from the test OpenID provider (tests/support/oidc.py) and is handed to OHIF
+the way its basic viewer accepts one, ``/viewer?StudyInstanceUIDs=...&token=<JWT>``; OHIF
+then sends ``Authorization: Bearer`` with every DICOMweb request (cross-origin, so each one
+also passes the server's CORS preflight with ``Authorization`` allowed). Without the token
+the same page gets 401s. Like tests/clients/test_ohif.py, it fails rather than skips when
+chromium, node or the OHIF bundle are missing (scripts/test.sh installs them).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pydicom
+import pydicom.data
+import pytest
+from PIL import Image
+from pydicom.uid import generate_uid
+
+from tests.support.oidc import AUDIENCE, OidcProvider
+from tests.support.servers import ServerProcess, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+CHECK_SCRIPT = Path(__file__).with_name("ohif_token_check.mjs")
+CHROMIUM = os.environ.get("OHIF_CHROMIUM", "/usr/bin/chromium")
+
+
+def _ohif_dist() -> Path:
+    missing = [name for name, ok in [(CHROMIUM, Path(CHROMIUM).exists()), ("node", shutil.which("node")),
+                                     ("playwright-core", (REPO / "node_modules" / "playwright-core").exists())]
+               if not ok]
+    if missing:
+        pytest.fail(f"the OHIF token test needs {', '.join(missing)}; run scripts/test.sh")
+    result = subprocess.run(["bash", "tests/clients/fetch_ohif.sh"], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    if result.returncode != 0:
+        pytest.fail(f"could not fetch the OHIF bundle: {result.stderr.strip()}")
+    return REPO / result.stdout.strip().splitlines()[-1]
+
+
+def _app_config(root: str) -> bytes:
+    source = {"namespace": "@ohif/extension-default.dataSourcesModule.dicomweb", "sourceName": "dicomweb",
+              "configuration": {"friendlyName": "dicomweb-server (token)", "name": "dicomweb-server",
+                                "wadoUriRoot": root, "qidoRoot": root, "wadoRoot": root,
+                                "qidoSupportsIncludeField": True, "imageRendering": "wadors",
+                                "thumbnailRendering": "wadors", "enableStudyLazyLoad": True,
+                                "omitQuotationForMultipartRequest": True, "bulkDataURI": {"enabled": True}}}
+    config = {"routerBasename": "/", "extensions": [], "modes": [], "showStudyList": True,
+              "maxNumberOfWebWorkers": 2, "showWarningMessageForCrossOrigin": False,
+              "showCPUFallbackMessage": False, "investigationalUseDialog": {"option": "never"},
+              "defaultDataSourceName": "dicomweb", "dataSources": [source]}
+    return f"window.config = {json.dumps(config)};\n".encode()
+
+
+class _AppHandler(SimpleHTTPRequestHandler):
+    """The OHIF bundle, our app-config.js, and index.html for the app's own routes."""
+
+    config: bytes = b""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = urlsplit(self.path).path
+        if path == "/app-config.js":
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "text/javascript")
+            self.send_header("Content-Length", str(len(self.config)))
+            self.end_headers()
+            self.wfile.write(self.config)
+            return
+        if path != "/" and not Path(self.translate_path(path)).is_file():
+            self.path = "/index.html"
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+@pytest.fixture
+def app_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def dicomweb(tmp_path: Path, app_port: int, oidc_provider: OidcProvider) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path / "server-data", env={
+        "DICOMWEB_AUTH_AUTHORITY": oidc_provider.issuer, "DICOMWEB_AUTH_AUDIENCE": AUDIENCE,
+        "DICOMWEB_CORS_ORIGINS": f"http://127.0.0.1:{app_port}"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_url(app_port: int, dicomweb: ServerProcess) -> Iterator[str]:
+    dist = _ohif_dist()
+    handler = type("AppHandler", (_AppHandler,), {"config": _app_config(dicomweb.root)})
+    httpd = ThreadingHTTPServer(("127.0.0.1", app_port), functools.partial(handler, directory=str(dist)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{app_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _store_ct(root: str, token: str, folder: Path, slices: int = 3) -> str:
+    study, series = generate_uid(), generate_uid()
+    source = Path(pydicom.data.get_testdata_file("CT_small.dcm"))
+    with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
+        for index in range(slices):
+            ds = pydicom.dcmread(source)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.InstanceNumber = index + 1
+            x, y, z = (float(v) for v in ds.ImagePositionPatient)
+            ds.ImagePositionPatient = [x, y, z + index * float(ds.SliceThickness)]
+            path = folder / f"ct-{index}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            response = http.post(f"{root}/studies", content=path.read_bytes(),
+                                 headers={"Content-Type": "application/dicom"})
+            assert response.status_code == 200, response.text
+    return study
+
+
+def test_ohif_shows_a_ct_with_a_bearer_token_and_nothing_without(
+        app_url: str, dicomweb: ServerProcess, oidc_provider: OidcProvider, tmp_path: Path) -> None:
+    study = _store_ct(dicomweb.root, oidc_provider.token("writer"), tmp_path)
+    out = tmp_path / "ohif-token"
+    command = ["node", str(CHECK_SCRIPT), "--app", app_url, "--dicomweb", dicomweb.root, "--ct-study", study,
+               "--token", oidc_provider.token("reader"), "--chromium", CHROMIUM, "--out", str(out)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=180)
+    report = json.loads((out / "report.json").read_text())
+    assert report["error"] is None and result.returncode == 0, report["error"] or result.stderr[-3000:]
+
+    without = report["steps"]["without-token"]
+    assert without and all(r["status"] == 401 and not r["bearer"] for r in without), without
+    with_token = report["steps"]["with-token"]
+    assert any("/frames/" in r["url"] for r in with_token)
+    refused = [r for r in with_token if r["status"] != 200 or not r["bearer"]]
+    assert refused == [], refused
+    image = np.asarray(Image.open(out / "ct.png").convert("RGB")).astype(np.int16)
+    grey = (image.max(axis=2) - image.min(axis=2) < 12) & (image.mean(axis=2) > 60)
+    assert grey.mean() > 0.1, "no CT image in the viewer screenshot"

@@ -1,1 +1,0 @@
-"""Developer tools (synthetic data generators and the like); not part of the installed server package."""
