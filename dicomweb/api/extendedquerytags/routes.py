@@ -41,9 +41,13 @@ async def _json_body(request: Request) -> Any:
 
 
 def _registry(request: Request) -> ExtendedQueryTags:
+    """The registry; where the store has none yet (Cosmos), adding a tag is refused (400)
+    and no tag exists, so reads answer as for an empty registry (404, [])."""
     registry = services_of(request).extended_tags
     if registry is None:
-        raise HTTPError(501, "extended query tags are available on the embedded (SQLite) index only, so far")
+        if request.method == "POST":
+            raise bad_request("extended query tags are available on the embedded (SQLite) index only, so far")
+        raise not_found(f"no extended query tag {request.path_params.get('path', '')} (none on this store)")
     return registry
 
 
@@ -92,7 +96,8 @@ def _count(request: Request, name: str, default: int, maximum: int, minimum: int
 async def list_tags(request: Request) -> Response:
     limit = _count(request, "limit", 100, MAX_PAGE, 1)
     offset = _count(request, "offset", 0, 10**6, 0)
-    tags = await _registry(request).query_tags()
+    registry = services_of(request).extended_tags
+    tags = [] if registry is None else await registry.query_tags()
     return JSONResponse([tag_json(request, tag) for tag in tags[offset:offset + limit]])
 
 
