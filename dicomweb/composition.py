@@ -70,7 +70,7 @@ def build_services(settings: Settings) -> Services:
     runner = (LocalRunner(operations, kinds, settings.data_dir / "operations")
               if settings.operations_runner == "local" else None)
     starter = runner or _durable_starter(settings)
-    cast = _cast_in_process(settings, LocalArchive(feed, index, sidecars, settings.public_url), blobs, events)
+    cast = _cast_in_process(settings, LocalArchive(feed, index, sidecars, _service_root(settings)), blobs, events)
     return Services(
         settings=settings,
         blobs=blobs,
@@ -251,12 +251,18 @@ def _call_counting(service: str) -> dict[str, Any]:
     return {"raw_response_hook": call_logger(Path(path), service)} if path else {}
 
 
+def _service_root(settings: Settings) -> str:
+    """The service root named outside a request (event sources, the FHIR Endpoint): the public
+    URL when set (it should be, wherever clients reach the server by another name), else the
+    embedded server's default root."""
+    return settings.public_url or "http://127.0.0.1:8080/v1"
+
+
 def _event_sink(settings: Settings) -> EventSink:
     if settings.eventgrid_endpoint:
         from changefeed.eventgrid import EventGridSink
 
-        source = settings.public_url or "http://127.0.0.1:8080/v1"  # the embedded default root
-        return EventGridSink(settings.eventgrid_endpoint, settings.eventgrid_key, source)
+        return EventGridSink(settings.eventgrid_endpoint, settings.eventgrid_key, _service_root(settings))
     from changefeed.inprocess import InProcessEventBus
 
     return InProcessEventBus()

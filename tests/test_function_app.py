@@ -215,7 +215,7 @@ def test_stow_of_a_50_mb_instance_then_every_read_matches_the_embedded_server(
     instance = to_bytes(ds)
     assert len(instance) > 50 * 1024 * 1024
     on_functions = _in_one_loop(function_app, _session(Caller(functions["http_app_func"]), instance, ds))
-    with TestClient(create_app(Settings(data_dir=tmp_path / "embedded"))) as client:
+    with TestClient(create_app(Settings(data_dir=tmp_path / "embedded", allowed_hosts=("testserver",)))) as client:
         embedded = asyncio.run(_session(Embedded(client), instance, ds))
     assert on_functions["stow"][0] == 200 and on_functions["qido"][0] == 200
     assert on_functions["frame"][0] == 200 and on_functions["frame"][2] == 1  # the 7th frame, whole

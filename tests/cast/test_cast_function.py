@@ -36,7 +36,7 @@ def test_the_timer_syncs_the_feed(tmp_path: Path, fhir: FhirServer, patient_id: 
         services = function_app.services
         assert services.settings.cast_poll_seconds == 0, "no second runner beside the timer"
         study = generate_uid()
-        with TestClient(create_app(services.settings, services)) as client:
+        with TestClient(create_app(services.settings, services), base_url="http://127.0.0.1") as client:
             for number in (1, 2):
                 response = client.post("/v1/studies", headers={"Content-Type": DICOM}, content=to_bytes(
                     make_dataset(study=study, patient_id=patient_id, instance_number=number)))

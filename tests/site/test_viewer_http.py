@@ -27,7 +27,8 @@ def bundle(tmp_path: Path) -> Path:
 
 
 def _client(tmp_path: Path, viewer_dir: Path) -> TestClient:
-    return TestClient(create_app(Settings(data_dir=tmp_path / "data", viewer_dir=viewer_dir)))
+    return TestClient(create_app(Settings(data_dir=tmp_path / "data", viewer_dir=viewer_dir,
+                                          allowed_hosts=("testserver", "pacs.example"))))
 
 
 def test_viewer_serves_its_files_and_its_routes(tmp_path: Path, bundle: Path) -> None:
