@@ -132,7 +132,7 @@ class Caller:
 
     async def __call__(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
                        params: dict[str, str] | None = None) -> func.HttpResponse:
-        headers = dict(headers or {})
+        headers = {"Host": HOST.removeprefix("http://"), **(headers or {})}  # the host passes the client's Host
         if body:
             headers.setdefault("Content-Length", str(len(body)))
         query = "&".join(f"{k}={v}" for k, v in (params or {}).items())

@@ -133,6 +133,12 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     DICOMWEB_UPLOAD_EXPIRY_SECONDS: '3600'
     DICOMWEB_AUTH_AUTHORITY: authAuthority
     DICOMWEB_AUTH_AUDIENCE: authAudience
+    DICOMWEB_AUTH_ROLES_CLAIM: 'roles'
+    DICOMWEB_AUTH_ROLES_FILE: ''
+    // Host names besides the site's own (the host of DICOMWEB_PUBLIC_URL is always allowed).
+    DICOMWEB_ALLOWED_HOSTS: ''
+    // The Functions front end is the only hop; X-Forwarded-* from clients is not trusted.
+    DICOMWEB_TRUSTED_PROXIES: ''
     // Bounded work for any input (docs/robustness.md): the same defaults as the embedded server.
     DICOMWEB_MAX_PARTS: '5000'
     DICOMWEB_MAX_FRAMES: '1000'
