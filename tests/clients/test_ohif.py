@@ -36,10 +36,10 @@ from PIL import Image
 
 from dicomweb.demo.samples import CT, MR, SLIDE
 from tests.support.servers import ServerProcess
+from tests.support.viewer import install_viewer
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK_SCRIPT = Path(__file__).with_name("ohif_check.mjs")
-FETCH_SCRIPT = REPO / "scripts" / "fetch_viewer.sh"
 CHROMIUM = os.environ.get("OHIF_CHROMIUM", "/usr/bin/chromium")
 # The whole browser run (five pages, a zoom, screenshots): ~40 s on 2 cores.
 CHECK_TIMEOUT_S = 180
@@ -65,20 +65,12 @@ def _missing_prerequisites() -> list[str]:
     return missing
 
 
-def _install_viewer() -> Path:
-    """The viewer the server serves; fetched here too, so plain ``pytest`` works like test.sh."""
-    result = subprocess.run(["bash", str(FETCH_SCRIPT)], cwd=REPO, capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        pytest.fail(f"could not install the viewer: {result.stderr.strip()}")
-    return REPO / result.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
 def dicomweb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     missing = _missing_prerequisites()
     if missing:
         pytest.fail("the viewer browser test needs " + ", ".join(missing) + "; run scripts/test.sh")
-    viewer = _install_viewer()
+    viewer = install_viewer()
     data = tmp_path_factory.mktemp("viewer") / "server-data"
     # The README's second command, as a user runs it.
     demo = subprocess.run([sys.executable, "-m", "dicomweb", "demo", "--data", str(data)], cwd=REPO,

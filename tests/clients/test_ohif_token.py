@@ -2,25 +2,20 @@
 
 The token comes from the test OpenID provider (tests/support/oidc.py) and is handed to OHIF
 the way its basic viewer accepts one, ``/viewer?StudyInstanceUIDs=...&token=<JWT>``; OHIF
-then sends ``Authorization: Bearer`` with every DICOMweb request (cross-origin, so each one
-also passes the server's CORS preflight with ``Authorization`` allowed). Without the token
-the same page gets 401s. Like tests/clients/test_ohif.py, it fails rather than skips when
+then sends ``Authorization: Bearer`` with every DICOMweb request. The viewer is the server's
+own (``/viewer/``, same origin). Without the token the same page gets 401s. Like
+tests/clients/test_ohif.py, it fails rather than skips when
 chromium, node or the OHIF bundle are missing (scripts/test.sh installs them).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
-from http import HTTPStatus
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -31,85 +26,37 @@ from PIL import Image
 from pydicom.uid import generate_uid
 
 from tests.support.oidc import AUDIENCE, OidcProvider
-from tests.support.servers import ServerProcess, free_port
+from tests.support.servers import ServerProcess
+from tests.support.viewer import install_viewer
 
 REPO = Path(__file__).resolve().parents[2]
 CHECK_SCRIPT = Path(__file__).with_name("ohif_token_check.mjs")
 CHROMIUM = os.environ.get("OHIF_CHROMIUM", "/usr/bin/chromium")
 
 
-def _ohif_dist() -> Path:
+def _viewer() -> Path:
     missing = [name for name, ok in [(CHROMIUM, Path(CHROMIUM).exists()), ("node", shutil.which("node")),
                                      ("playwright-core", (REPO / "node_modules" / "playwright-core").exists())]
                if not ok]
     if missing:
         pytest.fail(f"the OHIF token test needs {', '.join(missing)}; run scripts/test.sh")
-    result = subprocess.run(["bash", "tests/clients/fetch_ohif.sh"], cwd=REPO, capture_output=True, text=True,
-                            timeout=300)
-    if result.returncode != 0:
-        pytest.fail(f"could not fetch the OHIF bundle: {result.stderr.strip()}")
-    return REPO / result.stdout.strip().splitlines()[-1]
-
-
-def _app_config(root: str) -> bytes:
-    source = {"namespace": "@ohif/extension-default.dataSourcesModule.dicomweb", "sourceName": "dicomweb",
-              "configuration": {"friendlyName": "dicomweb-server (token)", "name": "dicomweb-server",
-                                "wadoUriRoot": root, "qidoRoot": root, "wadoRoot": root,
-                                "qidoSupportsIncludeField": True, "imageRendering": "wadors",
-                                "thumbnailRendering": "wadors", "enableStudyLazyLoad": True,
-                                "omitQuotationForMultipartRequest": True, "bulkDataURI": {"enabled": True}}}
-    config = {"routerBasename": "/", "extensions": [], "modes": [], "showStudyList": True,
-              "maxNumberOfWebWorkers": 2, "showWarningMessageForCrossOrigin": False,
-              "showCPUFallbackMessage": False, "investigationalUseDialog": {"option": "never"},
-              "defaultDataSourceName": "dicomweb", "dataSources": [source]}
-    return f"window.config = {json.dumps(config)};\n".encode()
-
-
-class _AppHandler(SimpleHTTPRequestHandler):
-    """The OHIF bundle, our app-config.js, and index.html for the app's own routes."""
-
-    config: bytes = b""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = urlsplit(self.path).path
-        if path == "/app-config.js":
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", "text/javascript")
-            self.send_header("Content-Length", str(len(self.config)))
-            self.end_headers()
-            self.wfile.write(self.config)
-            return
-        if path != "/" and not Path(self.translate_path(path)).is_file():
-            self.path = "/index.html"
-        super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
-        pass
+    return install_viewer()
 
 
 @pytest.fixture
-def app_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def dicomweb(tmp_path: Path, app_port: int, oidc_provider: OidcProvider) -> Iterator[ServerProcess]:
+def dicomweb(tmp_path: Path, oidc_provider: OidcProvider) -> Iterator[ServerProcess]:
+    """The server with authentication on, serving its own viewer (same origin: no CORS)."""
     server = ServerProcess(tmp_path / "server-data", env={
         "DICOMWEB_AUTH_AUTHORITY": oidc_provider.issuer, "DICOMWEB_AUTH_AUDIENCE": AUDIENCE,
-        "DICOMWEB_CORS_ORIGINS": f"http://127.0.0.1:{app_port}"})
+        "DICOMWEB_VIEWER_DIR": str(_viewer())})
     yield server
     server.stop()
 
 
 @pytest.fixture
-def app_url(app_port: int, dicomweb: ServerProcess) -> Iterator[str]:
-    dist = _ohif_dist()
-    handler = type("AppHandler", (_AppHandler,), {"config": _app_config(dicomweb.root)})
-    httpd = ThreadingHTTPServer(("127.0.0.1", app_port), functools.partial(handler, directory=str(dist)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{app_port}"
-    httpd.shutdown()
-    httpd.server_close()
+def app_url(dicomweb: ServerProcess) -> str:
+    """Where the viewer's own routes start (its basic viewer is ``{app_url}/viewer``)."""
+    return dicomweb.root.removesuffix("/v1") + "/viewer"
 
 
 def _store_ct(root: str, token: str, folder: Path, slices: int = 3) -> str:
