@@ -11,15 +11,14 @@ not consume one.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from changefeed.port import Action, ChangeEntry, State
 from dicomcore.clock import utc_now
-from dicomcore.threads import in_thread
 from indexing.records import entry_state, next_timestamp
+from indexing.sqlite.connections import ThreadConnections
 from indexing.sqlite.schema import FEED_SCHEMA, write_transaction
 
 T = TypeVar("T")
@@ -76,25 +75,12 @@ def append_entry(connection: sqlite3.Connection, entry: ChangeEntry) -> ChangeEn
 class SqliteChangeFeedStore:
     def __init__(self, database: Path) -> None:
         self.database = database
-        self._local = threading.local()
-        with self._connect() as connection:
+        self._connections = ThreadConnections(database, named_rows=True)
+        with self._connections.open() as connection:
             connection.executescript(FEED_SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.database, timeout=30, isolation_level=None, check_same_thread=False)
-        connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        return connection
-
-    def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._local.connection = self._connect()
-        return connection
-
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await in_thread(lambda: work(self._connection()))
+        return await self._connections.run(work)
 
     # -- writes -------------------------------------------------------------------------
 
@@ -126,7 +112,4 @@ class SqliteChangeFeedStore:
         return None if row is None else _entry(row)
 
     async def close(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
+        self._connections.close()

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dicomcore.threads import in_thread
 from indexing.operation_store import OperationState, Status
+from indexing.sqlite.connections import ThreadConnections
 
 T = TypeVar("T")
 
@@ -38,23 +37,11 @@ _TERMINAL = tuple(status.value for status in Status if status.terminal)
 class SqliteOperationStore:
     def __init__(self, database: Path) -> None:
         self.database = database
-        self._local = threading.local()
-        self._connection().executescript(SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.database, timeout=30, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        return connection
-
-    def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._local.connection = self._connect()
-        return connection
+        self._connections = ThreadConnections(database)
+        self._connections.get().executescript(SCHEMA)
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await in_thread(lambda: work(self._connection()))
+        return await self._connections.run(work)
 
     async def create(self, state: OperationState) -> None:
         def insert(connection: sqlite3.Connection) -> None:
@@ -109,7 +96,4 @@ class SqliteOperationStore:
         return bool(row and row[0])
 
     async def close(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
+        self._connections.close()
