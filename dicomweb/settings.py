@@ -153,6 +153,9 @@ class Settings:
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
     audit_log: str = ""
+    frame_cache_ttl_seconds: float = 10.0
+    """How long a frame GET trusts a cached frame index without asking the index whether the
+    instance is still indexed (docs/architecture.md, "One frame, from request to bytes")."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -211,6 +214,7 @@ class Settings:
             allowed_hosts=_list("DICOMWEB_ALLOWED_HOSTS"),
             trusted_proxies=_list("DICOMWEB_TRUSTED_PROXIES"),
             audit_log=_env("DICOMWEB_AUDIT_LOG", ""),
+            frame_cache_ttl_seconds=float(_env("DICOMWEB_FRAME_CACHE_TTL_SECONDS", "10")),
         )
 
     @property
