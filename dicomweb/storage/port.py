@@ -96,8 +96,9 @@ class BlobStore(Protocol):
 
         With ``version``, the read is conditional, in the same request: raises
         :class:`BlobChangedError` when the blob is no longer that version (so a cached
-        frame index is never applied to another file), :class:`BlobNotFoundError` when it
-        is gone.
+        frame index is never applied to another file). A missing blob raises
+        :class:`BlobNotFoundError`, or with ``version`` possibly :class:`BlobChangedError`
+        (HTTP's If-Match fails on a missing resource with 412: RFC 9110 §13.1.1).
         """
         ...
 

@@ -157,6 +157,8 @@ async def test_versioned_read_fails_once_the_blob_is_replaced_or_gone(store: Blo
     assert data == b"765" and newer != version
     await store.delete("tile")
     with pytest.raises(BlobNotFoundError):
+        await store.read_range_versioned("tile", 2, 3)
+    with pytest.raises((BlobNotFoundError, BlobChangedError)):  # If-Match on a missing blob: 412 (RFC 9110)
         await store.read_range_versioned("tile", 2, 3, newer)
 
 
