@@ -72,8 +72,8 @@ def test_verify_reports_and_repairs_each_kind_of_damage(client: TestClient, sett
     # A file linked but never indexed (a crash between the two).
     drop(settings, layout.file_name(_key(unindexed)), to_bytes(unindexed))
     # A delete that removed the record and finished, but whose file is still there.
-    _call(client, services.index.remove_instances, deleted.StudyInstanceUID)
-    _call(client, services.index.finish_delete, _key(deleted))
+    [removed] = _call(client, services.index.remove_instances, deleted.StudyInstanceUID)
+    _call(client, services.index.finish_delete, removed)
     # A delete that crashed after its commit.
     _call(client, services.index.remove_instances, unfinished.StudyInstanceUID, owner="a dead process")
     # A file removed behind the server's back; another whose bytes changed (same size).

@@ -334,8 +334,13 @@ class CosmosIndexStore:
                                       {"@key": instance_key})
         return rows[0] if rows else None
 
-    async def claim_delete(self, instance_key: str, owner: str, lease_seconds: float) -> bool:
-        document = await self._tombstone_by_key(instance_key)
+    async def _tombstone_of(self, record: InstanceRecord) -> dict[str, Any] | None:
+        """The record's tombstone: a point read in its study's partition (1 RU)."""
+        return await _read(await self._container(), schema.tombstone_id(record.series_uid, record.sop_uid),
+                           record.study_uid)
+
+    async def claim_delete(self, record: InstanceRecord, owner: str, lease_seconds: float) -> bool:
+        document = await self._tombstone_of(record)
         now = time.time()
         if document is None or document["state"] != "pending":
             return False
@@ -347,13 +352,11 @@ class CosmosIndexStore:
             return False  # another claimant (or a fresh STOW) was first
         return True
 
-    async def finish_delete(self, instance_key: str) -> None:
-        document = await self._tombstone_by_key(instance_key)
-        if document is not None:
-            with contextlib.suppress(CosmosResourceNotFoundError):
-                await (await self._container()).patch_item(
-                    document["id"], partition_key=document["study_uid"],
-                    patch_operations=[{"op": "set", "path": "/state", "value": "done"}])
+    async def finish_delete(self, record: InstanceRecord) -> None:
+        with contextlib.suppress(CosmosResourceNotFoundError):  # a fresh STOW removed it meanwhile
+            await (await self._container()).patch_item(
+                schema.tombstone_id(record.series_uid, record.sop_uid), partition_key=record.study_uid,
+                patch_operations=[{"op": "set", "path": "/state", "value": "done"}])
 
     async def is_deleted(self, instance_key: str) -> bool:
         return await self._tombstone_by_key(instance_key) is not None

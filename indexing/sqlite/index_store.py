@@ -104,7 +104,9 @@ class SqliteIndexStore:
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [_record(text) for (text,) in rows]
 
-    async def claim_delete(self, instance_key: str, owner: str, lease_seconds: float) -> bool:
+    async def claim_delete(self, record: InstanceRecord, owner: str, lease_seconds: float) -> bool:
+        instance_key = record.instance_key
+
         def claim(connection: sqlite3.Connection) -> bool:
             now = time.time()
             with write_transaction(connection):
@@ -116,10 +118,11 @@ class SqliteIndexStore:
 
         return await self._run_write(claim)
 
-    async def finish_delete(self, instance_key: str) -> None:
+    async def finish_delete(self, record: InstanceRecord) -> None:
         def finish(connection: sqlite3.Connection) -> None:
             with write_transaction(connection):
-                connection.execute("UPDATE tombstone SET state = 'done' WHERE instance_key = ?", (instance_key,))
+                connection.execute("UPDATE tombstone SET state = 'done' WHERE instance_key = ?",
+                                   (record.instance_key,))
 
         await self._run_write(finish)
 
