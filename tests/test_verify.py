@@ -56,7 +56,8 @@ def _remove_create_entry(settings: Settings, ds: Any, incarnation: str) -> None:
     (item,) = feed.query_items("SELECT * FROM c WHERE c.entry_id = @id", parameters=[{"name": "@id", "value": wanted}],
                                enable_cross_partition_query=True)
     feed.delete_item(item, partition_key=item["feed"])
-    # ... and the instance document still carries it as pending (as it does until appended).
+    # ... and the instance document carries it as the older protocol's ``pending`` (documents
+    # written since issue 17 keep their ``entry``, checked against the feed: both are repaired).
     index = client.get_database_client(settings.cosmos_database).get_container_client("index")
     document = index.read_item(f"instance:{ds.SeriesInstanceUID}:{ds.SOPInstanceUID}",
                                partition_key=ds.StudyInstanceUID)
