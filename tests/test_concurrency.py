@@ -16,7 +16,7 @@ from tests.support.servers import ServerProcess
 CLIENTS = 8
 PER_CLIENT = 12
 SETTLE_SECONDS = 5.0
-"""Far above one batch recount of the Cosmos store (0.2 s and the recount itself)."""
+"""Far above one batch recount of the Cosmos store (0.5 s and the recount itself)."""
 
 
 def _summaries_once_settled(http: httpx.Client, root: str, study: str, total: int) -> tuple[dict, list[dict]]:

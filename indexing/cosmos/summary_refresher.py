@@ -15,7 +15,7 @@ Bounds, and why they are acceptable (docs/architecture.md, "The cloud adapters")
   at once) before every search, so a client that stored an instance and searches through
   the same process sees exact counts.
 - *Another process* sees Number of Study/Series Related Instances and SOP Classes in Study
-  late by at most one pass: :data:`DELAY_SECONDS` plus the recount itself. The instance
+  late by at most one pass: :data:`DELAY_SECONDS` (0.5 s) plus the recount itself. The instance
   itself is found at once at every level: its document is written before STOW answers,
   and a new study or series is counted before STOW answers (see ``CosmosIndexStore._add``).
 - *A crash* loses the touches not yet recounted; the counts of those studies stay stale
@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-DELAY_SECONDS = 0.2
+DELAY_SECONDS = 0.5
 """How long touches gather before a pass: the adds of one multi-instance STOW (tens of ms
-each) share one recount."""
+each) share a recount, and a steady stream of STOWs into one study pays one recount per
+half second rather than one per instance."""
 
 Recount = Callable[[str, frozenset[str], tuple[str, ...]], Awaitable[None]]
 """Recount one study: its UID, the series touched, the SOP classes added (in order)."""
