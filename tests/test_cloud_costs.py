@@ -104,7 +104,9 @@ def test_verify_appends_an_entry_a_crash_kept_from_the_feed_and_recounts_summari
         feed.delete_item(entry, partition_key=entry["feed"])  # the crash came between document and feed
         index = database.get_container_client("index")
         study = index.read_item("study", partition_key=ds.StudyInstanceUID)
-        index.upsert_item({**study, "instance_count": 7})  # a batch recount the crash lost
+        index.upsert_item({**study, "instance_count": 7})  # batch recounts the crash lost
+        series = index.read_item(f"series:{ds.SeriesInstanceUID}", partition_key=ds.StudyInstanceUID)
+        index.upsert_item({**series, "instance_count": 5})
         services = client.app.state.services  # type: ignore[attr-defined]
         found = client.portal.call(lambda: services.reconcile.run(repair=False, digests=False))  # type: ignore[union-attr]
         assert found.missing_entries == 1
@@ -114,4 +116,4 @@ def test_verify_appends_an_entry_a_crash_kept_from_the_feed_and_recounts_summari
         assert again.missing_entries == 0
         changes = client.get("/v1/changefeed", params={"includeMetadata": "false"}).json()
         assert [(e["action"], e["sopInstanceUid"]) for e in changes] == [("create", ds.SOPInstanceUID)]
-        assert _study_count(client, ds) == 1
+        assert _study_count(client, ds) == 1 and _series_count(client, ds) == 1

@@ -188,17 +188,15 @@ class CosmosIndexStore:
         await asyncio.gather(*(self._refresh_series(container, study_uid, uid) for uid in sorted(series_uids)))
         await self._refresh_study(container, study_uid, add_sop_classes=sop_classes)
 
-    async def _finish_entry(self, container: Any, document: dict[str, Any]) -> bool:
-        """Append the document's create entry unless the feed has it; ``True`` if it lacked it.
-        A document of the older protocol (``pending``) has it cleared afterwards."""
+    async def _finish_entry(self, container: Any, document: dict[str, Any]) -> None:
+        """Append the document's create entry unless the feed has it. A document of the
+        older protocol (``pending``) has it cleared afterwards."""
         if document.get("pending"):
             await self._commit_pending(container, document)
-            return True
+            return
         entry = document.get("entry")
-        if entry is None or await self._feed.contains(entry["entry_id"]):
-            return False
-        await self._feed.append(_change_entry(entry))
-        return True
+        if entry is not None and not await self._feed.contains(entry["entry_id"]):
+            await self._feed.append(_change_entry(entry))
 
     async def _refresh_series(
         self, container: Any, study_uid: str, series_uid: str, document: dict[str, Any] | None = None
@@ -472,6 +470,9 @@ class CosmosIndexStore:
     async def _recount_every_study(self, container: Any) -> None:
         studies = container.query_items("SELECT VALUE c.study_uid FROM c WHERE c.type = 'study'")
         async for study_uid in studies:
+            series = await _query(container, study_uid, "SELECT VALUE c.series_uid FROM c"
+                                  " WHERE c.study_uid = @study AND c.type = 'series'", {})
+            await asyncio.gather(*(self._refresh_series(container, study_uid, uid) for uid in series))
             await self._refresh_study(container, study_uid, recount_sop_classes=True)
 
     async def _commit_pending(self, container: Any, document: dict[str, Any]) -> None:
