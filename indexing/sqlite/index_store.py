@@ -75,6 +75,10 @@ class SqliteIndexStore:
     async def add_instance(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
         return await self._run_write(self._add, record, fresh)
 
+    def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
+        """:meth:`add_instance` in the calling thread (``indexing.port.BlockingIndexWrites``)."""
+        return self._with_write_lock(self._add, record, fresh)
+
     async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
         records = await self._run(self._list, study_uid, series_uid, sop_uid)
         return records[0] if records else None
