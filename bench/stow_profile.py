@@ -78,6 +78,20 @@ def _peak_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of ``pid`` and its children so far: the server's cost per
+    instance, unlike a rate, holds up on a machine that others load."""
+    user = system = 0
+    for process in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime (fields 14, 15)
+    ticks = os.sysconf("SC_CLK_TCK")
+    return user / ticks, system / ticks
+
+
 def _children(pid: int) -> list[int]:
     try:
         found = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -138,15 +152,22 @@ def main() -> int:
             failures: list[int] = []
             threads = [threading.Thread(target=_send, args=(port, bodies[c::args.clients], failures))
                        for c in range(args.clients)]
+            cpu_before = _cpu_seconds(server.pid)
             started = time.perf_counter()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - started
+            time.sleep(2.5)  # background work a STOW leaves (blob events wait 2 s to settle) counts too
+            cpu_after = _cpu_seconds(server.pid)
+            user_ms, system_ms = ((after - before) * 1000 / args.instances
+                                  for after, before in zip(cpu_after, cpu_before, strict=True))
             print(f"{args.instances} instances, {args.per_request}/request, {args.clients} clients: "
                   f"{args.instances / elapsed:.1f} inst/s ({len(failures)} failed requests); "
-                  f"load average {os.getloadavg()[0]:.1f}; server peak RSS {_peak_rss_mb(server.pid):.0f} MB")
+                  f"load average {os.getloadavg()[0]:.1f}; server CPU {user_ms + system_ms:.1f} ms/instance "
+                  f"({user_ms:.1f} user, {system_ms:.1f} system); "
+                  f"server peak RSS {_peak_rss_mb(server.pid):.0f} MB")
             if spy is not None:
                 spy.send_signal(2)
                 spy.wait(timeout=60)

@@ -159,7 +159,6 @@ def test_full_disk_after_the_link_is_507_and_the_retry_is_stored(
         client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     ds = make_dataset()
     services = client.app.state.services  # type: ignore[attr-defined]
-    original = services.index.add_instance
 
     async def full(*args: Any, **kwargs: Any) -> bool:
         raise OSError(errno.ENOSPC, "No space left on device")
