@@ -32,6 +32,7 @@ import asyncio
 import re
 from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any
 
 from azure.core import MatchConditions
@@ -42,7 +43,7 @@ from indexing.cosmos import schema
 from indexing.cosmos.extended_tag_store import CosmosExtendedTagStore
 from indexing.extended_tags import ExtendedTag
 from indexing.port import DicomJson, InstanceRecord
-from indexing.records import match_keys, with_identity
+from indexing.records import level_json, match_keys, with_identity
 
 Keys = dict[str, list[str]]
 _RETRIES = 100
@@ -114,47 +115,63 @@ class ExtendedIndexing:
         dropped = {tag.path for tag in used} - now
         added = tag_table(tag for tag in self.tags
                           if (tag.path, tag.vr, tag.level.value) not in _signature(used))
-        await patch_record(container, [record], added, dropped)
+        await patch_record(container, [record], added, dropped, attributes=True)
 
 
 async def patch_record(container: Any, records: list[InstanceRecord], table: AttributeTable,
-                       dropped: AbstractSet[str] = frozenset()) -> None:
+                       dropped: AbstractSet[str] = frozenset(), *, attributes: bool = False) -> None:
     """Add ``table``'s keys made from ``records`` to their study, series and instance
     documents (a study or series takes the union over its instances) and remove the keys
-    of ``dropped`` tags."""
-    wanted: dict[tuple[str, str], tuple[Keys, Keys]] = {}
+    of ``dropped`` tags. ``attributes``: also add the tags' values to each document's
+    returnable attributes where missing (a new entity made with stale definitions; a
+    reindex leaves results as the SQLite store does)."""
+    wanted: dict[tuple[str, str], _Change] = {}
     for record in records:
         dataset = with_identity(record)
         for level, item in ((Level.STUDY, schema.STUDY_ID), (Level.SERIES, schema.series_id(record.series_uid)),
                             (Level.INSTANCE, schema.instance_id(record.series_uid, record.sop_uid))):
             keys, words = document_keys(table, level, dataset)
-            known = wanted.setdefault((item, record.study_uid), ({}, {}))
-            _merge(known[0], keys)
-            _merge(known[1], words)
+            change = wanted.setdefault((item, record.study_uid), _Change({}, {}, {}, dropped))
+            _merge(change.keys, keys)
+            _merge(change.words, words)
+            if attributes:
+                change.attributes.update({tag: element for tag, element in level_json(table, level, dataset).items()
+                                          if tag not in change.attributes})
     gate = asyncio.Semaphore(_PARALLEL)
 
-    async def patch(item: str, study_uid: str, keys: Keys, words: Keys) -> None:
+    async def patch(item: str, study_uid: str, change: _Change) -> None:
         async with gate:
-            await update_document(container, item, study_uid,
-                                  lambda document: _changed_keys(document, keys, words, dropped))
+            await update_document(container, item, study_uid, change.apply)
 
-    await asyncio.gather(*(patch(item, study, keys, words) for (item, study), (keys, words) in wanted.items()))
+    await asyncio.gather(*(patch(item, study, change) for (item, study), change in wanted.items()))
+
+
+@dataclass
+class _Change:
+    """What one document gets: keys and words added (a union), attributes added where
+    missing, dropped tags' keys removed."""
+
+    keys: Keys
+    words: Keys
+    attributes: DicomJson
+    dropped: AbstractSet[str]
+
+    def apply(self, document: dict[str, Any]) -> bool:
+        """Apply the change to ``document``; whether it changed."""
+        before = repr((document.get("m"), document.get("w"), document.get("attrs")))
+        for field, add in (("m", self.keys), ("w", self.words)):
+            current = document.setdefault(field, {})
+            for tag in self.dropped:
+                current.pop(tag, None)
+            _merge(current, add)
+        if self.attributes:
+            document["attrs"] = {**self.attributes, **document.get("attrs", {})}
+        return repr((document.get("m"), document.get("w"), document.get("attrs"))) != before
 
 
 def _merge(into: Keys, keys: Keys) -> None:
     for tag, values in keys.items():
         into[tag] = sorted({*into.get(tag, []), *values})
-
-
-def _changed_keys(document: dict[str, Any], keys: Keys, words: Keys, dropped: AbstractSet[str]) -> bool:
-    """Apply the change to ``document``; whether it changed."""
-    before = (repr(document.get("m")), repr(document.get("w")))
-    for field, add in (("m", keys), ("w", words)):
-        current = document.setdefault(field, {})
-        for tag in dropped:
-            current.pop(tag, None)
-        _merge(current, add)
-    return (repr(document.get("m")), repr(document.get("w"))) != before
 
 
 async def update_document(container: Any, item: str, study_uid: str,
@@ -189,8 +206,7 @@ async def drop_values(container: Any, tag: str) -> None:
 
     async def drop(item: str, study_uid: str) -> None:
         async with gate:
-            await update_document(container, item, study_uid,
-                                  lambda document: _changed_keys(document, {}, {}, {tag}))
+            await update_document(container, item, study_uid, _Change({}, {}, {}, {tag}).apply)
 
     sql = (f'SELECT TOP {_DROP_PAGE} c.id, c.study_uid FROM c'
            f' WHERE IS_DEFINED(c.m["{tag}"]) OR IS_DEFINED(c.w["{tag}"])')
