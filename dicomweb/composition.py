@@ -62,7 +62,7 @@ def build_services(settings: Settings) -> Services:
     delete = DeleteInstances(blobs, index, on_change=publisher.kick, lease_seconds=settings.delete_lease_seconds)
     operations = _operation_store(settings)
     import_areas = _ImportAreas(settings)
-    # Every operation type, one line each (the next: reindex).
+    # Every operation type (the local runner and the Durable one drive the same kinds).
     extended_tags = _extended_tags(settings, index)
     kind_list: list[OperationKind] = [ImportFiles(import_areas, store, blobs), ReindexTags(extended_tags)]
     kinds: dict[str, OperationKind] = {kind.name: kind for kind in kind_list}
