@@ -50,6 +50,8 @@ CONTAINER = ContainerSpec(
 DEFINITIONS = "definitions"
 _RETRIES = 100
 """ETag retries before giving up; each retry means another writer changed the definitions."""
+_PARALLEL = 16
+"""Error documents written at once (a reindex page may record one per instance)."""
 _sequence = itertools.count()
 
 
@@ -125,10 +127,14 @@ class CosmosExtendedTagStore:
     async def add_errors(self, path: str, errors: list[dict[str, str]]) -> None:
         container = await self._container()
         now = utc_now()
-        await asyncio.gather(*(
-            container.upsert_item({"id": error["sopInstanceUid"], "pk": path,
-                                   "seq": f"{now}|{next(_sequence):012d}", "error": error})
-            for error in errors))
+        gate = asyncio.Semaphore(_PARALLEL)
+
+        async def upsert(error: dict[str, str]) -> None:
+            async with gate:
+                await container.upsert_item({"id": error["sopInstanceUid"], "pk": path,
+                                             "seq": f"{now}|{next(_sequence):012d}", "error": error})
+
+        await asyncio.gather(*(upsert(error) for error in errors))
 
     async def errors(self, path: str, limit: int, offset: int) -> list[dict[str, str]]:
         container = await self._container()
