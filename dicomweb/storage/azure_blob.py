@@ -48,7 +48,7 @@ from azure.storage.blob import ContainerClient as SyncContainerClient
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from dicomcore.threads import in_thread
-from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, ImportAreaError
+from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, ImportAreaError, LocalFile
 from dicomweb.storage.staging import remove_stale
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,9 @@ class AzureBlobStore:
         async for chunk in downloader.chunks():
             for start in range(0, len(chunk), chunk_size):
                 yield chunk[start:start + chunk_size]
+
+    async def open_local(self, name: str) -> LocalFile | None:
+        return None  # no local files: responses stream the blob (iter_chunks)
 
     async def size(self, name: str) -> int:
         blob = (await self._client()).get_blob_client(name)

@@ -9,6 +9,7 @@ atomically, even between several server processes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -30,6 +31,15 @@ class NotRegularFileError(ValueError):
 
 class BlobChangingError(RuntimeError):
     """The source of a move changed while it was copied (its writer is not done): try later."""
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A blob open as a local file, for the operating system to send (``os.sendfile``)."""
+
+    handle: BinaryIO
+    size: int
+    """Bytes in the file, as it is open (a file replaced under its name keeps these bytes)."""
 
 
 class BlobStore(Protocol):
@@ -86,6 +96,13 @@ class BlobStore(Protocol):
 
     async def size(self, name: str) -> int:
         """Size in bytes. Raises :class:`BlobNotFoundError`."""
+        ...
+
+    async def open_local(self, name: str) -> LocalFile | None:
+        """The blob open as a local file and its size, so a response can send it without
+        copying it through Python; ``None`` when the store keeps no local files (Blob
+        Storage: use :meth:`iter_chunks`). The caller closes it. Raises
+        :class:`BlobNotFoundError`."""
         ...
 
     def open_reader(self, name: str) -> BinaryIO:

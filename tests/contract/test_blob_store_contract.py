@@ -160,6 +160,21 @@ async def test_iter_chunks_streams_whole_and_ranges(store: BlobStore) -> None:
     assert head == data[:10]
 
 
+async def test_open_local_is_the_whole_file_or_none(store: BlobStore) -> None:
+    data = os.urandom(300_000)
+    await store.put_file("local", staged(store, data))
+    local = await store.open_local("local")
+    if local is None:  # a store without local files: responses stream the blob instead
+        return
+    try:
+        assert local.size == len(data)
+        assert os.pread(local.handle.fileno(), len(data) + 1, 0) == data
+    finally:
+        local.handle.close()
+    with pytest.raises(BlobNotFoundError):
+        await store.open_local("absent")
+
+
 async def test_an_empty_blob(store: BlobStore) -> None:
     await store.put_bytes("empty", b"")
     assert await store.get_bytes("empty") == b""

@@ -1,0 +1,141 @@
+"""The server's side of the zero-copy extension (:mod:`dicomweb.http.file_spans`) in
+``dicomweb serve``'s uvicorn protocol: a file's bytes go from the page cache to the socket
+with ``os.sendfile``, never through Python.
+
+Why not ``loop.sendfile``: uvicorn runs on uvloop here, whose loop does not implement it
+(``NotImplementedError``), and uvloop refuses to watch a descriptor a transport owns. So:
+
+- the transport's write buffer is first drained to empty (the status line and body bytes
+  sent before must reach the socket first), with its public flow-control API;
+- the socket's descriptor is duplicated on the event loop's thread, while the transport is
+  known to be open, so the descriptor used below can never be one the loop has closed and
+  reused for another connection;
+- ``os.sendfile`` runs in a worker thread (a file not in the page cache is read from disk
+  there, not on the event loop), non-blocking: when the socket is full the thread returns,
+  and the event loop waits for it to become writable (``add_writer`` on the duplicate), so
+  a slow client holds no thread;
+- a client that takes no bytes for ``DICOMWEB_BODY_TIMEOUT_SECONDS`` is cut off, and one
+  that went away ends the response: the app gets ``ConnectionError`` and stops.
+
+Chunked framing or the Content-Length count is kept as uvicorn keeps it for body messages.
+Only plain TCP advertises the extension: TLS must encrypt in user space.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+from dicomcore.threads import in_thread
+from dicomweb.http.file_spans import EXTENSION
+
+
+def advertise(scope: dict[str, Any], transport: asyncio.BaseTransport) -> None:
+    """Offer the extension in a request's scope (plain TCP only)."""
+    if transport.get_extra_info("sslcontext") is None and transport.get_extra_info("socket") is not None:
+        scope.setdefault("extensions", {})[EXTENSION] = {}
+
+
+def install(cycle: RequestResponseCycle, idle_timeout: float) -> None:
+    """Make ``cycle.send`` take the extension's messages (others go to uvicorn's send)."""
+    ordinary = cycle.send
+
+    async def send(message: Any) -> None:
+        if message["type"] != EXTENSION:
+            await ordinary(message)
+            return
+        try:
+            await _send_span(cycle, message["file"].fileno(), message["offset"], message["count"], idle_timeout)
+        except (OSError, EOFError):
+            cycle.transport.close()  # the body cannot go on: cut, never continued out of step
+            raise
+
+    cycle.send = send  # type: ignore[method-assign]
+
+
+async def _send_span(cycle: RequestResponseCycle, file_fd: int, offset: int, count: int, idle_timeout: float) -> None:
+    if cycle.flow.write_paused and not cycle.disconnected:
+        await cycle.flow.drain()
+    if cycle.disconnected or cycle.transport.is_closing():
+        raise ConnectionResetError("the client went away")
+    if not cycle.response_started or cycle.response_complete:
+        raise RuntimeError(f"'{EXTENSION}' is a message in the middle of a response body")
+    if count == 0 or cycle.scope["method"] == "HEAD":
+        return
+    if cycle.chunked_encoding:
+        cycle.transport.write(b"%x\r\n" % count)
+    else:
+        if count > cycle.expected_content_length:
+            raise RuntimeError("Response content longer than Content-Length")
+        cycle.expected_content_length -= count
+    await _drained(cycle)
+    await _sendfile(cycle.transport, file_fd, offset, count, idle_timeout)
+    if cycle.chunked_encoding:
+        cycle.transport.write(b"\r\n")
+
+
+async def _drained(cycle: RequestResponseCycle) -> None:
+    """Return once the transport's write buffer is empty (bytes written before the file
+    must reach the socket first): with the high-water mark at 0, the transport pauses the
+    protocol until everything is sent, and uvicorn's flow control waits for the resume."""
+    transport = cycle.transport
+    if not transport.get_write_buffer_size():
+        return
+    low, high = transport.get_write_buffer_limits()
+    transport.set_write_buffer_limits(high=0, low=0)
+    try:
+        if cycle.flow.write_paused:
+            await cycle.flow.drain()
+    finally:
+        if not transport.is_closing():
+            transport.set_write_buffer_limits(high=high, low=low)
+    if cycle.disconnected or transport.is_closing():
+        raise ConnectionResetError("the client went away")
+
+
+async def _sendfile(transport: asyncio.WriteTransport, file_fd: int, offset: int, count: int,
+                    idle_timeout: float) -> None:
+    socket_fd = os.dup(transport.get_extra_info("socket").fileno())
+    try:
+        while count:
+            sent = await in_thread(_send_some, socket_fd, file_fd, offset, count)
+            offset, count = offset + sent, count - sent
+            if count:
+                await _writable(socket_fd, idle_timeout)
+    finally:
+        os.close(socket_fd)
+
+
+def _send_some(socket_fd: int, file_fd: int, offset: int, count: int) -> int:
+    """Bytes sent until the socket is full (0 when it was full already). The socket is
+    non-blocking, so this never waits for the client."""
+    sent = 0
+    while sent < count:
+        try:
+            done = os.sendfile(socket_fd, file_fd, offset + sent, count - sent)
+        except BlockingIOError:
+            return sent
+        if done == 0:
+            raise EOFError("the file is shorter than the bytes announced for it")
+        sent += done
+    return sent
+
+
+async def _writable(socket_fd: int, idle_timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(socket_fd, wake)
+    try:
+        await asyncio.wait_for(ready, idle_timeout)
+    except TimeoutError as exc:
+        raise ConnectionAbortedError(f"the client took no bytes for {idle_timeout:g} s") from exc
+    finally:
+        loop.remove_writer(socket_fd)
