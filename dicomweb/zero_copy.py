@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from dicomcore.threads import in_thread
-from dicomweb.http.file_spans import EXTENSION
+from dicomweb.http.file_spans import EXTENSION, FileSpan
 
 
 def advertise(scope: dict[str, Any], transport: asyncio.BaseTransport) -> None:
@@ -42,13 +43,22 @@ def advertise(scope: dict[str, Any], transport: asyncio.BaseTransport) -> None:
 def install(cycle: RequestResponseCycle, idle_timeout: float) -> None:
     """Make ``cycle.send`` take the extension's messages (others go to uvicorn's send)."""
     ordinary = cycle.send
+    corked = False
 
     async def send(message: Any) -> None:
+        nonlocal corked
         if message["type"] != EXTENSION:
             await ordinary(message)
+            if corked and message["type"] == "http.response.body" and not message.get("more_body", False):
+                _cork(cycle.transport, False)  # the end of the body: send what is held now
             return
+        if not corked:
+            # The kernel gathers the small writes (part headers, chunk sizes, CRLFs) with
+            # the files' bytes into full segments: without it each is a packet of its own,
+            # and a wake-up of the client, several per instance.
+            corked = _cork(cycle.transport, True)
         try:
-            await _send_span(cycle, message["file"].fileno(), message["offset"], message["count"], idle_timeout)
+            await _send_pieces(cycle, message["pieces"], idle_timeout)
         except (OSError, EOFError):
             cycle.transport.close()  # the body cannot go on: cut, never continued out of step
             raise
@@ -56,25 +66,42 @@ def install(cycle: RequestResponseCycle, idle_timeout: float) -> None:
     cycle.send = send  # type: ignore[method-assign]
 
 
-async def _send_span(cycle: RequestResponseCycle, file_fd: int, offset: int, count: int, idle_timeout: float) -> None:
+def _cork(transport: asyncio.BaseTransport, on: bool) -> bool:
+    """Set TCP_CORK (Linux); whether it is now set."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "TCP_CORK") or transport.is_closing():
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1 if on else 0)
+    except OSError:
+        return False
+    return on
+
+
+Segment = bytes | tuple[int, int, int]
+"""What the sending thread writes: bytes, or (file descriptor, offset, count) to sendfile."""
+
+
+async def _send_pieces(cycle: RequestResponseCycle, pieces: list[bytes | FileSpan], idle_timeout: float) -> None:
     if cycle.flow.write_paused and not cycle.disconnected:
         await cycle.flow.drain()
     if cycle.disconnected or cycle.transport.is_closing():
         raise ConnectionResetError("the client went away")
     if not cycle.response_started or cycle.response_complete:
         raise RuntimeError(f"'{EXTENSION}' is a message in the middle of a response body")
-    if count == 0 or cycle.scope["method"] == "HEAD":
+    segments: list[Segment] = [p if isinstance(p, bytes) else (p.file.fileno(), p.offset, p.count)
+                               for p in pieces]
+    total = sum(len(s) if isinstance(s, bytes) else s[2] for s in segments)
+    if total == 0 or cycle.scope["method"] == "HEAD":
         return
-    if cycle.chunked_encoding:
-        cycle.transport.write(b"%x\r\n" % count)
+    if cycle.chunked_encoding:  # the whole stretch is one chunk
+        segments = [b"%x\r\n" % total, *segments, b"\r\n"]
     else:
-        if count > cycle.expected_content_length:
+        if total > cycle.expected_content_length:
             raise RuntimeError("Response content longer than Content-Length")
-        cycle.expected_content_length -= count
+        cycle.expected_content_length -= total
     await _drained(cycle)
-    await _sendfile(cycle.transport, file_fd, offset, count, idle_timeout)
-    if cycle.chunked_encoding:
-        cycle.transport.write(b"\r\n")
+    await _send_segments(cycle.transport, segments, idle_timeout)
 
 
 async def _drained(cycle: RequestResponseCycle) -> None:
@@ -96,32 +123,39 @@ async def _drained(cycle: RequestResponseCycle) -> None:
         raise ConnectionResetError("the client went away")
 
 
-async def _sendfile(transport: asyncio.WriteTransport, file_fd: int, offset: int, count: int,
-                    idle_timeout: float) -> None:
+async def _send_segments(transport: asyncio.WriteTransport, segments: list[Segment], idle_timeout: float) -> None:
     socket_fd = os.dup(transport.get_extra_info("socket").fileno())
     try:
-        while count:
-            sent = await in_thread(_send_some, socket_fd, file_fd, offset, count)
-            offset, count = offset + sent, count - sent
-            if count:
-                await _writable(socket_fd, idle_timeout)
+        position = (0, 0)  # (segment, bytes of it sent)
+        while True:
+            position = await in_thread(_send_some, socket_fd, segments, position)
+            if position[0] == len(segments):
+                return
+            await _writable(socket_fd, idle_timeout)
     finally:
         os.close(socket_fd)
 
 
-def _send_some(socket_fd: int, file_fd: int, offset: int, count: int) -> int:
-    """Bytes sent until the socket is full (0 when it was full already). The socket is
-    non-blocking, so this never waits for the client."""
-    sent = 0
-    while sent < count:
+def _send_some(socket_fd: int, segments: list[Segment], position: tuple[int, int]) -> tuple[int, int]:
+    """Send from ``position`` until done or the socket is full; the new position. The
+    socket is non-blocking, so this never waits for the client."""
+    index, done = position
+    while index < len(segments):
+        segment = segments[index]
         try:
-            done = os.sendfile(socket_fd, file_fd, offset + sent, count - sent)
+            if isinstance(segment, bytes):
+                sent = os.write(socket_fd, memoryview(segment)[done:])
+            else:
+                file_fd, offset, count = segment
+                sent = os.sendfile(socket_fd, file_fd, offset + done, count - done)
+                if sent == 0:
+                    raise EOFError("the file is shorter than the bytes announced for it")
         except BlockingIOError:
-            return sent
-        if done == 0:
-            raise EOFError("the file is shorter than the bytes announced for it")
-        sent += done
-    return sent
+            return index, done
+        done += sent
+        if done == (len(segment) if isinstance(segment, bytes) else segment[2]):
+            index, done = index + 1, 0
+    return index, done
 
 
 async def _writable(socket_fd: int, idle_timeout: float) -> None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 
 import httpx
 import pytest
+from pydicom import Dataset, dcmread
 from starlette.testclient import TestClient
 
+from dicomcore import layout
 from dicomweb.app import create_app
 from dicomweb.http import file_spans
 from dicomweb.settings import Settings
@@ -26,7 +29,7 @@ DICOM_PART = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
 @pytest.fixture
-def study(tmp_path: Path) -> Iterator[tuple[ServerProcess, TestClient, str, list[bytes]]]:
+def study(tmp_path: Path) -> Iterator[tuple[ServerProcess, TestClient, str, list[bytes], list[Dataset]]]:
     """A server with one study of instances of different sizes (one above 4 MiB, so a file
     needs more than one ``sendfile`` round), and a TestClient app on the same folder."""
     server = ServerProcess(tmp_path / "data")
@@ -34,7 +37,7 @@ def study(tmp_path: Path) -> Iterator[tuple[ServerProcess, TestClient, str, list
     sizes = [(4, 4), (64, 48), (1500, 1500), (7, 3)]  # 1500² × 2 bytes = 4.5 MB
     datasets = [make_dataset(study=first.StudyInstanceUID, series=first.SeriesInstanceUID, rows=r, columns=c,
                              instance_number=n) for n, (r, c) in enumerate(sizes, start=1)]
-    files = [to_bytes(ds) for ds in datasets]
+    files = [to_bytes(ds) for ds in datasets] + [_jpeg_instance(first.StudyInstanceUID)]
     try:
         body, content_type = multipart_body(files)
         stored = httpx.post(f"{server.root}/studies", content=body, headers={"Content-Type": content_type},
@@ -42,9 +45,20 @@ def study(tmp_path: Path) -> Iterator[tuple[ServerProcess, TestClient, str, list
         assert stored.status_code == 200, stored.text
         settings = Settings(data_dir=tmp_path / "data", allowed_hosts=("testserver",))
         with TestClient(create_app(settings), base_url="http://testserver") as client:
-            yield server, client, first.StudyInstanceUID, files
+            yield server, client, first.StudyInstanceUID, files, datasets
     finally:
         server.stop()
+
+
+def _jpeg_instance(study_uid: str) -> bytes:
+    """A JPEG-compressed instance in the study: its part names another transfer syntax."""
+    from pydicom.data import get_testdata_file
+
+    ds = dcmread(get_testdata_file("SC_rgb_jpeg_gdcm.dcm"))
+    ds.StudyInstanceUID = study_uid
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
 
 
 def _with_boundary(body: bytes, content_type: str, boundary: str) -> bytes:
@@ -53,7 +67,7 @@ def _with_boundary(body: bytes, content_type: str, boundary: str) -> bytes:
 
 
 def test_zero_copy_retrieve_is_byte_identical_to_streaming(study) -> None:
-    server, client, study_uid, files = study
+    server, client, study_uid, files, _ = study
     with httpx.Client(timeout=60) as http:
         sent = http.get(f"{server.root}/studies/{study_uid}", headers={"Accept": DICOM_PART})
     streamed = client.get(f"/v1/studies/{study_uid}", headers={"Accept": DICOM_PART})
@@ -63,10 +77,13 @@ def test_zero_copy_retrieve_is_byte_identical_to_streaming(study) -> None:
         == sorted(files)
     assert _with_boundary(sent.content, sent.headers["content-type"], "B") \
         == _with_boundary(streamed.content, streamed.headers["content-type"], "B")
+    syntaxes = {headers["content-type"].split("transfer-syntax=")[1]
+                for headers, _ in parse_multipart(sent.content, sent.headers["content-type"])}
+    assert syntaxes == {"1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.70"}  # as stored: JPEG lossless
 
 
 def test_zero_copy_single_instance_has_its_length(study) -> None:
-    server, client, study_uid, files = study
+    server, client, study_uid, files, _ = study
     streamed = client.get(f"/v1/studies/{study_uid}", headers={"Accept": DICOM_PART})
     parts = parse_multipart(streamed.content, streamed.headers["content-type"])
     largest = max(files, key=len)
@@ -84,6 +101,22 @@ def test_zero_copy_single_instance_has_its_length(study) -> None:
     assert sorted(r.content for r in bodies) == sorted(files)
 
 
+def test_vanished_files_are_left_out_whole_and_their_records_removed(study, tmp_path: Path) -> None:
+    server, _, study_uid, files, datasets = study
+    gone = [datasets[0], datasets[2]]  # the first (before the status line) and one in the middle
+    for ds in gone:
+        key = layout.instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        (tmp_path / "data" / "blobs" / layout.file_name(key)).unlink()
+    with httpx.Client(timeout=60) as http:
+        response = http.get(f"{server.root}/studies/{study_uid}", headers={"Accept": DICOM_PART})
+        assert response.status_code == 200
+        payloads = [payload for _, payload in parse_multipart(response.content, response.headers["content-type"])]
+        assert sorted(payloads) == sorted(files[1:2] + files[3:])
+        listed = http.get(f"{server.root}/studies/{study_uid}/instances").json()
+    assert {item["00080018"]["Value"][0] for item in listed} \
+        == {ds.SOPInstanceUID for ds in datasets if ds not in gone} | {dcmread(BytesIO(files[-1])).SOPInstanceUID}
+
+
 def test_the_extension_is_offered_only_by_the_server(study) -> None:
     # The in-process app (TestClient, like the Functions adapter) gets no extension.
     assert not file_spans.available({"type": "http"})
@@ -91,7 +124,7 @@ def test_the_extension_is_offered_only_by_the_server(study) -> None:
 
 
 def test_a_client_that_stops_reading_is_cut_off_and_the_server_keeps_serving(study) -> None:
-    server, _, study_uid, _ = study
+    server, _, study_uid, _, _ = study
     # A client that asks and reads nothing; the server must not hang on it, and others are served.
     stalled = socket.create_connection(("127.0.0.1", server.port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -113,7 +146,7 @@ def test_a_client_that_stops_reading_is_cut_off_and_the_server_keeps_serving(stu
         for _ in range(3):
             response = http.get(f"{server.root}/studies/{study_uid}", headers={"Accept": DICOM_PART})
             assert response.status_code == 200 and len(parse_multipart(response.content,
-                                                                       response.headers["content-type"])) == 4
+                                                                       response.headers["content-type"])) == 5
     assert server.process.poll() is None
     assert not [line for line in server.output if "Traceback" in line or "Exception in ASGI" in line], \
         "".join(server.output[-40:])

@@ -263,7 +263,7 @@ class AzureBlobStore:
             for start in range(0, len(chunk), chunk_size):
                 yield chunk[start:start + chunk_size]
 
-    async def open_local(self, name: str) -> LocalFile | None:
+    async def open_local(self, names: list[str]) -> list[LocalFile | None] | None:
         return None  # no local files: responses stream the blob (iter_chunks)
 
     async def size(self, name: str) -> int:

@@ -314,14 +314,27 @@ class FilesystemBlobStore:
         except FileNotFoundError as exc:
             raise BlobNotFoundError(name) from exc
 
-    async def open_local(self, name: str) -> LocalFile:
-        try:
-            return await in_thread(self._open_local, name)
-        except NotRegularFileError as exc:  # a link left by an old version: not served
-            raise BlobNotFoundError(name) from exc
+    async def open_local(self, names: list[str]) -> list[LocalFile | None]:
+        return await in_thread(self._open_local_many, names)
 
-    def _open_local(self, name: str) -> LocalFile:
-        handle = self.open_reader(name)
+    def _open_local_many(self, names: list[str]) -> list[LocalFile | None]:
+        opened: list[LocalFile | None] = []
+        try:
+            for name in names:
+                opened.append(self._open_local(name))
+        except BaseException:
+            for local in opened:
+                if local is not None:
+                    local.handle.close()
+            raise
+        return opened
+
+    def _open_local(self, name: str) -> LocalFile | None:
+        try:
+            # Unbuffered: the bytes are sent by the kernel, never read through this object.
+            handle = os.fdopen(_open_regular(self._path(name)), "rb", buffering=0)
+        except (FileNotFoundError, NotRegularFileError):  # a link left by an old version: not served
+            return None
         try:
             return LocalFile(handle, os.fstat(handle.fileno()).st_size)
         except BaseException:

@@ -98,11 +98,11 @@ class BlobStore(Protocol):
         """Size in bytes. Raises :class:`BlobNotFoundError`."""
         ...
 
-    async def open_local(self, name: str) -> LocalFile | None:
-        """The blob open as a local file and its size, so a response can send it without
-        copying it through Python; ``None`` when the store keeps no local files (Blob
-        Storage: use :meth:`iter_chunks`). The caller closes it. Raises
-        :class:`BlobNotFoundError`."""
+    async def open_local(self, names: list[str]) -> list[LocalFile | None] | None:
+        """The blobs open as local files with their sizes (``None`` for one that does not
+        exist), opened in one batch, so a response can send them without copying them
+        through Python; ``None`` when the store keeps no local files (Blob Storage: use
+        :meth:`iter_chunks`). The caller closes them."""
         ...
 
     def open_reader(self, name: str) -> BinaryIO:

@@ -163,16 +163,21 @@ async def test_iter_chunks_streams_whole_and_ranges(store: BlobStore) -> None:
 async def test_open_local_is_the_whole_file_or_none(store: BlobStore) -> None:
     data = os.urandom(300_000)
     await store.put_file("local", staged(store, data))
-    local = await store.open_local("local")
-    if local is None:  # a store without local files: responses stream the blob instead
+    await store.put_bytes("small", b"0123")
+    opened = await store.open_local(["local", "absent", "small"])
+    if opened is None:  # a store without local files: responses stream the blob instead
         return
     try:
-        assert local.size == len(data)
+        local, absent, small = opened
+        assert absent is None
+        assert local is not None and small is not None
+        assert (local.size, small.size) == (len(data), 4)
         assert os.pread(local.handle.fileno(), len(data) + 1, 0) == data
+        assert os.pread(small.handle.fileno(), 10, 0) == b"0123"
     finally:
-        local.handle.close()
-    with pytest.raises(BlobNotFoundError):
-        await store.open_local("absent")
+        for file in opened:
+            if file is not None:
+                file.handle.close()
 
 
 async def test_an_empty_blob(store: BlobStore) -> None:

@@ -11,10 +11,10 @@ opened (its first chunk read) before its status line or part header is sent: a f
 behind the server's back is a 404 (or a part left out), never a cut body, and its index
 record is removed (``DeleteInstances.drop_vanished``).
 
-Under ``dicomweb serve`` (plain HTTP), a file sent as stored is handed to the server as an
-open file and goes to the socket with ``os.sendfile`` (:mod:`dicomweb.http.file_spans`):
-no read into Python, no copy per chunk. Elsewhere (the Functions adapter, TestClient, Blob
-Storage) it is streamed in chunks; the bytes on the wire are the same either way.
+Under ``dicomweb serve`` (plain HTTP, a local store), a request whose instances all go out as
+stored hands the server open files, whose bytes go to the socket with ``os.sendfile``
+(:mod:`dicomweb.api.wado.file_bodies`); elsewhere (the Functions adapter, TestClient, Blob
+Storage) files are streamed in chunks. The bytes on the wire are the same either way.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import cast
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -31,12 +30,13 @@ from starlette.responses import Response, StreamingResponse
 from dicomcore import layout
 from dicomcore.transcode import TranscodeError, decoded_pixel_bytes, to_explicit_little_endian
 from dicomweb.api.context import Services, services_of
+from dicomweb.api.wado import file_bodies
 from dicomweb.api.wado.lookup import find_instances
 from dicomweb.api.wado.negotiate import Plan, is_compressed, negotiate_instances
 from dicomweb.http import file_spans, multipart
 from dicomweb.http.errors import not_acceptable, not_found
-from dicomweb.http.file_spans import FileSpan, SpanResponse
-from dicomweb.storage.port import BlobNotFoundError, LocalFile
+from dicomweb.http.file_spans import SpanResponse
+from dicomweb.storage.port import BlobNotFoundError
 from indexing.port import InstanceRecord
 
 CHUNK = 4 << 20
@@ -88,25 +88,17 @@ async def _prefixed(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[b
         yield chunk
 
 
-Body = bytes | AsyncIterator[bytes] | LocalFile
-"""An instance ready to send: its converted bytes, its stored bytes with the file open, or
-the open file itself (for zero-copy sending)."""
+Body = bytes | AsyncIterator[bytes]
+"""An instance ready to send: its converted bytes, or its stored bytes with the file open."""
 
 
-async def _ready(services: Services, record: InstanceRecord, target: str, zero_copy: bool) -> Body | None:
+async def _ready(services: Services, record: InstanceRecord, target: str) -> Body | None:
     """The instance in ``target`` syntax, converted or opened; ``None`` when its file is gone."""
     if target != record.transfer_syntax_uid:
         try:
             return await _converted(services, record)
         except BlobNotFoundError:
             return None
-    if zero_copy:
-        try:
-            local = await services.blobs.open_local(layout.file_name(record.instance_key))
-        except (BlobNotFoundError, FileNotFoundError):
-            return None
-        if local is not None:
-            return local
     chunks = _stored_bytes(services, record)
     try:
         first = await chunks.__anext__()
@@ -118,62 +110,42 @@ async def _ready(services: Services, record: InstanceRecord, target: str, zero_c
     return _prefixed(first, chunks)
 
 
-async def _pieces(body: Body) -> AsyncIterator[bytes | FileSpan]:
-    """What goes on the wire for one instance; an open file is closed once sent (or when
-    the response stops early)."""
-    if isinstance(body, bytes):
-        yield body
-    elif isinstance(body, LocalFile):
-        try:
-            yield FileSpan(body.handle, 0, body.size)
-        finally:
-            body.handle.close()
-    else:
-        async for chunk in body:
-            yield chunk
-
-
 def _part_type(media_type: str, syntax: str) -> str:
     return f"{media_type}; transfer-syntax={syntax}"
 
 
 async def _multipart_body(services: Services, records: list[InstanceRecord], targets: list[str], plan: Plan,
-                          boundary: str, first: Body, zero_copy: bool) -> AsyncIterator[bytes | FileSpan]:
+                          boundary: str, first: Body) -> AsyncIterator[bytes]:
     vanished = []
     for position, (record, target) in enumerate(zip(records, targets, strict=True)):
-        body = first if position == 0 else await _ready(services, record, target, zero_copy)
+        body = first if position == 0 else await _ready(services, record, target)
         if body is None:
             vanished.append(record)  # left out whole, never cut short
             continue
         yield multipart.part_header(boundary, _part_type(plan.media_type, target))
-        async for piece in _pieces(body):
-            yield piece
+        if isinstance(body, bytes):
+            yield body
+        else:
+            async for chunk in body:
+                yield chunk
         yield multipart.CRLF
     yield multipart.closing(boundary)
     if vanished:
         await services.delete.drop_vanished(vanished)
 
 
-async def _first_present(services: Services, records: list[InstanceRecord], targets: list[str], zero_copy: bool
+async def _first_present(services: Services, records: list[InstanceRecord], targets: list[str]
                          ) -> tuple[list[InstanceRecord], list[str], Body]:
     """From the first instance whose file is there: the records, their targets and that
     instance ready to send; records of vanished files before it are removed (repair). 404
     when no file is left."""
     for position, (record, target) in enumerate(zip(records, targets, strict=True)):
-        body = await _ready(services, record, target, zero_copy)
+        body = await _ready(services, record, target)
         if body is not None:
             await services.delete.drop_vanished(records[:position])
             return records[position:], targets[position:], body
     await services.delete.drop_vanished(records)
     raise not_found("the instance files are gone (removed outside the server); their index records were removed")
-
-
-def _streamed(pieces: AsyncIterator[bytes | FileSpan], zero_copy: bool, media_type: str,
-              headers: dict[str, str] | None = None) -> Response:
-    if zero_copy:
-        return SpanResponse(pieces, media_type=media_type, headers=headers)
-    # Without zero-copy no instance is opened as a LocalFile, so there are no spans.
-    return StreamingResponse(cast(AsyncIterator[bytes], pieces), media_type=media_type, headers=headers)
 
 
 async def retrieve_instances(request: Request) -> Response:
@@ -182,26 +154,49 @@ async def retrieve_instances(request: Request) -> Response:
     plan, targets = negotiate_instances(request.headers.get("accept"), [r.transfer_syntax_uid for r in records])
     to_convert = [r for r, t in zip(records, targets, strict=True) if t != r.transfer_syntax_uid]
     await _check_sizes(services, to_convert)
-    zero_copy = file_spans.available(request.scope)
+    if not to_convert and file_spans.available(request.scope):
+        sent = await _zero_copy(services, records, plan)
+        if sent is not None:
+            return sent
     if not plan.multipart:
-        return await _single_part(services, records[0], targets[0], plan, zero_copy)
-    records, targets, first = await _first_present(services, records, targets, zero_copy)
+        record, target = records[0], targets[0]
+        media_type = _part_type(plan.media_type, target)
+        headers = {}
+        if target == record.transfer_syntax_uid:
+            # The size of the file there now, not the one recorded at STOW; a missing file is
+            # answered below (_first_present: 404 and repair).
+            with contextlib.suppress(BlobNotFoundError):
+                headers["Content-Length"] = str(await services.blobs.size(layout.file_name(record.instance_key)))
+        _, _, body = await _first_present(services, [record], [target])
+        if isinstance(body, bytes):
+            return Response(body, media_type=media_type)
+        return StreamingResponse(body, media_type=media_type, headers=headers)
+    records, targets, first = await _first_present(services, records, targets)
     boundary = multipart.new_boundary()
-    return _streamed(_multipart_body(services, records, targets, plan, boundary, first, zero_copy), zero_copy,
-                     multipart.multipart_content_type(plan.media_type, boundary, plan.transfer_syntax))
+    return StreamingResponse(
+        _multipart_body(services, records, targets, plan, boundary, first),
+        media_type=multipart.multipart_content_type(plan.media_type, boundary, plan.transfer_syntax),
+    )
 
 
-async def _single_part(services: Services, record: InstanceRecord, target: str, plan: Plan,
-                       zero_copy: bool) -> Response:
-    media_type = _part_type(plan.media_type, target)
-    _, _, body = await _first_present(services, [record], [target], zero_copy)
-    if isinstance(body, bytes):
-        return Response(body, media_type=media_type)
-    if isinstance(body, LocalFile):
-        return _streamed(_pieces(body), zero_copy, media_type, {"Content-Length": str(body.size)})
-    headers = {}
-    # The size of the file there now, not the one recorded at STOW (the file is open: a
-    # file gone meanwhile keeps its bytes until closed; one replaced has a new record).
-    with contextlib.suppress(BlobNotFoundError):
-        headers["Content-Length"] = str(await services.blobs.size(layout.file_name(record.instance_key)))
-    return _streamed(body, zero_copy, media_type, headers)
+async def _zero_copy(services: Services, records: list[InstanceRecord], plan: Plan) -> Response | None:
+    """The response with the files handed to the server open (every instance goes as
+    stored); ``None`` when the store has no local files."""
+    if not plan.multipart:
+        records = records[:1]
+    started = await file_bodies.first_present(services, records)
+    if started is None:
+        return None
+    records, first = started
+
+    def part_type(record: InstanceRecord) -> str:
+        return _part_type(plan.media_type, record.transfer_syntax_uid)  # sent as stored
+
+    if not plan.multipart:
+        file = first[0]
+        assert file is not None
+        return SpanResponse(file_bodies.one_file(file), media_type=part_type(records[0]),
+                            headers={"Content-Length": str(file.size)})
+    boundary = multipart.new_boundary()
+    return SpanResponse(file_bodies.multipart_body(services, records, first, boundary, part_type),
+                        media_type=multipart.multipart_content_type(plan.media_type, boundary, plan.transfer_syntax))
