@@ -229,6 +229,9 @@ class AzureBlobStore:
     def version_now(self, name: str) -> str | None:
         return None  # the ETag is a network round trip away; the index tells the incarnation instead
 
+    async def missing_local(self, names: list[str]) -> list[str] | None:
+        return None  # a request per blob: the caller does without
+
     async def read_range(self, name: str, offset: int, length: int) -> bytes:
         if length <= 0:
             return b""

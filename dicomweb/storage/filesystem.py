@@ -279,6 +279,12 @@ class FilesystemBlobStore:
         # a file still being written changes size or time.
         return f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
 
+    async def missing_local(self, names: list[str]) -> list[str]:
+        def missing() -> list[str]:
+            return [name for name in names if not os.path.lexists(self._path(name))]
+
+        return await in_thread(missing)
+
     async def read_range(self, name: str, offset: int, length: int) -> bytes:
         if length <= 4 << 20:
             return self.read_range_now(name, offset, length)  # type: ignore[return-value]

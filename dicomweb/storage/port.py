@@ -88,6 +88,12 @@ class BlobStore(Protocol):
         :class:`BlobNotFoundError` for a missing blob when it can tell."""
         ...
 
+    async def missing_local(self, names: list[str]) -> list[str] | None:
+        """Those of ``names`` that do not exist, where the store can tell cheaply (one local
+        ``stat`` each, in one batch); ``None`` where it would cost a request per name (Blob
+        Storage)."""
+        ...
+
     def iter_chunks(
         self, name: str, *, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
     ) -> AsyncIterator[bytes]:

@@ -180,6 +180,12 @@ async def test_open_local_is_the_whole_file_or_none(store: BlobStore) -> None:
                 file.handle.close()
 
 
+async def test_missing_local_names_the_absent_or_is_none(store: BlobStore) -> None:
+    await store.put_bytes("here", b"1")
+    missing = await store.missing_local(["here", "absent", "also/absent"])
+    assert missing is None or missing == ["absent", "also/absent"]
+
+
 async def test_an_empty_blob(store: BlobStore) -> None:
     await store.put_bytes("empty", b"")
     assert await store.get_bytes("empty") == b""
