@@ -86,9 +86,13 @@ class IndexStore(Protocol):
         ...
 
     async def list_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
-        """Instances of a study, series or one instance, in (series, instance number, SOP UID) order."""
+        """Instances of a study, series or one instance, in (series, instance number, SOP UID) order.
+
+        ``attributes=False``: the records' ``attributes`` are left empty, which spares parsing
+        every header (a study retrieve needs the files, not the headers)."""
         ...
 
     async def list_headers(

@@ -251,9 +251,14 @@ class CosmosIndexStore:
         return None
 
     async def list_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
-        return [_record(document) for document in await self._instances(study_uid, series_uid, sop_uid)]
+        records = [_record(document) for document in await self._instances(study_uid, series_uid, sop_uid)]
+        if not attributes:  # the SDK parsed them already: only left out, for the same answer as SQLite
+            for record in records:
+                record.attributes = {}
+        return records
 
     async def list_headers(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None

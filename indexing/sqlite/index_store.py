@@ -94,9 +94,10 @@ class SqliteIndexStore:
         return await self._run(self._by_key, instance_key)
 
     async def list_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
-        return await self._run(self._list, study_uid, series_uid, sop_uid)
+        return await self._run(self._list, study_uid, series_uid, sop_uid, attributes)
 
     async def list_headers(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
@@ -447,10 +448,13 @@ class SqliteIndexStore:
     # -- reads --------------------------------------------------------------------------
 
     def _list(
-        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
+        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
         where, params = _instance_filter(study_uid, series_uid, sop_uid)
-        rows = connection.execute(f"SELECT ij.record {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
+        # Without attributes, SQLite drops them (in C) before Python parses the rest.
+        record = "ij.record" if attributes else "json_remove(ij.record, '$.attributes')"
+        rows = connection.execute(f"SELECT {record} {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
         return [_record(text) for (text,) in rows]
 
     def _headers(

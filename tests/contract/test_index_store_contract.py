@@ -13,6 +13,7 @@ import json
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,9 @@ async def test_list_instances_in_series_then_instance_number_order(index: IndexS
     assert [r.sop_uid for r in await index.list_instances(study, one)] == [records[3].sop_uid, records[1].sop_uid]
     assert await index.list_instances(study, two, records[0].sop_uid) == [records[0]]
     assert await index.list_instances(generate_uid()) == []
+    bare = await index.list_instances(study, attributes=False)
+    assert [r.attributes for r in bare] == [{}] * 4
+    assert [replace(r, attributes={}) for r in listed] == bare
 
 
 async def test_list_headers_are_the_headers_as_json_text_in_list_order(index: IndexStore) -> None:

@@ -150,7 +150,7 @@ async def _first_present(services: Services, records: list[InstanceRecord], targ
 
 async def retrieve_instances(request: Request) -> Response:
     services = services_of(request)
-    records = await find_instances(services, request)
+    records = await find_instances(services, request, attributes=False)  # the files are sent, not the headers
     plan, targets = negotiate_instances(request.headers.get("accept"), [r.transfer_syntax_uid for r in records])
     to_convert = [r for r, t in zip(records, targets, strict=True) if t != r.transfer_syntax_uid]
     await _check_sizes(services, to_convert)
