@@ -10,14 +10,16 @@ Why not ``loop.sendfile``: uvicorn runs on uvloop here, whose loop does not impl
 - the socket's descriptor is duplicated on the event loop's thread, while the transport is
   known to be open, so the descriptor used below can never be one the loop has closed and
   reused for another connection;
-- ``os.sendfile`` runs in a worker thread (a file not in the page cache is read from disk
-  there, not on the event loop), non-blocking: when the socket is full the thread returns,
+- one worker-thread trip writes a whole message (part headers with ``os.write``, files with
+  ``os.sendfile``; a file not in the page cache is read from disk there, not on the event
+  loop), non-blocking: when the socket is full the thread returns,
   and the event loop waits for it to become writable (``add_writer`` on the duplicate), so
   a slow client holds no thread;
 - a client that takes no bytes for ``DICOMWEB_BODY_TIMEOUT_SECONDS`` is cut off, and one
   that went away ends the response: the app gets ``ConnectionError`` and stops.
 
-Chunked framing or the Content-Length count is kept as uvicorn keeps it for body messages.
+A message is one HTTP chunk (or counts against Content-Length, as uvicorn counts body
+messages); ``TCP_CORK`` packs the small writes with the files' bytes until the body ends.
 Only plain TCP advertises the extension: TLS must encrypt in user space.
 """
 
