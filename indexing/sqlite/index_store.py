@@ -23,12 +23,14 @@ from changefeed.port import Action
 from dicomcore.capacity import InsufficientStorageError
 from dicomcore.threads import in_thread
 from indexing.attributes import AttributeTable, Level, standard_table
-from indexing.extended_tags import ExtendedTag, extend_table
+from indexing.extended_tags import ExtendedTag, extend_table, value_errors
 from indexing.port import DicomJson, InstanceRecord, StoreCounts
 from indexing.query import Query
 from indexing.records import change_entry, level_json, match_keys, record_from_json, series_modality, with_identity
 from indexing.results import instance_number
+from indexing.sqlite.extended_tag_store import disable_with_errors
 from indexing.sqlite.feed_store import append_entry
+from indexing.sqlite.number_keys import migrate_number_keys
 from indexing.sqlite.schema import connect, create_schema, value_table, word_table, write_transaction
 from indexing.sqlite.search import search
 from indexing.summaries import (
@@ -69,6 +71,7 @@ class SqliteIndexStore:
         self._schema_ready = False
         self._closed = False
         self._extended_bodies: tuple[str, ...] = ()
+        self._extended_tags: list[ExtendedTag] = []
 
     # -- the port -----------------------------------------------------------------------
 
@@ -168,7 +171,14 @@ class SqliteIndexStore:
         bodies = tuple(body for (body,) in connection.execute("SELECT body FROM extended_tag ORDER BY path"))
         if bodies != self._extended_bodies:
             self._extended_bodies = bodies
-            self._table = extend_table([ExtendedTag.from_json(json.loads(body)) for body in bodies])
+            self._extended_tags = [tag for body in bodies if (tag := ExtendedTag.from_json(json.loads(body))).indexed]
+            self._table = extend_table(self._extended_tags)
+
+    def _record_value_errors(self, connection: sqlite3.Connection, record: InstanceRecord) -> None:
+        """A value invalid for an indexed extended tag's VR is recorded as an error of the
+        tag, which becomes disabled: the same as when the reindex finds it."""
+        for tag, error in value_errors(self._extended_tags, record):
+            disable_with_errors(connection, tag.path, [error])
 
     def _reindex(self, connection: sqlite3.Connection, records: list[InstanceRecord], table: AttributeTable) -> None:
         saved, self._table = self._table, table
@@ -183,6 +193,8 @@ class SqliteIndexStore:
                     dataset = with_identity(record)
                     for level, pk in zip((Level.INSTANCE, Level.SERIES, Level.STUDY), row, strict=True):
                         self._index_values(connection, level, pk, dataset)
+                        if level is not Level.INSTANCE:
+                            _add_to_level_json(connection, level, pk, level_json(table, level, dataset))
         finally:
             self._table = saved
 
@@ -236,6 +248,8 @@ class SqliteIndexStore:
         with self._lock:
             if not self._schema_ready:
                 create_schema(connection)
+                with write_transaction(connection):
+                    migrate_number_keys(connection)
                 self._schema_ready = True
         return connection
 
@@ -270,6 +284,7 @@ class SqliteIndexStore:
             ):
                 return False  # same UIDs stored under another key: already indexed
             self._insert_instance(connection, study_pk, series_pk, record, dataset)
+            self._record_value_errors(connection, record)
             _add_to_count(connection, "series", "instance_count", series_pk, 1)
             _add_to_count(connection, "study", "instance_count", study_pk, 1)
             _add_to_count(connection, "study", "series_count", study_pk, int(new_series))
@@ -462,6 +477,17 @@ def _counts(connection: sqlite3.Connection) -> StoreCounts:
         "SELECT (SELECT COUNT(*) FROM study), (SELECT COUNT(*) FROM series), (SELECT COUNT(*) FROM instance)"
     ).fetchone()
     return StoreCounts(studies=studies, series=series, instances=instances)
+
+
+def _add_to_level_json(connection: sqlite3.Connection, level: Level, pk: int, elements: DicomJson) -> None:
+    """Add a reindexed tag's elements to a study's or series' result JSON where it has none
+    yet, so results carry the values of entities indexed before the tag was added (the
+    JSON holds the first instance's values; an element already there is kept)."""
+    for tag, element in elements.items():
+        connection.execute(
+            f"UPDATE {level.value} SET attributes = json_set(attributes, ?, json(?))"
+            " WHERE pk = ? AND json_type(attributes, ?) IS NULL",
+            (f'$."{tag}"', _dumps(element), pk, f'$."{tag}"'))
 
 
 def _exists(connection: sqlite3.Connection, sql: str, *params: Any) -> bool:

@@ -50,7 +50,7 @@ def erroneous_keys(params: list[tuple[str, str]], tags: list[ExtendedTag]) -> li
 def with_extended_headers(query: Query, tags: list[ExtendedTag]) -> Query:
     """An instance search answers included instance-level extended tags from the stored
     headers: instances indexed before the tag existed keep their earlier result JSON."""
-    wanted = {tag.path for tag in tags if tag.searchable and tag.level is Level.INSTANCE} & query.include_tags
+    wanted = {tag.tags[0] for tag in tags if tag.searchable and tag.level is Level.INSTANCE} & query.include_tags
     if not wanted:
         return query
     return replace(query, header_tags=query.header_tags | wanted)
