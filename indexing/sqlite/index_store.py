@@ -193,8 +193,7 @@ class SqliteIndexStore:
                     dataset = with_identity(record)
                     for level, pk in zip((Level.INSTANCE, Level.SERIES, Level.STUDY), row, strict=True):
                         self._index_values(connection, level, pk, dataset)
-                        if level is not Level.INSTANCE:
-                            _add_to_level_json(connection, level, pk, level_json(table, level, dataset))
+                        _add_to_level_json(connection, level, pk, level_json(table, level, dataset))
         finally:
             self._table = saved
 
@@ -479,13 +478,17 @@ def _counts(connection: sqlite3.Connection) -> StoreCounts:
     return StoreCounts(studies=studies, series=series, instances=instances)
 
 
+_LEVEL_JSON_TABLE = {Level.STUDY: "study", Level.SERIES: "series", Level.INSTANCE: "instance_json"}
+
+
 def _add_to_level_json(connection: sqlite3.Connection, level: Level, pk: int, elements: DicomJson) -> None:
-    """Add a reindexed tag's elements to a study's or series' result JSON where it has none
-    yet, so results carry the values of entities indexed before the tag was added (the
-    JSON holds the first instance's values; an element already there is kept)."""
+    """Add a reindexed tag's elements to an entity's result JSON where it has none yet, so
+    results carry the values of entities indexed before the tag was added, from the index
+    (no header read per result; a study's or series' JSON holds its first instance's
+    values, so an element already there is kept)."""
     for tag, element in elements.items():
         connection.execute(
-            f"UPDATE {level.value} SET attributes = json_set(attributes, ?, json(?))"
+            f"UPDATE {_LEVEL_JSON_TABLE[level]} SET attributes = json_set(attributes, ?, json(?))"
             " WHERE pk = ? AND json_type(attributes, ?) IS NULL",
             (f'$."{tag}"', _dumps(element), pk, f'$."{tag}"'))
 
