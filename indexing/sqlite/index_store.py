@@ -184,6 +184,7 @@ class SqliteIndexStore:
         saved, self._table = self._table, table
         try:
             with write_transaction(connection):
+                filled: set[tuple[Level, int, str]] = set()  # study/series elements set in this page
                 for record in records:
                     row = connection.execute(
                         "SELECT instance.pk, instance.series_pk, instance.study_pk FROM instance"
@@ -193,7 +194,7 @@ class SqliteIndexStore:
                     dataset = with_identity(record)
                     for level, pk in zip((Level.INSTANCE, Level.SERIES, Level.STUDY), row, strict=True):
                         self._index_values(connection, level, pk, dataset)
-                        _add_to_level_json(connection, level, pk, level_json(table, level, dataset))
+                        _add_to_level_json(connection, level, pk, level_json(table, level, dataset), filled)
         finally:
             self._table = saved
 
@@ -481,12 +482,20 @@ def _counts(connection: sqlite3.Connection) -> StoreCounts:
 _LEVEL_JSON_TABLE = {Level.STUDY: "study", Level.SERIES: "series", Level.INSTANCE: "instance_json"}
 
 
-def _add_to_level_json(connection: sqlite3.Connection, level: Level, pk: int, elements: DicomJson) -> None:
+def _add_to_level_json(
+    connection: sqlite3.Connection, level: Level, pk: int, elements: DicomJson, filled: set[tuple[Level, int, str]]
+) -> None:
     """Add a reindexed tag's elements to an entity's result JSON where it has none yet, so
     results carry the values of entities indexed before the tag was added, from the index
     (no header read per result; a study's or series' JSON holds its first instance's
-    values, so an element already there is kept)."""
+    values, so an element already there is kept). ``filled`` remembers the elements a
+    study or series has now, so its other instances in the page skip the update (half of
+    the reindex's time otherwise)."""
     for tag, element in elements.items():
+        if (level, pk, tag) in filled:
+            continue
+        if level is not Level.INSTANCE:
+            filled.add((level, pk, tag))
         connection.execute(
             f"UPDATE {_LEVEL_JSON_TABLE[level]} SET attributes = json_set(attributes, ?, json(?))"
             " WHERE pk = ? AND json_type(attributes, ?) IS NULL",
