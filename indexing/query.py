@@ -408,7 +408,9 @@ def _number_match(entry: Attribute, key: str, value: str, alternatives: list[str
 
 def _number_range(entry: Attribute, text: str) -> Match | None:
     """The range ``text`` names, or ``None`` when it is a single number or no range."""
-    if _number_or_none(entry.vr, text) is not None:
+    # At most 5 dashes make sense (``-1e-5--1e-3``); more is no range, and bounding them
+    # keeps the split loop below from costing quadratic time on a long hostile value.
+    if _number_or_none(entry.vr, text) is not None or text.count("-") > 5:
         return None
     for index in (i for i, char in enumerate(text) if char == "-"):
         left, right = text[:index].strip(), text[index + 1:].strip()
