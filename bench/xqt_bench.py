@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -131,25 +132,42 @@ def time_pairs(data_dir: Path, studies: int, repeats: int) -> list[tuple[str, fl
 
 
 async def run(args: argparse.Namespace) -> None:
-    per_study = SERIES_PER_STUDY * INSTANCES_PER_SERIES
     data_dir = Path(tempfile.mkdtemp(prefix="xqt-bench-"))
+    try:
+        studies = await fill_and_reindex(data_dir, args.reindex_instances, args.instances)
+        print_searches(data_dir, studies, args.repeats)
+    finally:
+        if not args.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def fill_and_reindex(data_dir: Path, reindex_instances: int, instances: int) -> int:
+    """Fill, reindex (printing its throughput), fill up to ``instances``; the studies stored."""
+    per_study = SERIES_PER_STUDY * INSTANCES_PER_SERIES
     database = data_dir / "index.sqlite"
     store, definitions = SqliteIndexStore(database), SqliteExtendedTagStore(database)
     registry = ExtendedQueryTags(definitions, store)
-    reindex_studies = max(1, args.reindex_instances // per_study)
+    reindex_studies = max(1, reindex_instances // per_study)
     seconds = await fill(store, 0, reindex_studies)
     print(f"filled {reindex_studies * per_study} instances in {seconds:.1f} s", file=sys.stderr)
     count, seconds = await reindex(registry)
+    if count != reindex_studies * per_study or any(tag.status.value != "ready" for tag in await definitions.all()):
+        raise AssertionError(f"the reindex saw {count} instances or left tags not ready")
     print(f"reindex: {count} instances, {len(TAGS)} tags, {seconds:.1f} s: {count / seconds:.0f} instances/s")
-    studies = max(reindex_studies, args.instances // per_study)
+    studies = max(reindex_studies, instances // per_study)
     seconds = await fill(store, reindex_studies, studies - reindex_studies)
     print(f"filled up to {studies * per_study} instances ({seconds:.1f} s)", file=sys.stderr)
     await store.close()
     await definitions.close()
-    print(f"QIDO p50 at {studies * per_study} instances (HTTP in-process, {args.repeats} repeats, load "
+    return studies
+
+
+def print_searches(data_dir: Path, studies: int, repeats: int) -> None:
+    per_study = SERIES_PER_STUDY * INSTANCES_PER_SERIES
+    print(f"QIDO p50 at {studies * per_study} instances (HTTP in-process, {repeats} repeats, load "
           f"{os.getloadavg()[0]:.1f}):")
     print(f"{'search':34} {'results':>7} {'built-in ms':>11} {'extended ms':>11} {'ratio':>6}")
-    for label, built_in, extended, results in time_pairs(data_dir, studies, args.repeats):
+    for label, built_in, extended, results in time_pairs(data_dir, studies, repeats):
         print(f"{label:34} {results:7d} {built_in:11.2f} {extended:11.2f} {extended / built_in:6.2f}")
 
 
@@ -159,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--instances", type=int, default=100_000, help="instances when the searches are timed")
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--quick", action="store_true", help="2,000 / 5,000 instances, 10 repeats")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
     args = parser.parse_args(argv)
     if args.quick:
         args.reindex_instances, args.instances, args.repeats = 2_000, 5_000, 10
