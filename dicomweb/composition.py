@@ -52,7 +52,7 @@ def build_services(settings: Settings) -> Services:
     # Every port is traced here, at the root: one span per call, no tracing code in an adapter.
     blobs = traced(_blob_store(settings, blob_events), "blob")
     index, feed = _index_and_feed(settings)
-    index = traced(index, "index", {"add_instance": count_stored})
+    index = traced(index, "index", {"add_instance": count_stored, "add_instance_blocking": count_stored})
     feed = traced(feed, "feed")
     events = traced(MeasuredEventSink(_event_sink(settings)), "events")
     publisher = FeedPublisher(feed, events, blobs)

@@ -8,7 +8,7 @@ Every adapter passes the same contract tests (``tests/contract``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from indexing.query import Query
 
@@ -134,4 +134,15 @@ class IndexStore(Protocol):
         ...
 
     async def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class BlockingIndexWrites(Protocol):
+    """An index on this machine (SQLite) can also add from the calling thread, so the store
+    use case commits a record in the same worker-thread trip as its file
+    (:class:`dicomweb.storage.port.BlockingBlobWrites`). Same contract as
+    :meth:`IndexStore.add_instance`; blocking."""
+
+    def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
         ...

@@ -152,6 +152,12 @@ class FilesystemBlobStore:
         await in_thread(self._put_file, name, path, exclusive)
         self._announce(name, size)
 
+    def put_file_blocking(self, name: str, path: Path, *, exclusive: bool = True) -> None:
+        """:meth:`put_file` in the calling thread (``storage.port.BlockingBlobWrites``)."""
+        size = path.stat().st_size
+        self._put_file(name, path, exclusive)
+        self._announce(name, size)
+
     def _put_bytes(self, name: str, data: bytes, durable: bool) -> None:
         staged = self.new_staging_path()
         with open(staged, "wb") as out:
@@ -160,6 +166,11 @@ class FilesystemBlobStore:
 
     async def put_bytes(self, name: str, data: bytes, *, durable: bool = True) -> None:
         await in_thread(self._put_bytes, name, data, durable)
+        self._announce(name, len(data))
+
+    def put_bytes_blocking(self, name: str, data: bytes, *, durable: bool = True) -> None:
+        """:meth:`put_bytes` in the calling thread (``storage.port.BlockingBlobWrites``)."""
+        self._put_bytes(name, data, durable)
         self._announce(name, len(data))
 
     def _move(self, source: str, target: str) -> int:

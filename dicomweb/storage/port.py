@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 
 class BlobNotFoundError(LookupError):
@@ -127,6 +127,24 @@ class BlobStore(Protocol):
 
     async def close(self) -> None:
         """Release connections (a network store); called once when the app stops."""
+        ...
+
+
+@runtime_checkable
+class BlockingBlobWrites(Protocol):
+    """Writes that a store on this machine's disk can also make from the calling thread.
+
+    The store use case then places a STOW's file, writes its sidecars and commits its index
+    record in one worker-thread trip instead of four (each trip costs more CPU under the GIL
+    than the work of a small step: docs/performance.md). A network store has no such
+    methods and is written through :class:`BlobStore`'s coroutines. Same contracts as
+    :meth:`BlobStore.put_file` and :meth:`BlobStore.put_bytes`; blocking.
+    """
+
+    def put_file_blocking(self, name: str, path: Path, *, exclusive: bool = True) -> None:
+        ...
+
+    def put_bytes_blocking(self, name: str, data: bytes, *, durable: bool = True) -> None:
         ...
 
 

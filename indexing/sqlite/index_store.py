@@ -11,11 +11,14 @@ Schema: :mod:`indexing.sqlite.schema`; searching: :mod:`indexing.sqlite.search`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,11 +75,16 @@ class SqliteIndexStore:
         self._closed = False
         self._extended_bodies: tuple[str, ...] = ()
         self._extended_tags: list[ExtendedTag] = []
+        self._writer_lock_fd: int | None = None
 
     # -- the port -----------------------------------------------------------------------
 
     async def add_instance(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
         return await self._run_write(self._add, record, fresh)
+
+    def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
+        """:meth:`add_instance` in the calling thread (``indexing.port.BlockingIndexWrites``)."""
+        return self._with_write_lock(self._add, record, fresh)
 
     async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
         records = await self._run(self._list, study_uid, series_uid, sop_uid)
@@ -205,9 +213,12 @@ class SqliteIndexStore:
         return await self._run(_counts)
 
     async def close(self) -> None:
-        with self._lock:
+        with self._write_lock, self._lock:  # no writer is holding the lock file's lock
             self._closed = True
             idle, self._idle = self._idle, []
+            lock_fd, self._writer_lock_fd = self._writer_lock_fd, None
+        if lock_fd is not None:
+            os.close(lock_fd)
         for connection in idle:
             connection.close()
 
@@ -223,13 +234,40 @@ class SqliteIndexStore:
         # Writers of this process queue here rather than on SQLite's lock: its busy
         # handler sleeps in steps of up to 100 ms, which made concurrent adds crawl.
         # Other processes still meet at BEGIN IMMEDIATE and wait via busy_timeout.
-        with self._write_lock:
+        with self._write_lock, self._other_processes_writing():
             try:
                 return self._with_connection(work, *args)
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode == _SQLITE_FULL:
                     raise InsufficientStorageError(exc.sqlite_errorcode, "the index database's disk is full") from exc
                 raise
+
+    @contextlib.contextmanager
+    def _other_processes_writing(self) -> Iterator[None]:
+        """Wait for the writers of the other server processes (``--workers N``) on a lock file.
+
+        ``flock`` hands the lock on the moment a commit ends, where SQLite's busy handler
+        polls with sleeps growing to 100 ms: with it, two workers storing at once were
+        slower than one (docs/performance.md). SQLite's own locking still guards the data;
+        this only orders the writers. The kernel drops the lock of a process that dies."""
+        fd = self._writer_lock()
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _writer_lock(self) -> int | None:
+        with self._lock:
+            if self._writer_lock_fd is None and not self._closed:
+                path = self._database.with_name(self._database.name + ".writers")
+                with contextlib.suppress(OSError):  # e.g. a read-only folder: SQLite's busy handler alone
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    self._writer_lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            return self._writer_lock_fd
 
     def _with_connection(self, work: Callable[..., T], *args: Any) -> T:
         connection = self._acquire()
