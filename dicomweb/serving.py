@@ -21,6 +21,10 @@ What it does not do, and :class:`GuardedProtocol` adds:
   connection; the app then sees the client disconnect and removes the staging file. Time
   during which the server itself stopped reading (flow control, while the app is busy with
   earlier parts) does not count against the client.
+
+It also offers the app zero-copy file sending (:mod:`dicomweb.zero_copy`): a study
+retrieve hands it open files, and their bytes go to the socket with ``os.sendfile``; a
+client that takes no bytes for ``DICOMWEB_BODY_TIMEOUT_SECONDS`` is cut off there too.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from dicomweb import zero_copy
 from dicomweb.settings import Settings
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -80,6 +85,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        zero_copy.advertise(self.scope, self.transport)  # type: ignore[arg-type]
         if not self._reading_headers:  # the next request on a kept-alive connection
             self._reading_headers, self._header_bytes = True, 0
             self._arm(self.header_timeout, self._headers_expired)
@@ -89,6 +95,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._body_progress = self.loop.time()
         self._arm(self.body_timeout, self._body_expired)
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope is self.scope:  # the cycle of this request
+            zero_copy.install(self.cycle, self.body_timeout)
 
     def on_message_complete(self) -> None:
         self._reading_body = False

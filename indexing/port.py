@@ -42,6 +42,19 @@ class InstanceRecord:
 
 
 @dataclass(frozen=True)
+class InstanceHeader:
+    """An instance's header as serialized JSON text, for WADO metadata: what the index
+    keeps of it, never parsed on the way out."""
+
+    instance_key: str
+    incarnation: str
+    json: str
+    """The DICOM JSON object the record's attributes hold, less what indexing added to it
+    (:data:`indexing.records.ADDED_TO_HEADER`): the metadata of the instance, its
+    BulkDataURIs under the service-root placeholder, as STOW derived it."""
+
+
+@dataclass(frozen=True)
 class StoreCounts:
     """How much the index holds (the landing page and ``GET /v1`` show it)."""
 
@@ -73,9 +86,21 @@ class IndexStore(Protocol):
         ...
 
     async def list_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
-        """Instances of a study, series or one instance, in (series, instance number, SOP UID) order."""
+        """Instances of a study, series or one instance, in (series, instance number, SOP UID) order.
+
+        ``attributes=False``: the records' ``attributes`` are left empty, which spares parsing
+        every header (a study retrieve needs the files, not the headers)."""
+        ...
+
+    async def list_headers(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceHeader]:
+        """The headers of the instances :meth:`list_instances` lists, in its order, as JSON
+        text: a series' metadata is a thousand records, and handing their stored JSON over
+        as it is costs no parse and no serialization."""
         ...
 
     async def remove_instances(

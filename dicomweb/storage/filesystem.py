@@ -31,7 +31,13 @@ from typing import BinaryIO
 
 from dicomcore import layout
 from dicomcore.threads import in_thread
-from dicomweb.storage.port import BlobChangingError, BlobExistsError, BlobNotFoundError, NotRegularFileError
+from dicomweb.storage.port import (
+    BlobChangingError,
+    BlobExistsError,
+    BlobNotFoundError,
+    LocalFile,
+    NotRegularFileError,
+)
 from dicomweb.storage.staging import remove_stale
 
 FICLONE = 0x40049409
@@ -284,6 +290,12 @@ class FilesystemBlobStore:
         # a file still being written changes size or time.
         return f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
 
+    async def missing_local(self, names: list[str]) -> list[str]:
+        def missing() -> list[str]:
+            return [name for name in names if not os.path.lexists(self._path(name))]
+
+        return await in_thread(missing)
+
     async def read_range(self, name: str, offset: int, length: int) -> bytes:
         if length <= 4 << 20:
             return self.read_range_now(name, offset, length)  # type: ignore[return-value]
@@ -318,6 +330,33 @@ class FilesystemBlobStore:
             return self._path(name).lstat().st_size  # of a link itself: links are not followed
         except FileNotFoundError as exc:
             raise BlobNotFoundError(name) from exc
+
+    async def open_local(self, names: list[str]) -> list[LocalFile | None]:
+        return await in_thread(self._open_local_many, names)
+
+    def _open_local_many(self, names: list[str]) -> list[LocalFile | None]:
+        opened: list[LocalFile | None] = []
+        try:
+            for name in names:
+                opened.append(self._open_local(name))
+        except BaseException:
+            for local in opened:
+                if local is not None:
+                    local.handle.close()
+            raise
+        return opened
+
+    def _open_local(self, name: str) -> LocalFile | None:
+        try:
+            # Unbuffered: the bytes are sent by the kernel, never read through this object.
+            handle = os.fdopen(_open_regular(self._path(name)), "rb", buffering=0)
+        except (FileNotFoundError, NotRegularFileError):  # a link left by an old version: not served
+            return None
+        try:
+            return LocalFile(handle, os.fstat(handle.fileno()).st_size)
+        except BaseException:
+            handle.close()
+            raise
 
     def _open_and_read(self, name: str, offset: int, size: int) -> tuple[BinaryIO, bytes]:
         handle = self.open_reader(name)

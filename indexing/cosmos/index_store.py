@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -58,9 +59,9 @@ from indexing.cosmos.feed_store import CONTAINER as FEED_CONTAINER
 from indexing.cosmos.feed_store import CosmosChangeFeedStore
 from indexing.cosmos.reindex import ExtendedIndexing, drop_values, patch_record, with_extended_keys
 from indexing.cosmos.search import CosmosQuery, compile_filter
-from indexing.port import DicomJson, InstanceRecord, StoreCounts
+from indexing.port import DicomJson, InstanceHeader, InstanceRecord, StoreCounts
 from indexing.query import Match, Query
-from indexing.records import change_entry, instance_order, record_from_json, with_identity
+from indexing.records import change_entry, header_of, instance_order, record_from_json, with_identity
 from indexing.results import compose_result
 from indexing.summaries import (
     MODALITIES_IN_STUDY_TAG,
@@ -262,9 +263,23 @@ class CosmosIndexStore:
         return None
 
     async def list_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
-        return [_record(document) for document in await self._instances(study_uid, series_uid, sop_uid)]
+        records = [_record(document) for document in await self._instances(study_uid, series_uid, sop_uid)]
+        if not attributes:  # the SDK parsed them already: only left out, for the same answer as SQLite
+            for record in records:
+                record.attributes = {}
+        return records
+
+    async def list_headers(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceHeader]:
+        # The SDK hands documents over parsed: the header is serialized once, here.
+        return [InstanceHeader(document["record"]["instance_key"], document["record"]["incarnation"],
+                               json.dumps(header_of(document["record"]["attributes"]), separators=(",", ":"),
+                                          ensure_ascii=False))
+                for document in await self._instances(study_uid, series_uid, sop_uid)]
 
     async def _instances(
         self, study_uid: str, series_uid: str | None, sop_uid: str | None

@@ -27,9 +27,17 @@ from dicomcore.capacity import InsufficientStorageError
 from dicomcore.threads import in_thread
 from indexing.attributes import AttributeTable, Level, standard_table
 from indexing.extended_tags import ExtendedTag, extend_table, value_errors
-from indexing.port import DicomJson, InstanceRecord, StoreCounts
+from indexing.port import DicomJson, InstanceHeader, InstanceRecord, StoreCounts
 from indexing.query import Query
-from indexing.records import change_entry, level_json, match_keys, record_from_json, series_modality, with_identity
+from indexing.records import (
+    ADDED_TO_HEADER,
+    change_entry,
+    level_json,
+    match_keys,
+    record_from_json,
+    series_modality,
+    with_identity,
+)
 from indexing.results import instance_number
 from indexing.sqlite.extended_tag_store import disable_with_errors
 from indexing.sqlite.feed_store import append_entry
@@ -58,6 +66,9 @@ JOIN instance_json AS ij ON ij.pk = i.pk
 JOIN series AS se ON se.pk = i.series_pk
 JOIN study AS s ON s.pk = i.study_pk
 """
+_HEADER_SQL = "json_remove(json_extract(ij.record, '$.attributes'), {})".format(
+    ", ".join(f"'$.\"{tag}\"'" for tag in ADDED_TO_HEADER))
+"""The header's JSON text (:func:`indexing.records.header_of`), from the stored record."""
 _INSTANCE_ORDER = " ORDER BY i.series_pk, i.instance_number IS NULL, i.instance_number, i.sop_uid"
 
 
@@ -94,9 +105,15 @@ class SqliteIndexStore:
         return await self._run(self._by_key, instance_key)
 
     async def list_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
-        return await self._run(self._list, study_uid, series_uid, sop_uid)
+        return await self._run(self._list, study_uid, series_uid, sop_uid, attributes)
+
+    async def list_headers(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceHeader]:
+        return await self._run(self._headers, study_uid, series_uid, sop_uid)
 
     async def remove_instances(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *, owner: str = ""
@@ -484,11 +501,25 @@ class SqliteIndexStore:
     # -- reads --------------------------------------------------------------------------
 
     def _list(
-        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
+        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
         where, params = _instance_filter(study_uid, series_uid, sop_uid)
-        rows = connection.execute(f"SELECT ij.record {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
+        # Without attributes, SQLite drops them (in C) before Python parses the rest.
+        record = "ij.record" if attributes else "json_remove(ij.record, '$.attributes')"
+        rows = connection.execute(f"SELECT {record} {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
         return [_record(text) for (text,) in rows]
+
+    def _headers(
+        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
+    ) -> list[InstanceHeader]:
+        # SQLite's JSON functions cut the header out of the stored record as text (in C):
+        # 1,000 records are never parsed into Python objects.
+        where, params = _instance_filter(study_uid, series_uid, sop_uid)
+        rows = connection.execute(
+            f"SELECT i.instance_key, json_extract(ij.record, '$.incarnation'), {_HEADER_SQL}"
+            f" {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
+        return [InstanceHeader(key, incarnation, header) for key, incarnation, header in rows]
 
     def _by_key(self, connection: sqlite3.Connection, instance_key: str) -> InstanceRecord | None:
         row = connection.execute(
