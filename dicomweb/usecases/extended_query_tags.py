@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
-from dicomcore.clock import utc_now
 from dicomweb.usecases.operations.steps import Call, Orchestration, Progress
 from indexing.attributes import MATCH, Attribute, AttributeTable
 from indexing.extended_tag_store import ExtendedTagStore, ReindexAssignedError
@@ -21,12 +20,11 @@ from indexing.extended_tags import (
     ExtendedTag,
     QueryStatus,
     TagStatus,
-    invalid_value,
     parse_entries,
     parse_path,
+    value_errors,
 )
 from indexing.port import InstanceRecord
-from indexing.values import element_values
 
 TYPE = "reindex"
 PAGE_SIZE = 200
@@ -137,8 +135,7 @@ class ReindexTags:
         becomes disabled. The value is still indexed as the built-ins index it (as text), so
         an operator who re-enables the tag gets what a built-in attribute would give."""
         for tag in tags:
-            errors = [_error(record, problem) for record in records
-                      if (problem := invalid_value(tag.vr, element_values(record.attributes, (tag.path,))))]
+            errors = [error for record in records for _, error in value_errors([tag], record)]
             if errors:
                 await self.registry.tags.add_errors(tag.path, errors)
                 await self.registry.tags.save(replace(tag, query_status=QueryStatus.DISABLED,
@@ -148,11 +145,6 @@ class ReindexTags:
         for tag in await self.registry.tags.all():
             if tag.path in paths and tag.status is TagStatus.ADDING:
                 await self.registry.tags.save(replace(tag, status=TagStatus.READY, operation_id=None))
-
-
-def _error(record: InstanceRecord, problem: str) -> dict[str, str]:
-    return {"studyInstanceUid": record.study_uid, "seriesInstanceUid": record.series_uid,
-            "sopInstanceUid": record.sop_uid, "createdTime": utc_now(), "errorMessage": problem}
 
 
 def _only(tags: list[ExtendedTag]) -> AttributeTable:

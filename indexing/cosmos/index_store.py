@@ -441,8 +441,10 @@ class CosmosIndexStore:
 
     async def reindex(self, records: list[InstanceRecord], table: AttributeTable) -> None:
         """Add the match keys of ``table``'s attributes (an extended tag's reindex) to the
-        records' study, series and instance documents; keys already present are kept."""
-        await patch_record(await self._container(), records, table)
+        records' study, series and instance documents; keys already present are kept. The
+        values also go into the documents' returnable attributes where missing, so results
+        carry them from the index (as on SQLite; docs/extended-query-tags.md)."""
+        await patch_record(await self._container(), records, table, attributes=True)
 
     async def drop_values(self, tag: str) -> None:
         """Remove every match key of ``tag`` (a deleted extended tag) from every document."""

@@ -146,3 +146,15 @@ def test_invalid_values_are_errors_that_disable_the_tag(client: TestClient) -> N
     assert {item["00080018"]["Value"][0] for item in answer.json()} == {good.SOPInstanceUID}
     assert client.delete("/v1/extendedquerytags/00091001").status_code == 204
     assert client.get("/v1/extendedquerytags/00091001/errors").status_code == 404
+
+
+def test_128_tags_are_accepted_and_the_129th_refused(client: TestClient) -> None:
+    tags = [{"path": f"0009{element:04X}", "vr": "LO", "privateCreator": "ACME 1.0", "level": "instance"}
+            for element in range(0x1000, 0x1080)]
+    assert _add(client, tags)["status"] == "succeeded"
+    assert len(client.get("/v1/extendedquerytags?limit=200").json()) == 128
+    ds = _instance(1, "70", "SN-A", "1.5")  # stored with 128 extended tags indexed
+    _store(client, ds)
+    assert _sops(client, "00091001=PRIV-1") == {ds.SOPInstanceUID}
+    refused = client.post("/v1/extendedquerytags", json=[{"path": "PatientWeight", "level": "study"}])
+    assert refused.status_code == 400 and "at most 128" in refused.text and "128 exist" in refused.text
