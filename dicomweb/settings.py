@@ -156,6 +156,9 @@ class Settings:
     frame_cache_ttl_seconds: float = 10.0
     """How long a frame GET trusts a cached frame index without asking the index whether the
     instance is still indexed (docs/architecture.md, "One frame, from request to bytes")."""
+    reindex_settle_seconds: float = 0.0
+    """How long a reindex waits before its first page: Cosmos DB below Strong consistency
+    (the deployment sets 5; docs/extended-query-tags.md, "the race on Cosmos")."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -215,6 +218,7 @@ class Settings:
             trusted_proxies=_list("DICOMWEB_TRUSTED_PROXIES"),
             audit_log=_env("DICOMWEB_AUDIT_LOG", ""),
             frame_cache_ttl_seconds=float(_env("DICOMWEB_FRAME_CACHE_TTL_SECONDS", "10")),
+            reindex_settle_seconds=float(_env("DICOMWEB_REINDEX_SETTLE_SECONDS", "0")),
         )
 
     @property

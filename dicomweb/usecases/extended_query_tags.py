@@ -10,6 +10,7 @@ metadata) and adds the new tags' match keys; it writes no change-feed entries.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -100,8 +101,14 @@ class ReindexTags:
 
     name = TYPE
 
-    def __init__(self, registry: ExtendedQueryTags) -> None:
+    def __init__(self, registry: ExtendedQueryTags, settle_seconds: float = 0.0) -> None:
         self.registry = registry
+        # Before the first page, the reindex waits this long. On an index whose reads may lag
+        # its writes by a moment (Cosmos DB below Strong consistency), a STOW that read the
+        # definitions just before the tag's commit became visible to it has written its
+        # instance document before that read; the wait lets the walk see that document
+        # (docs/extended-query-tags.md, "the race on Cosmos").
+        self.settle_seconds = settle_seconds
 
     def orchestrate(self, operation_id: str, input: dict[str, Any]) -> Orchestration:
         after, done = input.get("after", ""), input.get("done", 0)
@@ -123,6 +130,8 @@ class ReindexTags:
         raise ValueError(f"unknown reindex activity {activity}")
 
     async def _page(self, paths: list[str], after: str) -> dict[str, Any]:
+        if not after and self.settle_seconds > 0:
+            await asyncio.sleep(self.settle_seconds)
         tags = [tag for tag in await self.registry.tags.all() if tag.path in paths]
         records = await self.registry.index.records_after(after, PAGE_SIZE)
         await self._record_errors(tags, records)
