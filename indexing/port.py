@@ -66,6 +66,12 @@ class IndexStore(Protocol):
         """
         ...
 
+    async def add_instances(self, records: list[InstanceRecord]) -> list[bool]:
+        """:meth:`add_instance` (``fresh``) for each record, in one commit where the store
+        can (bulk import: ``dicomweb/usecases/store_batch.py``); if it raises, none of them
+        may be indexed. Per record, what :meth:`add_instance` would have returned."""
+        ...
+
     async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
         ...
 
