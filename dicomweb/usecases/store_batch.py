@@ -8,7 +8,8 @@ costs paid per file become costs paid per batch (docs/operations.md, "Import spe
    file and a folder fsync each;
 2. the records and create entries of every placed file are committed in one index
    transaction (``IndexStore.add_instances``); if that fails, the files placed in step 1
-   are removed again (as :meth:`StoreInstance.store` does for one) and the error raised;
+   whose record did not commit are removed again (as :meth:`StoreInstance.store` does for
+   one) and the error raised;
 3. sidecars are written, the event publisher is nudged once.
 
 A file whose name is taken (already stored, a copy left by a crash or a delete, a
@@ -88,10 +89,12 @@ async def _write_sidecars(store: StoreInstance, item: BatchItem) -> None:
 
 
 async def _undo_placements(store: StoreInstance, items: list[BatchItem]) -> None:
-    """The index refused the batch: remove the files just placed (none of them is indexed)."""
+    """The index refused the batch: remove the files just placed whose record did not commit
+    (a store that adds one by one may have committed the first ones)."""
     for item in items:
         try:
-            await store.blobs.delete(layout.file_name(item.instance.key))
+            if await store.index.get_instance_by_key(item.instance.key) is None:
+                await store.blobs.delete(layout.file_name(item.instance.key))
         except Exception:
             log.exception("could not undo placing %s; verify --repair will", layout.file_name(item.instance.key))
     log.warning("indexing a batch of %d imported files failed; their files were removed again", len(items))
