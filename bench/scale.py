@@ -10,7 +10,8 @@ in batches and imported with ``POST /v1/import`` (``deleteSource``, so the disk 
 file once). Nothing writes the database directly.
 
 At each checkpoint (the sizes in ``--checkpoints`` that are below ``--instances``, and
-``--instances`` itself) it measures against the running server:
+``--instances`` itself) it restarts the server and measures against it (a server fresh from
+start: the last batch's blob-created events would otherwise still be keeping it busy):
 
 - STOW of one small CT instance per request, one client (instances/s);
 - the main benchmark's QIDO workloads (:func:`bench.plan.qido_workloads`), p50;
@@ -18,7 +19,11 @@ At each checkpoint (the sizes in ``--checkpoints`` that are below ``--instances`
   (a 1,000-instance series stored at the start);
 - the index's size on disk (``index.sqlite`` and its WAL) per instance;
 - the start-up time: the server is stopped and started again on the store, timed from
-  launching ``dicomweb serve`` until ``/health/ready`` answers 200 and a QIDO answers.
+  launching ``dicomweb serve`` until ``/health/ready`` answers 200 and a QIDO answers, and
+  the same start on an empty store right after (on a loaded machine most of a start is
+  Python importing the app; the difference is what the store's size costs).
+
+``--measure-only`` measures once on a store kept by an earlier run (``--data DIR --keep``).
 
 It prints a table and writes JSON (``--out``, default ``bench/results/scale-<N>.json``).
 Orthanc is not filled: a million instances into it would take most of a day here; the
@@ -75,6 +80,8 @@ class Checkpoint:
     metadata_p50_ms: float = 0.0
     index_bytes_per_instance: float = 0.0
     startup_s: float = 0.0
+    startup_empty_s: float = 0.0
+    """The same start on an empty store, right after: what start-up costs without the data."""
     load_average: float = 0.0
 
 
@@ -251,7 +258,13 @@ def index_bytes(data: Path) -> int:
 
 
 def measure(store: Store, instances: int, number: int, probes: Probes) -> Checkpoint:
+    """Restart the server (timed), then time the workloads on it: a server fresh from start,
+    with no work left from the fill (the blob-created events of the last batch)."""
     point = Checkpoint(instances, load_average=os.getloadavg()[0])
+    store.stop()
+    point.index_bytes_per_instance = index_bytes(store.data) / instances
+    point.startup_s = store.start()
+    point.startup_empty_s = empty_start(store.workers)
     stow_set = plan.series_spec(datagen.SeriesSpec(f"scale-stow-{number}", 1, 1, probes.stow_requests,
                                                       size=16))
     point.stow_per_s = float(stow(store, stow_set)["instances_per_s"])
@@ -265,10 +278,29 @@ def measure(store: Store, instances: int, number: int, probes: Probes) -> Checkp
     meta = metadata_series(probes)
     point.metadata_p50_ms = get_p50(store, [f"{store.root}/studies/{meta.study.study_uid}/series/{meta.series_uid}"
                                             "/metadata"], "application/dicom+json", METADATA_REQUESTS)
-    store.stop()
-    point.index_bytes_per_instance = index_bytes(store.data) / instances
-    point.startup_s = store.start()
     return point
+
+
+def empty_start(workers: int) -> float:
+    """Seconds to start a server on an empty store until ready and a QIDO answers."""
+    with tempfile.TemporaryDirectory(prefix="scale-empty-") as folder:
+        empty = Store(Path(folder), workers)
+        try:
+            return empty.start()
+        finally:
+            empty.stop()
+
+
+def measure_only(data: Path, instances: int, workers: int, probes: Probes) -> dict[str, Any]:
+    """One checkpoint on a store an earlier run kept (``--keep``), without filling it."""
+    store = Store(data, workers)
+    try:
+        store.start()
+        point = measure(store, instances, int(time.time()), probes)
+    finally:
+        store.stop()
+    return {"instances": instances, "target": instances, "import_files_per_s": 0.0, "generate_files_per_s": 0.0,
+            "file_bytes": 0, "checkpoints": [point.__dict__], "verdicts": verdicts([point])}
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -327,6 +359,7 @@ ROWS = [
     ("Series metadata p50 (a series of --metadata-series instances)", "ms", lambda p: p.metadata_p50_ms),
     ("Index on disk (index.sqlite + WAL) per instance", "bytes", lambda p: p.index_bytes_per_instance),
     ("Start-up until ready + first QIDO", "s", lambda p: p.startup_s),
+    ("… the same on an empty store, right after", "s", lambda p: p.startup_empty_s),
     ("Load average (1 min) at the checkpoint", "", lambda p: p.load_average),
 ]
 
@@ -368,6 +401,12 @@ def _sizes(text: str) -> list[int]:
     return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
 
 
+def fill_and_measure(args: argparse.Namespace) -> dict[str, Any]:
+    with data_folder(args.data, args.keep) as data:
+        return run(data, args.instances, args.checkpoints, args.batch, args.workers, args.fill_minutes,
+                   Probes(args.stow_requests, args.metadata_series))
+
+
 def main(argv: list[str], prog: str = "python -m bench.scale") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=1_000_000, help="instances to fill the store to")
@@ -383,13 +422,19 @@ def main(argv: list[str], prog: str = "python -m bench.scale") -> int:
     parser.add_argument("--metadata-series", type=int, default=METADATA_SERIES,
                         help="instances in the series whose metadata is timed")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/scale-<N>.json)")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="measure once on the store in --data (kept by an earlier run) holding --instances")
     args = parser.parse_args(argv)
     if args.instances < 100:
         parser.error("--instances must be at least 100")
     started = time.perf_counter()
-    with data_folder(args.data, args.keep) as data:
-        result = run(data, args.instances, args.checkpoints, args.batch, args.workers, args.fill_minutes,
-                     Probes(args.stow_requests, args.metadata_series))
+    if args.measure_only:
+        if args.data is None or not (args.data / "index.sqlite").exists():
+            parser.error("--measure-only needs --data with a store an earlier run kept")
+        result = measure_only(args.data, args.instances, args.workers, Probes(args.stow_requests,
+                                                                              args.metadata_series))
+    else:
+        result = fill_and_measure(args)
     result |= {"command": shlex.join([*prog.split(), *argv]), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                time.gmtime()), "wall_s": round(time.perf_counter() - started, 1)}
     points = [Checkpoint(**point) for point in result["checkpoints"]]
