@@ -48,7 +48,7 @@ async def event_indexing(services: Services) -> AsyncIterator[None]:
     interval = services.settings.ingest_scan_seconds
     scanner = (asyncio.get_running_loop().create_task(DropZoneScanner(services.blob_created).run(interval))
                if interval > 0 else None)
-    marks = RunMarks(services.settings.data_dir / "state" / "running")
+    marks = RunMarks(services.settings.data_dir / "running")
     unclean = await in_thread(marks.start)
     if not unclean:
         log.info("start-up reconciliation not needed: every earlier server process stopped cleanly")

@@ -56,7 +56,7 @@ def test_reconciliation_at_start_only_after_an_unclean_stop(start: Callable[[], 
     assert httpx.post(f"{server.root}/studies", content=to_bytes(stored), timeout=30,
                       headers={"Content-Type": "application/dicom"}).status_code == 200
     server.stop()
-    running = settings.data_dir / "state" / "running"
+    running = settings.data_dir / "running"
     assert list(running.iterdir()) == []  # a clean stop (SIGTERM: uvicorn shuts down, then re-raises it)
     # What a crash between placing a file and indexing it leaves, made by hand after the stop.
     ds = make_dataset()

@@ -1,6 +1,6 @@
 """Did every earlier server process on this data folder stop cleanly? (Start-up reconciliation.)
 
-Each server process keeps a mark, ``DATA/state/running/<id>``, locked with ``flock`` for as
+Each server process keeps a mark, ``DATA/running/<id>``, locked with ``flock`` for as
 long as it runs, and removes it when it stops cleanly. A mark that is still there but no
 longer locked belongs to a process that died without stopping (``kill -9``, a power cut,
 an out-of-memory kill): the kernel drops a dead process's locks. Only then is there
@@ -43,7 +43,7 @@ class RunMarks:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.rename(hidden, own)
         self._own, self._fd = own, fd
-        return bool(self.dead) or (first_time and _holds_data(self.folder.parent.parent))
+        return bool(self.dead) or (first_time and _holds_data(self.folder.parent))
 
     def _dead_marks(self) -> list[Path]:
         """Marks no live process holds (a running sibling worker's mark is locked)."""
