@@ -1,5 +1,9 @@
 """Profile our server's STOW path: ``python -m bench.stow_profile [--instances N] [--clients C] [--per-request R]``.
 
+Also prints the server's peak resident memory (``VmHWM`` of its processes, summed over
+``--workers``), e.g. ``--clients 50 --no-profile`` for the memory goal of 50 concurrent STOW
+clients.
+
 Starts ``dicomweb serve`` on a fresh store (127.0.0.1, a free port), sends ~513 KB CT instances
 (the benchmark's STOW data) while ``py-spy record --format raw`` samples the server, and prints
 the rate and the functions with the most samples (own and total). py-spy must be installed
@@ -61,6 +65,41 @@ def _send(port: int, bodies: list[bytes], failures: list[int]) -> None:
             failures.append(response.status)
 
 
+def _peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (``VmHWM``) of ``pid`` and its child processes (uvicorn's
+    workers, and a reloader's), in MB; Linux only."""
+    total_kb = 0
+    for process in [pid, *_children(pid)]:
+        try:
+            status = Path(f"/proc/{process}/status").read_text()
+        except OSError:
+            continue
+        total_kb += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    return total_kb / 1024
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of ``pid`` and its children so far: the server's cost per
+    instance, unlike a rate, holds up on a machine that others load."""
+    user = system = 0
+    for process in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime (fields 14, 15)
+    ticks = os.sysconf("SC_CLK_TCK")
+    return user / ticks, system / ticks
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return found + [grandchild for child in found for grandchild in _children(child)]
+
+
 def _top(raw: Path, count: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
     own: collections.Counter[str] = collections.Counter()
     total: collections.Counter[str] = collections.Counter()
@@ -89,6 +128,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (CPU in Python)")
     parser.add_argument("--no-profile", action="store_true", help="measure the rate only")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (`dicomweb serve --workers`)")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     instances = list(datagen.SeriesSpec(f"profile-{time.time_ns()}", 1, 1, args.instances).instances())
@@ -96,7 +136,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="stow-profile-") as tmp:
         port = _free_port()
         server = subprocess.Popen([sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1",
-                                   "--port", str(port), "--data", str(Path(tmp) / "store")],
+                                   "--port", str(port), "--data", str(Path(tmp) / "store"),
+                                   "--workers", str(args.workers)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         spy = None
         gil = ["--gil"] if args.gil else []
@@ -111,15 +152,22 @@ def main() -> int:
             failures: list[int] = []
             threads = [threading.Thread(target=_send, args=(port, bodies[c::args.clients], failures))
                        for c in range(args.clients)]
+            cpu_before = _cpu_seconds(server.pid)
             started = time.perf_counter()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - started
+            time.sleep(2.5)  # background work a STOW leaves (blob events wait 2 s to settle) counts too
+            cpu_after = _cpu_seconds(server.pid)
+            user_ms, system_ms = ((after - before) * 1000 / args.instances
+                                  for after, before in zip(cpu_after, cpu_before, strict=True))
             print(f"{args.instances} instances, {args.per_request}/request, {args.clients} clients: "
                   f"{args.instances / elapsed:.1f} inst/s ({len(failures)} failed requests); "
-                  f"load average {os.getloadavg()[0]:.1f}")
+                  f"load average {os.getloadavg()[0]:.1f}; server CPU {user_ms + system_ms:.1f} ms/instance "
+                  f"({user_ms:.1f} user, {system_ms:.1f} system); "
+                  f"server peak RSS {_peak_rss_mb(server.pid):.0f} MB")
             if spy is not None:
                 spy.send_signal(2)
                 spy.wait(timeout=60)

@@ -35,6 +35,7 @@ from dicomweb.usecases.reconcile import Reconcile
 from dicomweb.usecases.sidecars import SidecarFiles
 from dicomweb.usecases.store_instance import StoreInstance
 from dicomweb.usecases.upload_sessions import UploadSessions
+from indexing.extended_tag_store import ExtendedTagStore
 from indexing.operation_store import OperationStore
 from indexing.port import IndexStore
 
@@ -51,7 +52,7 @@ def build_services(settings: Settings) -> Services:
     # Every port is traced here, at the root: one span per call, no tracing code in an adapter.
     blobs = traced(_blob_store(settings, blob_events), "blob")
     index, feed = _index_and_feed(settings)
-    index = traced(index, "index", {"add_instance": count_stored})
+    index = traced(index, "index", {"add_instance": count_stored, "add_instance_blocking": count_stored})
     feed = traced(feed, "feed")
     events = traced(MeasuredEventSink(_event_sink(settings)), "events")
     publisher = FeedPublisher(feed, events, blobs)
@@ -61,11 +62,9 @@ def build_services(settings: Settings) -> Services:
     delete = DeleteInstances(blobs, index, on_change=publisher.kick, lease_seconds=settings.delete_lease_seconds)
     operations = _operation_store(settings)
     import_areas = _ImportAreas(settings)
-    # Every operation type, one line each (the next: reindex).
+    # Every operation type (the local runner and the Durable one drive the same kinds).
     extended_tags = _extended_tags(settings, index)
-    kind_list: list[OperationKind] = [ImportFiles(import_areas, store, blobs)]
-    if extended_tags is not None:
-        kind_list.append(ReindexTags(extended_tags))
+    kind_list: list[OperationKind] = [ImportFiles(import_areas, store, blobs), ReindexTags(extended_tags)]
     kinds: dict[str, OperationKind] = {kind.name: kind for kind in kind_list}
     runner = (LocalRunner(operations, kinds, settings.data_dir / "operations")
               if settings.operations_runner == "local" else None)
@@ -93,7 +92,7 @@ def build_services(settings: Settings) -> Services:
                                settings.upload_expiry_seconds),
         local_runner=runner,
         closers=[import_areas, *([starter] if runner is None else []),  # type: ignore[list-item]
-                 *([extended_tags.tags] if extended_tags else [])],
+                 extended_tags.tags],
         cast=cast,
     )
 
@@ -128,16 +127,24 @@ class _ImportAreas:
             await area.close()
 
 
-def _extended_tags(settings: Settings, index: IndexStore) -> ExtendedQueryTags | None:
-    """The extended query tag registry; embedded store only for now (docs/extended-query-tags.md)."""
-    if settings.index_store != "sqlite":
-        return None
-    from indexing.sqlite.extended_tag_store import SqliteExtendedTagStore
+def _extended_tags(settings: Settings, index: IndexStore) -> ExtendedQueryTags:
+    """The extended query tag registry (docs/extended-query-tags.md). Both index stores read
+    the definitions themselves when they index, and have the reindex methods (``index`` is
+    the store, wrapped by the tracing proxy)."""
+    return ExtendedQueryTags(traced(_extended_tag_store(settings), "extended-tags"), cast(ExtendedIndex, index))
 
-    # The SQLite index store reads the definitions in each add's transaction and has the
-    # reindex methods (``index`` is it, wrapped by the tracing proxy).
-    definitions = traced(SqliteExtendedTagStore(settings.data_dir / "index.sqlite"), "extended-tags")
-    return ExtendedQueryTags(definitions, cast(ExtendedIndex, index))
+
+def _extended_tag_store(settings: Settings) -> ExtendedTagStore:
+    if settings.index_store == "sqlite":
+        from indexing.sqlite.extended_tag_store import SqliteExtendedTagStore
+
+        return SqliteExtendedTagStore(settings.data_dir / "index.sqlite")
+    from indexing.cosmos.containers import containers
+    from indexing.cosmos.database import CosmosDatabase
+    from indexing.cosmos.extended_tag_store import CosmosExtendedTagStore
+
+    return CosmosExtendedTagStore(CosmosDatabase(settings.cosmos_endpoint, settings.cosmos_key,
+                                                 settings.cosmos_database, containers()))
 
 
 def _operation_store(settings: Settings) -> OperationStore:

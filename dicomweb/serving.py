@@ -21,6 +21,10 @@ What it does not do, and :class:`GuardedProtocol` adds:
   connection; the app then sees the client disconnect and removes the staging file. Time
   during which the server itself stopped reading (flow control, while the app is busy with
   earlier parts) does not count against the client.
+
+It also offers the app zero-copy file sending (:mod:`dicomweb.zero_copy`): a study
+retrieve hands it open files, and their bytes go to the socket with ``os.sendfile``; a
+client that takes no bytes for ``DICOMWEB_BODY_TIMEOUT_SECONDS`` is cut off there too.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from dicomweb import zero_copy
 from dicomweb.settings import Settings
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -55,6 +60,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._reading_headers = True
         self._reading_body = False
         self._header_bytes = 0
+        self._body_progress = 0.0
+        """Loop time of the last body bytes: the idle clock's start. Noted per chunk rather
+        than re-arming the timer per chunk (a timer handle made and cancelled ~8 times per
+        513 KB STOW instance, on the event loop: docs/performance.md)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -66,7 +75,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._reading_body:
-            self._arm(self.body_timeout, self._body_expired)  # progress: restart the idle clock
+            self._body_progress = self.loop.time()  # progress: the idle clock starts again
         self._header_bytes += len(data)
         super().data_received(data)
         # Headers still incomplete after all these bytes (a chunk that completes them may
@@ -76,14 +85,18 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        zero_copy.advertise(self.scope, self.transport)  # type: ignore[arg-type]
         if not self._reading_headers:  # the next request on a kept-alive connection
             self._reading_headers, self._header_bytes = True, 0
             self._arm(self.header_timeout, self._headers_expired)
 
     def on_headers_complete(self) -> None:
         self._reading_headers, self._reading_body = False, True
+        self._body_progress = self.loop.time()
         self._arm(self.body_timeout, self._body_expired)
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope is self.scope:  # the cycle of this request
+            zero_copy.install(self.cycle, self.body_timeout)
 
     def on_message_complete(self) -> None:
         self._reading_body = False
@@ -114,7 +127,12 @@ class GuardedProtocol(HttpToolsProtocol):
         if not self._reading_body or self.transport.is_closing():
             return
         if self.flow.read_paused:  # the server is not reading (the app is busy): not a stall
+            self._body_progress = self.loop.time()
             self._arm(self.body_timeout, self._body_expired)
+            return
+        idle = self.loop.time() - self._body_progress
+        if idle < self.body_timeout:  # bytes came since the timer was armed: wait out the rest
+            self._arm(self.body_timeout - idle, self._body_expired)
             return
         # The app sees the disconnect (and removes the upload's staging file); nobody waits
         # for an answer in the middle of a request body.

@@ -8,7 +8,7 @@ Every adapter passes the same contract tests (``tests/contract``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from indexing.query import Query
 
@@ -39,6 +39,19 @@ class InstanceRecord:
     sha256: str = ""
     """SHA-256 of the stored file (hex), computed while the upload was spooled; empty for
     a file the server never read whole (a drop-zone import), until ``verify`` fills it in."""
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """An instance's header as serialized JSON text, for WADO metadata: what the index
+    keeps of it, never parsed on the way out."""
+
+    instance_key: str
+    incarnation: str
+    json: str
+    """The DICOM JSON object the record's attributes hold, less what indexing added to it
+    (:data:`indexing.records.ADDED_TO_HEADER`): the metadata of the instance, its
+    BulkDataURIs under the service-root placeholder, as STOW derived it."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +93,21 @@ class IndexStore(Protocol):
         ...
 
     async def list_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
-        """Instances of a study, series or one instance, in (series, instance number, SOP UID) order."""
+        """Instances of a study, series or one instance, in (series, instance number, SOP UID) order.
+
+        ``attributes=False``: the records' ``attributes`` are left empty, which spares parsing
+        every header (a study retrieve needs the files, not the headers)."""
+        ...
+
+    async def list_headers(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceHeader]:
+        """The headers of the instances :meth:`list_instances` lists, in its order, as JSON
+        text: a series' metadata is a thousand records, and handing their stored JSON over
+        as it is costs no parse and no serialization."""
         ...
 
     async def remove_instances(
@@ -141,4 +166,15 @@ class IndexStore(Protocol):
         ...
 
     async def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class BlockingIndexWrites(Protocol):
+    """An index on this machine (SQLite) can also add from the calling thread, so the store
+    use case commits a record in the same worker-thread trip as its file
+    (:class:`dicomweb.storage.port.BlockingBlobWrites`). Same contract as
+    :meth:`IndexStore.add_instance`; blocking."""
+
+    def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
         ...

@@ -28,6 +28,10 @@ Keys = dict[str, list[str]]
 
 TRANSFER_SYNTAX_TAG = "00020010"
 
+ADDED_TO_HEADER = (TRANSFER_SYNTAX_TAG,)
+"""What :func:`new_record` adds to the header's DICOM JSON (File Meta values a search can
+return): left out where the header itself is returned (WADO metadata)."""
+
 
 def new_record(
     parsed: ParsedInstance, uids: InstanceUids, key: str, incarnation: str, attributes: dict[str, Any],
@@ -52,6 +56,12 @@ def new_record(
         stored_at=utc_now(),
         sha256=sha256,
     )
+
+
+def header_of(attributes: DicomJson) -> DicomJson:
+    """The header's DICOM JSON as STOW derived it (the instance's metadata), from a record's
+    attributes."""
+    return {tag: element for tag, element in attributes.items() if tag not in ADDED_TO_HEADER}
 
 
 def record_from_json(values: dict[str, Any]) -> InstanceRecord:

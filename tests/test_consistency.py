@@ -159,12 +159,16 @@ def test_full_disk_after_the_link_is_507_and_the_retry_is_stored(
         client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     ds = make_dataset()
     services = client.app.state.services  # type: ignore[attr-defined]
-    original = services.index.add_instance
 
     async def full(*args: Any, **kwargs: Any) -> bool:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    def full_now(*args: Any, **kwargs: Any) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(services.index, "add_instance", full)
+    if hasattr(services.index, "add_instance_blocking"):  # SQLite: STOW's one-trip path
+        monkeypatch.setattr(services.index, "add_instance_blocking", full_now)
     body, content_type = multipart_body([to_bytes(ds)])
     response = client.post("/v1/studies", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 507
@@ -172,7 +176,7 @@ def test_full_disk_after_the_link_is_507_and_the_retry_is_stored(
     assert failed["00081197"]["Value"] == [272]
     assert "insufficient storage" in failed["00000902"]["Value"][0]
     assert not _exists(client, layout.file_name(_key(ds)))  # never "failed" with the file kept
-    monkeypatch.setattr(services.index, "add_instance", original)
+    monkeypatch.undo()
     response = client.post("/v1/studies", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 200, response.text
     assert _feed(client)[-1]["action"] == "create"

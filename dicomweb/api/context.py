@@ -65,7 +65,7 @@ class Services:
     cast: CastRunner | None = None
     """DICOMcast, when ``DICOMWEB_FHIR_URL`` is set."""
     extended_tags: ExtendedQueryTags | None = None
-    """The extended query tag registry (``None`` where the store does not support it yet)."""
+    """The extended query tag registry (both stores; ``None`` only in services built without it)."""
 
     async def close(self) -> None:
         if self.local_runner is not None:

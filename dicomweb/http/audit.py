@@ -30,6 +30,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dicomweb.http.proxies import TrustedProxies
+from dicomweb.http.response_start import on_response_start
 
 MAX_UIDS = 1000
 """UIDs kept per level and request: a STOW of a whole study stays one bounded line."""
@@ -150,15 +151,13 @@ class AuditTrail:
         record = AuditRecord(scope["method"], self.proxies.client_address(scope), _correlation_id(scope))
         scope[_SCOPE_KEY] = record
 
-        async def send_noting_status(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                record.status = message["status"]
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-request-id", record.correlation_id.encode("latin-1"))]
-            await send(message)
+        def note_status(message: Message) -> None:
+            record.status = message["status"]
+            message["headers"] = [*message.get("headers", []),
+                                  (b"x-request-id", record.correlation_id.encode("latin-1"))]
 
         try:
-            await self.app(scope, receive, send_noting_status)
+            await self.app(scope, receive, on_response_start(send, note_status))
         except BaseException:
             record.status = record.status or 500
             raise

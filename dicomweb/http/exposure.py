@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicomweb.http.response_start import on_response_start
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -51,13 +53,11 @@ class SecurityHeaders:
         path = scope.get("path", "")
         is_api = path == self.api_prefix or path.startswith(self.api_prefix + "/")
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if not (is_api and k == b"cache-control")]
-                headers.append((b"x-content-type-options", b"nosniff"))
-                if is_api:
-                    headers.append((b"cache-control", b"no-store"))
-                message["headers"] = headers
-            await send(message)
+        def add_headers(message: Message) -> None:
+            headers = [(k, v) for k, v in message.get("headers", []) if not (is_api and k == b"cache-control")]
+            headers.append((b"x-content-type-options", b"nosniff"))
+            if is_api:
+                headers.append((b"cache-control", b"no-store"))
+            message["headers"] = headers
 
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, on_response_start(send, add_headers))

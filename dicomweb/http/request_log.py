@@ -12,6 +12,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicomweb.http.response_start import on_response_start
+
 log = logging.getLogger("dicomweb.requests")
 
 
@@ -28,14 +30,12 @@ class RequestLog:
         started = time.perf_counter()
         status = 0
 
-        async def send_and_note_status(message: Message) -> None:
+        def note_status(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+            status = message["status"]
 
         try:
-            await self.app(scope, receive, send_and_note_status)
+            await self.app(scope, receive, on_response_start(send, note_status))
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             # No status sent: the app raised (the server answers 500) or the client went away.

@@ -15,6 +15,7 @@ import time
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dicomweb.http.response_start import on_response_start
 from dicomweb.telemetry import instruments
 
 WORDS = frozenset({
@@ -52,18 +53,16 @@ class RequestTelemetry:
         route = route_of(scope["path"])
         status = 500
 
-        async def send_noting_status(message: Message) -> None:
+        def note_status(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+            status = message["status"]
 
         started = time.perf_counter()
         attributes = {"http.request.method": method, "http.route": route}
         with instruments.tracer.start_as_current_span(f"{method} {route}", kind=SpanKind.SERVER,
                                                       attributes=attributes) as span:
             try:
-                await self.app(scope, receive, send_noting_status)
+                await self.app(scope, receive, on_response_start(send, note_status))
             finally:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:

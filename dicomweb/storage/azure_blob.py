@@ -48,7 +48,7 @@ from azure.storage.blob import ContainerClient as SyncContainerClient
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from dicomcore.threads import in_thread
-from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, ImportAreaError
+from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, ImportAreaError, LocalFile
 from dicomweb.storage.staging import remove_stale
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,9 @@ class AzureBlobStore:
     def version_now(self, name: str) -> str | None:
         return None  # the ETag is a network round trip away; the index tells the incarnation instead
 
+    async def missing_local(self, names: list[str]) -> list[str] | None:
+        return None  # a request per blob: the caller does without
+
     async def read_range(self, name: str, offset: int, length: int) -> bytes:
         if length <= 0:
             return b""
@@ -274,6 +277,9 @@ class AzureBlobStore:
         async for chunk in downloader.chunks():
             for start in range(0, len(chunk), chunk_size):
                 yield chunk[start:start + chunk_size]
+
+    async def open_local(self, names: list[str]) -> list[LocalFile | None] | None:
+        return None  # no local files: responses stream the blob (iter_chunks)
 
     async def size(self, name: str) -> int:
         blob = (await self._client()).get_blob_client(name)

@@ -32,7 +32,13 @@ from typing import BinaryIO
 
 from dicomcore import layout
 from dicomcore.threads import in_thread
-from dicomweb.storage.port import BlobChangingError, BlobExistsError, BlobNotFoundError, NotRegularFileError
+from dicomweb.storage.port import (
+    BlobChangingError,
+    BlobExistsError,
+    BlobNotFoundError,
+    LocalFile,
+    NotRegularFileError,
+)
 from dicomweb.storage.staging import remove_stale
 
 FICLONE = 0x40049409
@@ -199,6 +205,12 @@ class FilesystemBlobStore:
         sync_filesystem(self.root)
         return placed
 
+    def put_file_blocking(self, name: str, path: Path, *, exclusive: bool = True) -> None:
+        """:meth:`put_file` in the calling thread (``storage.port.BlockingBlobWrites``)."""
+        size = path.stat().st_size
+        self._put_file(name, path, exclusive)
+        self._announce(name, size)
+
     def _put_bytes(self, name: str, data: bytes, durable: bool) -> None:
         staged = self.new_staging_path()
         with open(staged, "wb") as out:
@@ -207,6 +219,11 @@ class FilesystemBlobStore:
 
     async def put_bytes(self, name: str, data: bytes, *, durable: bool = True) -> None:
         await in_thread(self._put_bytes, name, data, durable)
+        self._announce(name, len(data))
+
+    def put_bytes_blocking(self, name: str, data: bytes, *, durable: bool = True) -> None:
+        """:meth:`put_bytes` in the calling thread (``storage.port.BlockingBlobWrites``)."""
+        self._put_bytes(name, data, durable)
         self._announce(name, len(data))
 
     def _move(self, source: str, target: str) -> int:
@@ -320,6 +337,12 @@ class FilesystemBlobStore:
         # a file still being written changes size or time.
         return f"{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
 
+    async def missing_local(self, names: list[str]) -> list[str]:
+        def missing() -> list[str]:
+            return [name for name in names if not os.path.lexists(self._path(name))]
+
+        return await in_thread(missing)
+
     async def read_range(self, name: str, offset: int, length: int) -> bytes:
         if length <= 4 << 20:
             return self.read_range_now(name, offset, length)  # type: ignore[return-value]
@@ -354,6 +377,33 @@ class FilesystemBlobStore:
             return self._path(name).lstat().st_size  # of a link itself: links are not followed
         except FileNotFoundError as exc:
             raise BlobNotFoundError(name) from exc
+
+    async def open_local(self, names: list[str]) -> list[LocalFile | None]:
+        return await in_thread(self._open_local_many, names)
+
+    def _open_local_many(self, names: list[str]) -> list[LocalFile | None]:
+        opened: list[LocalFile | None] = []
+        try:
+            for name in names:
+                opened.append(self._open_local(name))
+        except BaseException:
+            for local in opened:
+                if local is not None:
+                    local.handle.close()
+            raise
+        return opened
+
+    def _open_local(self, name: str) -> LocalFile | None:
+        try:
+            # Unbuffered: the bytes are sent by the kernel, never read through this object.
+            handle = os.fdopen(_open_regular(self._path(name)), "rb", buffering=0)
+        except (FileNotFoundError, NotRegularFileError):  # a link left by an old version: not served
+            return None
+        try:
+            return LocalFile(handle, os.fstat(handle.fileno()).st_size)
+        except BaseException:
+            handle.close()
+            raise
 
     def _open_and_read(self, name: str, offset: int, size: int) -> tuple[BinaryIO, bytes]:
         handle = self.open_reader(name)

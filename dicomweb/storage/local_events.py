@@ -1,6 +1,7 @@
 """The embedded stand-in for Event Grid: blob-created events delivered in-process.
 
-The filesystem store announces each blob it writes (its ``on_blob_created`` hook); the bus
+The filesystem store announces each blob it writes (its ``on_blob_created`` hook); for a file
+in the drop zone (the only kind this bus delivers, see :func:`_handled`) the bus
 turns that into the payload Blob Storage would send through Event Grid and hands it to the
 handler (:class:`dicomweb.usecases.blob_created.BlobCreatedHandler`) on a background task, one event at a time,
 so a STOW never waits for its own event. Like Event Grid, delivery is asynchronous and
@@ -24,10 +25,17 @@ log = logging.getLogger(__name__)
 
 
 def _handled(name: str) -> bool:
-    """Only instance files and dropped files have a handler (``BlobCreatedHandler`` ignores the
-    rest), so sidecars, two per STOW, are not announced: two events less per instance on the
-    event loop (docs/performance.md). In Azure, an Event Grid subject filter could do the same."""
-    return layout.key_of_instance_file(name) is not None or name.startswith(layout.INCOMING_PREFIX)
+    """Only files dropped into ``incoming/`` are announced on this bus.
+
+    Sidecars have no handler. Instance files do (``BlobCreatedHandler`` indexes one it finds
+    unindexed), but in this process every instance file is written by the store use case,
+    which indexes it itself before it answers: its event only looked the instance up, waited
+    ``SETTLE_SECONDS`` and looked again, three index reads per STOW for nothing
+    (docs/performance.md). What that event could repair, a crash between placing a file and
+    indexing it, it never did here anyway: the event lives in memory and dies with the
+    process; the start-up reconciliation indexes such a file (docs/architecture.md,
+    "Recovery"). In Azure, Event Grid still delivers every instance file's event."""
+    return name.startswith(layout.INCOMING_PREFIX)
 
 
 class BlobEventBus:

@@ -9,9 +9,10 @@ atomically, even between several server processes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 
 class BlobNotFoundError(LookupError):
@@ -30,6 +31,15 @@ class NotRegularFileError(ValueError):
 
 class BlobChangingError(RuntimeError):
     """The source of a move changed while it was copied (its writer is not done): try later."""
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A blob open as a local file, for the operating system to send (``os.sendfile``)."""
+
+    handle: BinaryIO
+    size: int
+    """Bytes in the file, as it is open (a file replaced under its name keeps these bytes)."""
 
 
 class BlobStore(Protocol):
@@ -86,6 +96,12 @@ class BlobStore(Protocol):
         :class:`BlobNotFoundError` for a missing blob when it can tell."""
         ...
 
+    async def missing_local(self, names: list[str]) -> list[str] | None:
+        """Those of ``names`` that do not exist, where the store can tell cheaply (one local
+        ``stat`` each, in one batch); ``None`` where it would cost a request per name (Blob
+        Storage)."""
+        ...
+
     def iter_chunks(
         self, name: str, *, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
     ) -> AsyncIterator[bytes]:
@@ -94,6 +110,13 @@ class BlobStore(Protocol):
 
     async def size(self, name: str) -> int:
         """Size in bytes. Raises :class:`BlobNotFoundError`."""
+        ...
+
+    async def open_local(self, names: list[str]) -> list[LocalFile | None] | None:
+        """The blobs open as local files with their sizes (``None`` for one that does not
+        exist), opened in one batch, so a response can send them without copying them
+        through Python; ``None`` when the store keeps no local files (Blob Storage: use
+        :meth:`iter_chunks`). The caller closes them."""
         ...
 
     def open_reader(self, name: str) -> BinaryIO:
@@ -135,6 +158,24 @@ class BlobStore(Protocol):
 
     async def close(self) -> None:
         """Release connections (a network store); called once when the app stops."""
+        ...
+
+
+@runtime_checkable
+class BlockingBlobWrites(Protocol):
+    """Writes that a store on this machine's disk can also make from the calling thread.
+
+    The store use case then places a STOW's file, writes its sidecars and commits its index
+    record in one worker-thread trip instead of four (each trip costs more CPU under the GIL
+    than the work of a small step: docs/performance.md). A network store has no such
+    methods and is written through :class:`BlobStore`'s coroutines. Same contracts as
+    :meth:`BlobStore.put_file` and :meth:`BlobStore.put_bytes`; blocking.
+    """
+
+    def put_file_blocking(self, name: str, path: Path, *, exclusive: bool = True) -> None:
+        ...
+
+    def put_bytes_blocking(self, name: str, data: bytes, *, durable: bool = True) -> None:
         ...
 
 

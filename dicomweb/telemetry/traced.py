@@ -41,7 +41,7 @@ class _Traced:
             return _traced_generator(attribute, span_name)
         if inspect.iscoroutinefunction(attribute):
             return _traced_coroutine(attribute, span_name, observer)
-        return _traced_call(attribute, span_name)
+        return _traced_call(attribute, span_name, observer)
 
 
 def traced(port: Port, component: str, observers: Mapping[str, Observer] | None = None) -> Port:
@@ -71,11 +71,14 @@ def _traced_generator(method: Callable[..., AsyncIterator[Any]], span_name: str)
     return iterate
 
 
-def _traced_call(method: Callable[..., Any], span_name: str) -> Callable[..., Any]:
+def _traced_call(method: Callable[..., Any], span_name: str, observer: Observer | None) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
         with instruments.tracer.start_as_current_span(span_name, kind=SpanKind.CLIENT):
-            return method(*args, **kwargs)
+            result = method(*args, **kwargs)
+        if observer is not None:
+            observer(result, *args, **kwargs)
+        return result
 
     return call
 

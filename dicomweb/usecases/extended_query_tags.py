@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from dicomcore.clock import utc_now
 from dicomweb.usecases.operations.steps import Call, Orchestration, Progress
 from indexing.attributes import MATCH, Attribute, AttributeTable
-from indexing.extended_tag_store import ExtendedTagStore
+from indexing.extended_tag_store import ExtendedTagStore, ReindexAssignedError
 from indexing.extended_tags import (
     ExtendedTag,
     QueryStatus,
@@ -68,7 +68,10 @@ class ExtendedQueryTags:
         if running:
             raise ReindexRunning(running)
         tags = [replace(tag, operation_id=operation_id) for tag in parse_entries(body, len(existing))]
-        await self.tags.add(tags)  # committed: every add from now on indexes them (docs)
+        try:
+            await self.tags.add(tags)  # committed: every add from now on indexes them (docs)
+        except ReindexAssignedError as exc:  # another POST won the race
+            raise ReindexRunning(exc.operation_id) from None
         return tags
 
     async def get(self, path: str) -> ExtendedTag:

@@ -18,7 +18,7 @@ from dicomcore.dicomjson import to_dicom_json
 from dicomcore.instance import ParsedInstance, read_instance
 from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, validate_instance
-from dicomweb.storage.port import BlobNotFoundError, BlobStore
+from dicomweb.storage.port import BlobNotFoundError, BlobStore, BlockingBlobWrites
 
 ROOT_TOKEN = "{{service-root}}"
 """Stands for the service root in stored metadata; replaced per request, since the root
@@ -62,6 +62,13 @@ class SidecarFiles:
         # Side by side: two worker threads locally, two uploads in flight on Blob Storage.
         await asyncio.gather(self.blobs.put_bytes(layout.metadata_name(key), derived.metadata, durable=False),
                              self.blobs.put_bytes(layout.frames_name(key), derived.frames, durable=False))
+
+    @staticmethod
+    def write_blocking(blobs: BlockingBlobWrites, key: str, derived: Derived) -> None:
+        """:meth:`write` in the calling thread, through the store's blocking writes (the
+        one-trip STOW path of :class:`~dicomweb.usecases.store_instance.StoreInstance`)."""
+        blobs.put_bytes_blocking(layout.metadata_name(key), derived.metadata, durable=False)
+        blobs.put_bytes_blocking(layout.frames_name(key), derived.frames, durable=False)
 
     async def parse_stored(self, key: str) -> tuple[ParsedInstance, InstanceUids]:
         """Parse a stored instance file (header and item headers only) and validate it."""

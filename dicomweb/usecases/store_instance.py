@@ -39,9 +39,9 @@ from dicomcore.instance import InvalidInstanceError, ParsedInstance, read_instan
 from dicomcore.redact import error_summary
 from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, ValidationError, validate_instance
-from dicomweb.storage.port import BlobExistsError, BlobStore
+from dicomweb.storage.port import BlobExistsError, BlobStore, BlockingBlobWrites
 from dicomweb.usecases.sidecars import Derived, SidecarFiles, derive
-from indexing.port import IndexStore, InstanceRecord
+from indexing.port import BlockingIndexWrites, IndexStore, InstanceRecord
 from indexing.records import new_record
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,19 @@ class DeleteInProgressError(RuntimeError):
     """The instance is being deleted by a live request; a re-send must wait for it."""
 
 
+class StoreStepError(Exception):
+    """A failure of the one-trip store (:meth:`StoreInstance.store_staged_blocking`) after
+    the parse: which ``instance`` it was, the ``cause``, and the record whose file was
+    placed (``placed``) when it was indexing that failed: the caller removes that file again
+    (:meth:`StoreInstance.undo_placement`) and answers for ``cause``."""
+
+    def __init__(self, instance: Prepared, cause: Exception, placed: InstanceRecord | None) -> None:
+        super().__init__("storing a spooled upload failed")
+        self.instance = instance
+        self.cause = cause
+        self.placed = placed
+
+
 class StoreInstance:
     """The use case; built once with the ports it needs (see :mod:`dicomweb.composition`)."""
 
@@ -119,6 +132,10 @@ class StoreInstance:
         """Called after each committed change (nudges the event publisher)."""
         self.delete_lease_seconds = delete_lease_seconds
         """How long a pending delete's claim keeps a re-send of its instance waiting."""
+        self.blocking = (blobs, index) if isinstance(blobs, BlockingBlobWrites) and isinstance(
+            index, BlockingIndexWrites) else None
+        """The stores' blocking writes, when both are local (a folder and SQLite): a STOW
+        part is then parsed, placed, indexed and given its sidecars in one worker trip."""
 
     async def store(self, source: FileSource, instance: Prepared) -> bool:
         """Store ``instance`` from ``source``; ``False`` when that instance is already stored.
@@ -141,6 +158,40 @@ class StoreInstance:
             await source.place(self.blobs, layout.file_name(key))
         await self._commit(key, instance, sha256=source.sha256, fresh=True)
         return True
+
+    def store_staged_blocking(self, staged: StagedFile, instance: Prepared) -> bool:
+        """:meth:`store` for a spooled upload, in the calling (worker) thread: place, index,
+        sidecars, with no trip back to the event loop between them. ``False`` when the
+        instance's name is taken: the caller then runs :meth:`store`, whose rare paths
+        (already stored, a copy left by a crash or a delete) need the async ports. Raises
+        :class:`StoreStepError` when placing or indexing failed. The caller calls
+        :attr:`on_change` after (on the event loop). Requires :attr:`blocking`."""
+        assert self.blocking is not None
+        blobs, index = self.blocking
+        key = instance.key
+        try:
+            blobs.put_file_blocking(layout.file_name(key), staged.path, exclusive=True)
+        except BlobExistsError:
+            return False
+        except Exception as exc:
+            raise StoreStepError(instance, exc, None) from exc
+        record = self._record(key, instance, staged.sha256)
+        try:
+            index.add_instance_blocking(record, fresh=True)
+        except Exception as exc:
+            raise StoreStepError(instance, exc, record) from exc
+        crash_point("after-index-commit")
+        try:
+            self.sidecars.write_blocking(blobs, key, instance.derived)
+        except Exception:  # a cache: rebuilt from the file when read (usecases/sidecars.py)
+            log.warning("sidecars of %s not written; they are rebuilt when read", layout.file_name(key),
+                        exc_info=True)
+        return True
+
+    async def undo_placement(self, failure: StoreStepError) -> None:
+        """Remove the file a :class:`StoreStepError` placed, if it placed one."""
+        if failure.placed is not None:
+            await self._undo_placement(failure.placed, failure.cause)
 
     async def _holds(self, key: str, sha256: str) -> bool:
         """The stored file has this SHA-256 (read whole: only on the rare path above)."""
@@ -176,9 +227,12 @@ class StoreInstance:
         instance = await in_thread(prepare, parsed, self.sidecars.bulkdata_threshold)
         return await self._commit(key, instance, sha256="", fresh=False)
 
+    @staticmethod
+    def _record(key: str, instance: Prepared, sha256: str) -> InstanceRecord:
+        return new_record(instance.parsed, instance.uids, key, uuid.uuid4().hex, instance.derived.attributes, sha256)
+
     async def _commit(self, key: str, instance: Prepared, *, sha256: str, fresh: bool) -> bool:
-        record = new_record(instance.parsed, instance.uids, key, uuid.uuid4().hex, instance.derived.attributes,
-                            sha256)
+        record = self._record(key, instance, sha256)
         try:
             added = await self.index.add_instance(record, fresh=fresh)
         except BaseException as exc:
@@ -262,30 +316,56 @@ async def store_upload(use_case: StoreInstance, path: Path, study_in_path: str |
         path.unlink(missing_ok=True)
 
 
+def _study_matches(instance: Prepared, study_in_path: str | None) -> bool:
+    return study_in_path is None or instance.uids.study == study_in_path
+
+
+def _read_and_store_blocking(use_case: StoreInstance, staged: StagedFile, study_in_path: str | None
+                             ) -> tuple[Prepared, bool]:
+    """Parse, validate, derive and, on the fast path, store: one worker trip per STOW part.
+    The flag says whether it was stored; ``False`` leaves the rest to the async path."""
+    instance = _read_staged(staged.path, use_case.sidecars.bulkdata_threshold)
+    if use_case.blocking is None or not _study_matches(instance, study_in_path):
+        return instance, False
+    return instance, use_case.store_staged_blocking(staged, instance)
+
+
 async def _store_upload(use_case: StoreInstance, path: Path, study_in_path: str | None, sha256: str) -> Outcome:
+    staged = StagedFile(path, sha256)
     try:
-        instance = await in_thread(_read_staged, path, use_case.sidecars.bulkdata_threshold)
+        instance, stored_now = await in_thread(_read_and_store_blocking, use_case, staged, study_in_path)
     except InvalidInstanceError as exc:
         return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE, message=str(exc))
     except ValidationError as exc:
         return Outcome(exc.sop_uid, exc.sop_class_uid, failure=FailureReason.VALIDATION_FAILURE, message=str(exc))
+    except StoreStepError as failure:
+        await use_case.undo_placement(failure)
+        return _store_failed(failure.instance.uids, failure.cause)
     uids = instance.uids
-    if study_in_path is not None and uids.study != study_in_path:
+    if stored_now:
+        use_case.on_change()  # events go out in the background; the feed already holds the entry
+        return _outcome(uids, None, warning=_frames_warning(instance.parsed))
+    if not _study_matches(instance, study_in_path):
         return _outcome(uids, FailureReason.STUDY_UID_MISMATCH,
                         f"StudyInstanceUID {uids.study} does not match the study in the URL, {study_in_path}")
     try:
-        stored = await use_case.store(StagedFile(path, sha256), instance)
+        stored = await use_case.store(staged, instance)
     except DeleteInProgressError as exc:
         return _outcome(uids, FailureReason.PROCESSING_FAILURE, str(exc))
     except Exception as exc:
-        if not is_out_of_space(exc):
-            raise
-        return Outcome(uids.sop, uids.sop_class, uids.study, uids.series, FailureReason.PROCESSING_FAILURE,
-                       f"insufficient storage: {_cause(exc)}; nothing was stored, send it again when space is freed",
-                       out_of_space=True)
+        return _store_failed(uids, exc)
     if not stored:
         return _outcome(uids, FailureReason.ALREADY_STORED, ALREADY_STORED_MESSAGE)
     return _outcome(uids, None, warning=_frames_warning(instance.parsed))
+
+
+def _store_failed(uids: InstanceUids, exc: Exception) -> Outcome:
+    """A full store fails this instance with a 272 saying so; anything else is raised."""
+    if not is_out_of_space(exc):
+        raise exc
+    return Outcome(uids.sop, uids.sop_class, uids.study, uids.series, FailureReason.PROCESSING_FAILURE,
+                   f"insufficient storage: {_cause(exc)}; nothing was stored, send it again when space is freed",
+                   out_of_space=True)
 
 
 def _cause(exc: BaseException) -> str:

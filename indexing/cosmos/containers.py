@@ -11,14 +11,15 @@ import sys
 from pathlib import Path
 
 from indexing.cosmos.database import ContainerSpec
+from indexing.cosmos.extended_tag_store import CONTAINER as EXTENDED_TAGS_CONTAINER
 from indexing.cosmos.feed_store import CONTAINER as FEED_CONTAINER
 from indexing.cosmos.operation_store import CONTAINER as OPERATIONS_CONTAINER
 from indexing.cosmos.schema import CONTAINER as INDEX_CONTAINER
 
 
 def containers() -> list[ContainerSpec]:
-    """The index, the change feed and the long-running operations."""
-    return [INDEX_CONTAINER, FEED_CONTAINER, OPERATIONS_CONTAINER]
+    """The index, the change feed, the long-running operations and the extended query tags."""
+    return [INDEX_CONTAINER, FEED_CONTAINER, OPERATIONS_CONTAINER, EXTENDED_TAGS_CONTAINER]
 
 
 def containers_json() -> str:

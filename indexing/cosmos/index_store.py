@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -52,12 +53,15 @@ from dicomcore.clock import utc_now
 from indexing.attributes import AttributeTable, Level, standard_table
 from indexing.cosmos import schema
 from indexing.cosmos.database import CosmosDatabase
+from indexing.cosmos.extended_tag_store import CONTAINER as EXTENDED_CONTAINER
+from indexing.cosmos.extended_tag_store import CosmosExtendedTagStore
 from indexing.cosmos.feed_store import CONTAINER as FEED_CONTAINER
 from indexing.cosmos.feed_store import CosmosChangeFeedStore
+from indexing.cosmos.reindex import ExtendedIndexing, drop_values, patch_record, with_extended_keys
 from indexing.cosmos.search import CosmosQuery, compile_filter
-from indexing.port import DicomJson, InstanceRecord, StoreCounts
+from indexing.port import DicomJson, InstanceHeader, InstanceRecord, StoreCounts
 from indexing.query import Match, Query
-from indexing.records import change_entry, instance_order, record_from_json, with_identity
+from indexing.records import change_entry, header_of, instance_order, record_from_json, with_identity
 from indexing.results import compose_result
 from indexing.summaries import (
     MODALITIES_IN_STUDY_TAG,
@@ -84,10 +88,13 @@ class CosmosIndexStore:
         self._computed = frozenset(entry.tag for entry in self._table.entries if entry.computed)
         self._feed = feed or CosmosChangeFeedStore(database)
         """Where the entries of the records this store writes go (the same database)."""
+        self._extended = ExtendedIndexing(CosmosExtendedTagStore(database), self._table)
+        """Extended query tags: indexed with new documents, checked after each add (reindex.py)."""
 
     @classmethod
     def connect(cls, endpoint: str, key: str, database: str, table: AttributeTable | None = None) -> CosmosIndexStore:
-        return cls(CosmosDatabase(endpoint, key, database, [schema.CONTAINER, FEED_CONTAINER]), table)
+        return cls(CosmosDatabase(endpoint, key, database, [schema.CONTAINER, FEED_CONTAINER, EXTENDED_CONTAINER]),
+                   table)
 
     async def _container(self) -> Any:
         return await self._database.container(schema.CONTAINER.name)
@@ -131,24 +138,30 @@ class CosmosIndexStore:
     async def _add(self, container: Any, record: InstanceRecord) -> bool:
         dataset = with_identity(record)
         pos = f"{utc_now()}|"
+        extended = self._extended
+        used, table, tags = extended.tags, extended.combined, extended.table  # one consistent snapshot
         study, series = await asyncio.gather(
             _read(container, schema.STUDY_ID, record.study_uid),
             _read(container, schema.series_id(record.series_uid), record.study_uid),
         )
         if study is None:
-            study = await _create_or_read(
-                container, schema.study_document(self._table, record, dataset, pos + record.study_uid))
+            study = await _create_or_read(container, with_extended_keys(
+                schema.study_document(table, record, dataset, pos + record.study_uid), tags, Level.STUDY, dataset))
         if series is None:
-            series = await _create_or_read(
-                container, schema.series_document(self._table, record, dataset, pos + record.series_uid, study))
+            series = await _create_or_read(container, with_extended_keys(
+                schema.series_document(table, record, dataset, pos + record.series_uid, study),
+                tags, Level.SERIES, dataset))
         entry = change_entry(record, Action.CREATE)
-        document = schema.instance_document(self._table, record, dataset, pos + record.sop_uid, series, entry)
+        document = with_extended_keys(
+            schema.instance_document(table, record, dataset, pos + record.sop_uid, series, entry),
+            tags, Level.INSTANCE, dataset)
         try:
             document = await container.create_item(document)
             added = True
         except CosmosResourceExistsError:
             added = False  # already indexed; still refresh, in case that add was interrupted
             document = await _read(container, document["id"], record.study_uid) or {}
+        await extended.after_add(container, record, used)  # after the write: see reindex.py
         if document.get("pending"):
             await self._commit_pending(container, document)
         refresh_series = self._refresh_series(container, record.study_uid, record.series_uid, series)
@@ -256,9 +269,23 @@ class CosmosIndexStore:
         return None
 
     async def list_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
-        return [_record(document) for document in await self._instances(study_uid, series_uid, sop_uid)]
+        records = [_record(document) for document in await self._instances(study_uid, series_uid, sop_uid)]
+        if not attributes:  # the SDK parsed them already: only left out, for the same answer as SQLite
+            for record in records:
+                record.attributes = {}
+        return records
+
+    async def list_headers(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceHeader]:
+        # The SDK hands documents over parsed: the header is serialized once, here.
+        return [InstanceHeader(document["record"]["instance_key"], document["record"]["incarnation"],
+                               json.dumps(header_of(document["record"]["attributes"]), separators=(",", ":"),
+                                          ensure_ascii=False))
+                for document in await self._instances(study_uid, series_uid, sop_uid)]
 
     async def _instances(
         self, study_uid: str, series_uid: str | None, sop_uid: str | None
@@ -369,6 +396,15 @@ class CosmosIndexStore:
             f"SELECT TOP {int(limit)} VALUE c.record FROM c WHERE c.type = 'instance' AND c.instance_key > @key"
             " ORDER BY c.instance_key", {"@key": instance_key})
         return [record_from_json(row) for row in rows]
+
+    async def reindex(self, records: list[InstanceRecord], table: AttributeTable) -> None:
+        """Add the match keys of ``table``'s attributes (an extended tag's reindex) to the
+        records' study, series and instance documents; keys already present are kept."""
+        await patch_record(await self._container(), records, table)
+
+    async def drop_values(self, tag: str) -> None:
+        """Remove every match key of ``tag`` (a deleted extended tag) from every document."""
+        await drop_values(await self._container(), tag)
 
     async def set_digest(self, instance_key: str, sha256: str) -> None:
         record = await self.get_instance_by_key(instance_key)

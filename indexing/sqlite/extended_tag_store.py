@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dicomcore.threads import in_thread
-from indexing.extended_tag_store import ExtendedTagExistsError
+from indexing.extended_tag_store import ExtendedTagExistsError, check_can_add
 from indexing.extended_tags import ExtendedTag
 from indexing.sqlite.schema import EXTENDED_TAG_SCHEMA
 
@@ -39,12 +39,18 @@ class SqliteExtendedTagStore:
         def insert(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
             try:
+                current = [ExtendedTag.from_json(json.loads(body))
+                           for (body,) in connection.execute("SELECT body FROM extended_tag")]
+                check_can_add(current, tags)  # in the write transaction: two racing POSTs are serialized
                 for tag in tags:
                     connection.execute("INSERT INTO extended_tag (path, body) VALUES (?, ?)",
                                        (tag.path, json.dumps(tag.to_json())))
             except sqlite3.IntegrityError as exc:
                 connection.execute("ROLLBACK")
                 raise ExtendedTagExistsError(str(exc)) from None
+            except Exception:
+                connection.execute("ROLLBACK")
+                raise
             connection.execute("COMMIT")
 
         await self._run(insert)

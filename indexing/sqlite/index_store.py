@@ -11,11 +11,14 @@ Schema: :mod:`indexing.sqlite.schema`; searching: :mod:`indexing.sqlite.search`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,9 +27,17 @@ from dicomcore.capacity import InsufficientStorageError
 from dicomcore.threads import in_thread
 from indexing.attributes import AttributeTable, Level, standard_table
 from indexing.extended_tags import ExtendedTag, extend_table
-from indexing.port import DicomJson, InstanceRecord, StoreCounts
+from indexing.port import DicomJson, InstanceHeader, InstanceRecord, StoreCounts
 from indexing.query import Query
-from indexing.records import change_entry, level_json, match_keys, record_from_json, series_modality, with_identity
+from indexing.records import (
+    ADDED_TO_HEADER,
+    change_entry,
+    level_json,
+    match_keys,
+    record_from_json,
+    series_modality,
+    with_identity,
+)
 from indexing.results import instance_number
 from indexing.sqlite.feed_store import append_entry
 from indexing.sqlite.schema import connect, create_schema, value_table, word_table, write_transaction
@@ -53,6 +64,9 @@ JOIN instance_json AS ij ON ij.pk = i.pk
 JOIN series AS se ON se.pk = i.series_pk
 JOIN study AS s ON s.pk = i.study_pk
 """
+_HEADER_SQL = "json_remove(json_extract(ij.record, '$.attributes'), {})".format(
+    ", ".join(f"'$.\"{tag}\"'" for tag in ADDED_TO_HEADER))
+"""The header's JSON text (:func:`indexing.records.header_of`), from the stored record."""
 _INSTANCE_ORDER = " ORDER BY i.series_pk, i.instance_number IS NULL, i.instance_number, i.sop_uid"
 
 
@@ -69,11 +83,16 @@ class SqliteIndexStore:
         self._schema_ready = False
         self._closed = False
         self._extended_bodies: tuple[str, ...] = ()
+        self._writer_lock_fd: int | None = None
 
     # -- the port -----------------------------------------------------------------------
 
     async def add_instance(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
         return await self._run_write(self._add, record, fresh)
+
+    def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
+        """:meth:`add_instance` in the calling thread (``indexing.port.BlockingIndexWrites``)."""
+        return self._with_write_lock(self._add, record, fresh)
 
     async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
         records = await self._run(self._list, study_uid, series_uid, sop_uid)
@@ -83,9 +102,15 @@ class SqliteIndexStore:
         return await self._run(self._by_key, instance_key)
 
     async def list_instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
-        return await self._run(self._list, study_uid, series_uid, sop_uid)
+        return await self._run(self._list, study_uid, series_uid, sop_uid, attributes)
+
+    async def list_headers(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceHeader]:
+        return await self._run(self._headers, study_uid, series_uid, sop_uid)
 
     async def remove_instances(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *, owner: str = ""
@@ -201,9 +226,12 @@ class SqliteIndexStore:
         return await self._run(_counts)
 
     async def close(self) -> None:
-        with self._lock:
+        with self._write_lock, self._lock:  # no writer is holding the lock file's lock
             self._closed = True
             idle, self._idle = self._idle, []
+            lock_fd, self._writer_lock_fd = self._writer_lock_fd, None
+        if lock_fd is not None:
+            os.close(lock_fd)
         for connection in idle:
             connection.close()
 
@@ -219,13 +247,40 @@ class SqliteIndexStore:
         # Writers of this process queue here rather than on SQLite's lock: its busy
         # handler sleeps in steps of up to 100 ms, which made concurrent adds crawl.
         # Other processes still meet at BEGIN IMMEDIATE and wait via busy_timeout.
-        with self._write_lock:
+        with self._write_lock, self._other_processes_writing():
             try:
                 return self._with_connection(work, *args)
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode == _SQLITE_FULL:
                     raise InsufficientStorageError(exc.sqlite_errorcode, "the index database's disk is full") from exc
                 raise
+
+    @contextlib.contextmanager
+    def _other_processes_writing(self) -> Iterator[None]:
+        """Wait for the writers of the other server processes (``--workers N``) on a lock file.
+
+        ``flock`` hands the lock on the moment a commit ends, where SQLite's busy handler
+        polls with sleeps growing to 100 ms: with it, two workers storing at once were
+        slower than one (docs/performance.md). SQLite's own locking still guards the data;
+        this only orders the writers. The kernel drops the lock of a process that dies."""
+        fd = self._writer_lock()
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _writer_lock(self) -> int | None:
+        with self._lock:
+            if self._writer_lock_fd is None and not self._closed:
+                path = self._database.with_name(self._database.name + ".writers")
+                with contextlib.suppress(OSError):  # e.g. a read-only folder: SQLite's busy handler alone
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    self._writer_lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            return self._writer_lock_fd
 
     def _with_connection(self, work: Callable[..., T], *args: Any) -> T:
         connection = self._acquire()
@@ -439,11 +494,25 @@ class SqliteIndexStore:
     # -- reads --------------------------------------------------------------------------
 
     def _list(
-        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
+        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None,
+        attributes: bool = True,
     ) -> list[InstanceRecord]:
         where, params = _instance_filter(study_uid, series_uid, sop_uid)
-        rows = connection.execute(f"SELECT ij.record {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
+        # Without attributes, SQLite drops them (in C) before Python parses the rest.
+        record = "ij.record" if attributes else "json_remove(ij.record, '$.attributes')"
+        rows = connection.execute(f"SELECT {record} {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
         return [_record(text) for (text,) in rows]
+
+    def _headers(
+        self, connection: sqlite3.Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
+    ) -> list[InstanceHeader]:
+        # SQLite's JSON functions cut the header out of the stored record as text (in C):
+        # 1,000 records are never parsed into Python objects.
+        where, params = _instance_filter(study_uid, series_uid, sop_uid)
+        rows = connection.execute(
+            f"SELECT i.instance_key, json_extract(ij.record, '$.incarnation'), {_HEADER_SQL}"
+            f" {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
+        return [InstanceHeader(key, incarnation, header) for key, incarnation, header in rows]
 
     def _by_key(self, connection: sqlite3.Connection, instance_key: str) -> InstanceRecord | None:
         row = connection.execute(

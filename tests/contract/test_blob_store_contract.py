@@ -170,6 +170,32 @@ async def test_iter_chunks_streams_whole_and_ranges(store: BlobStore) -> None:
     assert head == data[:10]
 
 
+async def test_open_local_is_the_whole_file_or_none(store: BlobStore) -> None:
+    data = os.urandom(300_000)
+    await store.put_file("local", staged(store, data))
+    await store.put_bytes("small", b"0123")
+    opened = await store.open_local(["local", "absent", "small"])
+    if opened is None:  # a store without local files: responses stream the blob instead
+        return
+    try:
+        local, absent, small = opened
+        assert absent is None
+        assert local is not None and small is not None
+        assert (local.size, small.size) == (len(data), 4)
+        assert os.pread(local.handle.fileno(), len(data) + 1, 0) == data
+        assert os.pread(small.handle.fileno(), 10, 0) == b"0123"
+    finally:
+        for file in opened:
+            if file is not None:
+                file.handle.close()
+
+
+async def test_missing_local_names_the_absent_or_is_none(store: BlobStore) -> None:
+    await store.put_bytes("here", b"1")
+    missing = await store.missing_local(["here", "absent", "also/absent"])
+    assert missing is None or missing == ["absent", "also/absent"]
+
+
 async def test_an_empty_blob(store: BlobStore) -> None:
     await store.put_bytes("empty", b"")
     assert await store.get_bytes("empty") == b""

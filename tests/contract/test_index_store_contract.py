@@ -9,9 +9,11 @@ the value normalisation and must not drift apart in how they apply them.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from dicomcore.layout import instance_key
 from indexing.attributes import Level
 from indexing.port import IndexStore, InstanceRecord, StoreCounts
 from indexing.query import parse_query
+from indexing.records import TRANSFER_SYNTAX_TAG, header_of
 from tests.support.builders import make_dataset
 
 pytestmark = pytest.mark.anyio
@@ -114,6 +117,28 @@ async def test_list_instances_in_series_then_instance_number_order(index: IndexS
     assert [r.sop_uid for r in await index.list_instances(study, one)] == [records[3].sop_uid, records[1].sop_uid]
     assert await index.list_instances(study, two, records[0].sop_uid) == [records[0]]
     assert await index.list_instances(generate_uid()) == []
+    bare = await index.list_instances(study, attributes=False)
+    assert [r.attributes for r in bare] == [{}] * 4
+    assert [replace(r, attributes={}) for r in listed] == bare
+
+
+async def test_list_headers_are_the_headers_as_json_text_in_list_order(index: IndexStore) -> None:
+    study, one, two = generate_uid(), generate_uid(), generate_uid()
+    records = [record(study=study, series=two, instance_number=2, patient_name="MÜLLER^ÅSA"),
+               record(study=study, series=one, instance_number=5), record(study=study, series=two, instance_number=1)]
+    records[0].attributes[TRANSFER_SYNTAX_TAG] = {"vr": "UI", "Value": ["1.2.840.10008.1.2.1"]}  # as new_record adds
+    for each in records:
+        await index.add_instance(each)
+    listed = await index.list_instances(study)
+    headers = await index.list_headers(study)
+    assert [(h.instance_key, h.incarnation) for h in headers] == [(r.instance_key, r.incarnation) for r in listed]
+    assert [json.loads(h.json) for h in headers] == [header_of(r.attributes) for r in listed]
+    assert all(TRANSFER_SYNTAX_TAG not in json.loads(h.json) for h in headers)
+    assert "MÜLLER^ÅSA" in json.dumps([json.loads(h.json) for h in headers], ensure_ascii=False)
+    assert [h.instance_key for h in await index.list_headers(study, one)] == [records[1].instance_key]
+    assert [h.instance_key for h in await index.list_headers(study, two, records[0].sop_uid)] \
+        == [records[0].instance_key]
+    assert await index.list_headers(generate_uid()) == []
 
 
 async def test_concurrent_adds_to_one_study_keep_summaries_right(index: IndexStore) -> None:

@@ -1,4 +1,4 @@
-"""Extended query tags over HTTP (embedded store): add, reindex, search, disable, delete."""
+"""Extended query tags over HTTP on both stores: add, reindex, search, disable, delete."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from starlette.testclient import TestClient
 
 from tests.support.builders import make_dataset, multipart_body, to_bytes
 from tests.support.import_area import wait_for_operation
+
+pytestmark = pytest.mark.both_backends
 
 STUDY = "1.2.826.0.1.3680043.8.498.1401"
 

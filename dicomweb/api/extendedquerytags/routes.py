@@ -41,12 +41,12 @@ async def _json_body(request: Request) -> Any:
 
 
 def _registry(request: Request) -> ExtendedQueryTags:
-    """The registry; where the store has none yet (Cosmos), adding a tag is refused (400)
+    """The registry; where a server was built without one, adding a tag is refused (400)
     and no tag exists, so reads answer as for an empty registry (404, [])."""
     registry = services_of(request).extended_tags
     if registry is None:
         if request.method == "POST":
-            raise bad_request("extended query tags are available on the embedded (SQLite) index only, so far")
+            raise bad_request("extended query tags are not available on this server")
         raise not_found(f"no extended query tag {request.path_params.get('path', '')} (none on this store)")
     return registry
 

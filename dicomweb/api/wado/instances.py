@@ -10,6 +10,11 @@ conversion that cannot be done is a 406 rather than a cut connection. Likewise a
 opened (its first chunk read) before its status line or part header is sent: a file gone
 behind the server's back is a 404 (or a part left out), never a cut body, and its index
 record is removed (``DeleteInstances.drop_vanished``).
+
+Under ``dicomweb serve`` (plain HTTP, a local store), a request whose instances all go out as
+stored hands the server open files, whose bytes go to the socket with ``os.sendfile``
+(:mod:`dicomweb.api.wado.file_bodies`); elsewhere (the Functions adapter, TestClient, Blob
+Storage) files are streamed in chunks. The bytes on the wire are the same either way.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from starlette.responses import Response, StreamingResponse
 from dicomcore import layout
 from dicomcore.transcode import TranscodeError, decoded_pixel_bytes, to_explicit_little_endian
 from dicomweb.api.context import Services, services_of
+from dicomweb.api.wado import file_bodies
 from dicomweb.api.wado.lookup import find_instances
 from dicomweb.api.wado.negotiate import Plan, is_compressed, negotiate_instances
-from dicomweb.http import multipart
+from dicomweb.http import file_spans, multipart
 from dicomweb.http.errors import not_acceptable, not_found
+from dicomweb.http.file_spans import SpanResponse
 from dicomweb.storage.port import BlobNotFoundError
 from indexing.port import InstanceRecord
 
@@ -143,10 +150,14 @@ async def _first_present(services: Services, records: list[InstanceRecord], targ
 
 async def retrieve_instances(request: Request) -> Response:
     services = services_of(request)
-    records = await find_instances(services, request)
+    records = await find_instances(services, request, attributes=False)  # the files are sent, not the headers
     plan, targets = negotiate_instances(request.headers.get("accept"), [r.transfer_syntax_uid for r in records])
     to_convert = [r for r, t in zip(records, targets, strict=True) if t != r.transfer_syntax_uid]
     await _check_sizes(services, to_convert)
+    if not to_convert and file_spans.available(request.scope):
+        sent = await _zero_copy(services, records, plan)
+        if sent is not None:
+            return sent
     if not plan.multipart:
         record, target = records[0], targets[0]
         media_type = _part_type(plan.media_type, target)
@@ -166,3 +177,26 @@ async def retrieve_instances(request: Request) -> Response:
         _multipart_body(services, records, targets, plan, boundary, first),
         media_type=multipart.multipart_content_type(plan.media_type, boundary, plan.transfer_syntax),
     )
+
+
+async def _zero_copy(services: Services, records: list[InstanceRecord], plan: Plan) -> Response | None:
+    """The response with the files handed to the server open (every instance goes as
+    stored); ``None`` when the store has no local files."""
+    if not plan.multipart:
+        records = records[:1]
+    started = await file_bodies.first_present(services, records)
+    if started is None:
+        return None
+    records, first = started
+
+    def part_type(record: InstanceRecord) -> str:
+        return _part_type(plan.media_type, record.transfer_syntax_uid)  # sent as stored
+
+    if not plan.multipart:
+        file = first[0]
+        assert file is not None
+        return SpanResponse(file_bodies.one_file(file), media_type=part_type(records[0]),
+                            headers={"Content-Length": str(file.size)})
+    boundary = multipart.new_boundary()
+    return SpanResponse(file_bodies.multipart_body(services, records, first, boundary, part_type),
+                        media_type=multipart.multipart_content_type(plan.media_type, boundary, plan.transfer_syntax))

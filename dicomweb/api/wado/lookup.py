@@ -20,9 +20,11 @@ def path_uids(request: Request) -> tuple[str, str | None, str | None]:
     return uids
 
 
-async def find_instances(services: Services, request: Request) -> list[InstanceRecord]:
+async def find_instances(services: Services, request: Request, *, attributes: bool = True) -> list[InstanceRecord]:
+    """The records the URL names (``attributes=False``: without their headers, see
+    :meth:`IndexStore.list_instances`); 404 when there are none."""
     study, series, sop = path_uids(request)
-    records = await services.index.list_instances(study, series, sop)
+    records = await services.index.list_instances(study, series, sop, attributes=attributes)
     if not records:
         target = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
         raise not_found(f"{target} not found")
