@@ -1,6 +1,7 @@
 """``python -m bench [--quick] [--only ours|orthanc] [--out FILE] [--workers N]``.
 
-``python -m bench --wsi [--quick] ...`` runs the whole-slide-imaging benchmark instead (``bench.wsi``).
+``python -m bench --wsi [--quick] ...`` runs the whole-slide-imaging benchmark instead (``bench.wsi``);
+``python -m bench --scale [--instances N] ...`` the scale benchmark (``bench.scale``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
+    if "--scale" in sys.argv[1:]:
+        from bench import scale
+
+        sys.exit(scale.main([arg for arg in sys.argv[1:] if arg != "--scale"], prog="python -m bench --scale"))
     if "--wsi" in sys.argv[1:]:
         from bench.wsi import cli
 

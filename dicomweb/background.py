@@ -14,19 +14,26 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from dicomcore.threads import in_thread
 from dicomweb.api.context import Services
+from dicomweb.storage.run_marks import RunMarks
 from dicomweb.usecases.dropzone import DropZoneScanner
 
 log = logging.getLogger(__name__)
 
 
-async def reconcile_at_startup(services: Services) -> None:
+async def reconcile_at_startup(services: Services, marks: RunMarks) -> None:
     """Repair what a crash left (no digest check: that reads every file; ``dicomweb verify``
-    does it), then finish the deletes whose dead deleter's claim had not yet expired."""
+    does it), then finish the deletes whose dead deleter's claim had not yet expired.
+
+    Only when an earlier process did not stop cleanly: otherwise there is nothing a crash
+    left, and a walk of every file and record would grow with the store (a million
+    instances: many minutes of the store's time at every start)."""
     try:
         await services.reconcile.run(repair=True, digests=False)
         await asyncio.sleep(services.settings.delete_lease_seconds)
         await services.delete.finish_unfinished()
+        marks.forget_dead()
     except asyncio.CancelledError:
         raise
     except Exception:  # the server keeps serving; verify --repair can be run by hand
@@ -41,8 +48,13 @@ async def event_indexing(services: Services) -> AsyncIterator[None]:
     interval = services.settings.ingest_scan_seconds
     scanner = (asyncio.get_running_loop().create_task(DropZoneScanner(services.blob_created).run(interval))
                if interval > 0 else None)
+    marks = RunMarks(services.settings.data_dir / "running")
+    unclean = await in_thread(marks.start)
+    if not unclean:
+        log.info("start-up reconciliation not needed: every earlier server process stopped cleanly")
     loop = asyncio.get_running_loop()
-    reconciler = (loop.create_task(reconcile_at_startup(services)) if services.settings.verify_at_startup else None)
+    reconciler = (loop.create_task(reconcile_at_startup(services, marks))
+                  if services.settings.verify_at_startup and unclean else None)
     try:
         yield
     finally:
@@ -57,6 +69,7 @@ async def event_indexing(services: Services) -> AsyncIterator[None]:
                 await scanner
         if bus is not None:
             await bus.stop()
+        marks.stop()  # last: everything above has stopped
 
 
 @contextlib.asynccontextmanager

@@ -79,6 +79,13 @@ class IndexStore(Protocol):
         """
         ...
 
+    async def add_instances(self, records: list[InstanceRecord]) -> list[bool]:
+        """:meth:`add_instance` (``fresh``) for each record, in one commit where the store
+        can (SQLite: a failure then indexes none of them), else one by one (Cosmos: a
+        failure leaves the earlier ones indexed). For bulk import
+        (``dicomweb/usecases/store_batch.py``). Per record, what :meth:`add_instance` returns."""
+        ...
+
     async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
         ...
 

@@ -197,6 +197,18 @@ class AzureBlobStore:
                 raise
         path.unlink()
 
+    async def put_files(self, items: list[tuple[str, Path]]) -> list[bool]:
+        # Each committed blob is durable already: nothing to flush once for the lot.
+        placed = []
+        for name, path in items:
+            try:
+                await self.put_file(name, path, exclusive=True)
+            except BlobExistsError:
+                placed.append(False)
+            else:
+                placed.append(True)
+        return placed
+
     async def put_bytes(self, name: str, data: bytes, *, durable: bool = True) -> None:
         blob = (await self._client()).get_blob_client(name)
         await blob.upload_blob(data, length=len(data), overwrite=True)

@@ -62,6 +62,14 @@ class BlobStore(Protocol):
         """
         ...
 
+    async def put_files(self, items: list[tuple[str, Path]]) -> list[bool]:
+        """:meth:`put_file` (exclusive) for many files, durable when it returns, with one
+        flush to disk for them all where the store can (bulk import: ``usecases/store_batch.py``).
+
+        Per item, ``False`` when its name was taken (its file is then left in place).
+        """
+        ...
+
     async def put_bytes(self, name: str, data: bytes, *, durable: bool = True) -> None:
         """Store (or replace) a small blob atomically. ``durable=False`` may skip flushing
         to disk (for derived data that is rebuilt if a crash loses it)."""

@@ -31,6 +31,7 @@ from dicomcore.threads import in_thread
 from dicomcore.validation import ValidationError
 from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, BlobStore, ImportArea, ImportAreaError
 from dicomweb.usecases.operations.steps import Call, ContinueAsNew, FanOut, Orchestration, Progress
+from dicomweb.usecases.store_batch import BatchItem, store_batch
 from dicomweb.usecases.store_instance import Prepared, StoreInstance, prepare
 
 log = logging.getLogger(__name__)
@@ -138,33 +139,60 @@ class ImportFiles:
                            delete_source: bool) -> dict[str, int]:
         counts = {"imported": 0, "skipped": 0, "failed": 0}
         errors: list[dict[str, str]] = []
-        for name in names:
-            outcome, error = await self._import_one(area, name, delete_source)
-            counts[outcome] += 1
-            if error:
-                errors.append({"timestamp": utc_now(), "file": name, "error": error})
+        read = await in_thread(_read_all, area, names, self.store.sidecars.bulkdata_threshold)
+        items = {name: _batch_item(area, name, outcome) for name, outcome in zip(names, read, strict=True)
+                 if isinstance(outcome, Prepared)}
+        stored = await self._store_batch(items)
+        for name, outcome in zip(names, read, strict=True):
+            if isinstance(outcome, str):
+                counts["failed"] += 1
+                errors.append({"timestamp": utc_now(), "file": name, "error": outcome})
+                continue
+            result = stored.get(name)
+            counts["failed" if isinstance(result, str) else "imported" if result else "skipped"] += 1
+            if isinstance(result, str):
+                errors.append({"timestamp": utc_now(), "file": name, "error": result})
+            elif delete_source:
+                await area.delete(name)
         if errors:
             chunk = hashlib.sha256("\n".join(names).encode()).hexdigest()[:32]
             lines = "".join(json.dumps(error) + "\n" for error in errors)
             await self.blobs.put_bytes(f"{errors_prefix(operation_id)}{chunk}.jsonl", lines.encode())
         return counts
 
-    async def _import_one(self, area: ImportArea, name: str, delete_source: bool) -> tuple[str, str]:
+    async def _store_batch(self, items: dict[str, BatchItem]) -> dict[str, bool | str]:
+        """Per file name: stored (``True``), already stored (``False``), or why it failed."""
         try:
-            instance = await in_thread(_read, area, name, self.store.sidecars.bulkdata_threshold)
-        except (InvalidInstanceError, ValidationError, ImportAreaError) as exc:
-            return "failed", str(exc)
-        except BlobNotFoundError:
-            return "failed", "the file was removed before it could be imported"
+            results = await store_batch(self.store, list(items.values()))
+        except BlobNotFoundError:  # a file vanished before it was copied: the others still go in
+            return {name: await self._store_one(item) for name, item in items.items()}
+        return dict(zip(items, results, strict=True))
+
+    async def _store_one(self, item: BatchItem) -> bool | str:
         try:
-            stored = await self.store.store(ImportedCopy(area, name), instance)
+            return await self.store.store(item.source, item.instance)
         except BlobNotFoundError:
-            return "failed", "the file was removed before it could be imported"
+            return "the file was removed before it could be imported"
         except BlobExistsError:
-            stored = False
-        if delete_source:
-            await area.delete(name)
-        return ("imported" if stored else "skipped"), ""
+            return False
+
+
+def _batch_item(area: ImportArea, name: str, instance: Prepared) -> BatchItem:
+    return BatchItem(ImportedCopy(area, name), instance, lambda path: area.copy_to(name, path))
+
+
+def _read_all(area: ImportArea, names: list[str], bulkdata_threshold: int) -> list[Prepared | str]:
+    """Each file read and checked (one worker-thread trip for the chunk), or why it is not an instance."""
+    return [_read_or_reason(area, name, bulkdata_threshold) for name in names]
+
+
+def _read_or_reason(area: ImportArea, name: str, bulkdata_threshold: int) -> Prepared | str:
+    try:
+        return _read(area, name, bulkdata_threshold)
+    except (InvalidInstanceError, ValidationError, ImportAreaError) as exc:
+        return str(exc)
+    except BlobNotFoundError:
+        return "the file was removed before it could be imported"
 
 
 def _read(area: ImportArea, name: str, bulkdata_threshold: int) -> Prepared:

@@ -1,8 +1,10 @@
 """Readiness: do the blob store and the index answer?
 
 A load balancer (or the Functions host) sends traffic to a process only when both answer.
-Each probe is one cheap request (the index counts its entries; the store is asked for the
-size of a blob that does not exist, which a reachable store answers with "not found"),
+Each probe is one cheap request whose cost does not grow with the store (the index looks up
+an instance by UIDs no instance has — one indexed read, in a single Cosmos partition; counting
+its entries took time proportional to its size; the store is asked for the size of a blob
+that does not exist, which a reachable store answers with "not found"),
 bounded by a timeout so a hung connection makes the check fail instead of hang.
 """
 
@@ -19,6 +21,9 @@ from indexing.port import IndexStore
 PROBE_BLOB = "health/ready-probe"
 """A name no instance uses (see :mod:`dicomcore.layout`): asking for its size touches the store only."""
 
+PROBE_UID = "2.25.0"
+"""UIDs no instance has (a 2.25 UID is a UUID in decimal; the nil UUID is never generated)."""
+
 PROBE_TIMEOUT_S = 5.0
 """Longer than a healthy store ever takes here, shorter than a load balancer's usual probe timeout."""
 
@@ -34,7 +39,8 @@ class Readiness:
 
 
 async def check_readiness(blobs: BlobStore, index: IndexStore, timeout: float = PROBE_TIMEOUT_S) -> Readiness:
-    store, catalog = await asyncio.gather(_probe(_touch_store(blobs), timeout), _probe(index.counts(), timeout))
+    lookup = index.get_instance(PROBE_UID, PROBE_UID, PROBE_UID)
+    store, catalog = await asyncio.gather(_probe(_touch_store(blobs), timeout), _probe(lookup, timeout))
     return Readiness({"store": store, "index": catalog})
 
 

@@ -136,6 +136,12 @@ class CosmosIndexStore:
             *(_count_documents(container, kind) for kind in ("study", "series", "instance")))
         return StoreCounts(studies=studies, series=series, instances=instances)
 
+    async def add_instances(self, records: list[InstanceRecord]) -> list[bool]:
+        # One by one: a Cosmos transactional batch holds one partition (a study), and each
+        # add is its own unit already; a failure leaves the earlier ones added, which the
+        # import's retry of the chunk counts as skipped.
+        return [await self.add_instance(record) for record in records]
+
     # -- adding -------------------------------------------------------------------------
 
     async def add_instance(self, record: InstanceRecord, *, fresh: bool = True) -> bool:

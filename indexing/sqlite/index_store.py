@@ -173,6 +173,14 @@ class SqliteIndexStore:
 
         await self._run_write(update)
 
+    async def add_instances(self, records: list[InstanceRecord]) -> list[bool]:
+        return await self._run_write(self._add_many, records)
+
+    def _add_many(self, connection: sqlite3.Connection, records: list[InstanceRecord]) -> list[bool]:
+        # One transaction (each _add joins it): one commit and one trip for a whole batch.
+        with write_transaction(connection):
+            return [self._add(connection, record, True) for record in records]
+
     async def reconcile_entries(self, *, repair: bool) -> int:
         return await self._run_write(self._append_missing, repair)
 

@@ -168,7 +168,11 @@ def connect(database: Path) -> sqlite3.Connection:
 @contextmanager
 def write_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` takes the write lock up front, so two processes updating the
-    same study's counters serialize instead of failing on lock upgrade."""
+    same study's counters serialize instead of failing on lock upgrade. Inside an open
+    transaction it joins it (the outer one commits or rolls back the whole)."""
+    if connection.in_transaction:
+        yield connection
+        return
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield connection

@@ -75,6 +75,16 @@ async def test_exclusive_put_refuses_a_second_copy_and_keeps_the_staged_file(sto
     assert await store.get_bytes("a/one.dcm") == b"first"
 
 
+async def test_put_files_places_many_exclusively_and_keeps_the_refused_ones(store: BlobStore) -> None:
+    await store.put_file("b/taken.dcm", staged(store, b"first"))
+    items = [("b/one.dcm", staged(store, b"one")), ("b/taken.dcm", staged(store, b"second")),
+             ("b/two.dcm", staged(store, b"two"))]
+    assert await store.put_files(items) == [True, False, True]
+    assert [await store.get_bytes(name) for name in ("b/one.dcm", "b/taken.dcm", "b/two.dcm")] == [
+        b"one", b"first", b"two"]
+    assert [path.exists() for _, path in items] == [False, True, False]  # a refused file stays where it was
+
+
 async def test_exclusive_put_refuses_a_second_large_copy(store: BlobStore) -> None:
     await store.put_file("big.dcm", staged(store, os.urandom(BIG)))
     with pytest.raises(BlobExistsError):

@@ -93,6 +93,18 @@ async def test_add_is_idempotent_and_records_come_back(index: IndexStore) -> Non
     assert await study_summary(index, first.study_uid) == ([1], [1], ["CT"], [first.sop_class_uid])
 
 
+async def test_add_instances_adds_a_batch_like_one_add_each(index: IndexStore) -> None:
+    study, series = generate_uid(), generate_uid()
+    known = record(study=study, series=series, instance_number=1)
+    await index.add_instance(known)
+    batch = [record(study=study, series=series, instance_number=2), known,
+             record(study=study, series=generate_uid(), instance_number=1, Modality="MR")]
+    assert await index.add_instances(batch) == [True, False, True]
+    assert await index.add_instances([]) == []
+    assert [await index.get_instance_by_key(each.instance_key) for each in batch] == batch
+    assert await study_summary(index, study) == ([2], [3], ["CT", "MR"], [known.sop_class_uid])
+
+
 async def test_list_instances_in_series_then_instance_number_order(index: IndexStore) -> None:
     study, one, two = generate_uid(), generate_uid(), generate_uid()
     records = [record(study=study, series=two, instance_number=2), record(study=study, series=one, instance_number=5),

@@ -103,3 +103,21 @@ def test_operations_list_get_and_cancel(client: TestClient, settings: Settings) 
     assert malformed.status_code == 400 and "GUID" in malformed.json()["message"]
     hyphenated = str(uuid.UUID(first["operationId"]))
     assert client.get(f"/v1/operations/{hyphenated}").json()["operationId"] == first["operationId"]
+
+
+def test_an_instance_twice_in_one_batch_is_stored_once(client: TestClient, settings: Settings) -> None:
+    # A chunk is every 8th name of a page (import_files.PARALLEL), so files i and i + 8 are
+    # stored in one batch: the second copy's name is taken by the first's.
+    datasets = [make_dataset(study=STUDY, instance_number=i + 1) for i in range(8)]
+    files = {f"twice/{i:03d}.dcm": to_bytes(datasets[i % 8]) for i in range(16)}
+    put_import_files(settings, files)
+
+    operation = _import(client, "twice/")
+
+    results = operation["results"]
+    assert (results["imported"], results["skipped"], results["failed"]) == (8, 8, 0)
+    assert len(client.get("/v1/changefeed", params={"limit": 100}).json()) == 8
+    for ds in datasets:  # indexed, and its sidecars written: metadata and the file come back
+        url = f"/v1/studies/{STUDY}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+        assert client.get(url + "/metadata").json()[0]["00080018"]["Value"] == [ds.SOPInstanceUID]
+        assert client.get(url, headers={"Accept": "application/dicom"}).content == to_bytes(ds)
