@@ -182,7 +182,12 @@ class SqliteIndexStore:
             return [self._add(connection, record, True) for record in records]
 
     async def reconcile_entries(self, *, repair: bool) -> int:
-        return await self._run_write(self._append_missing, repair)
+        # The scan reads every record (minutes at a million instances): it runs without the
+        # write lock, so STOWs go on meanwhile; what it finds is checked again under the lock.
+        missing = await self._run(self._missing_entries)
+        if repair and missing:
+            await self._run_write(self._append_missing, missing)
+        return len(missing)
 
     async def reindex(self, records: list[InstanceRecord], table: AttributeTable) -> None:
         """Add the match keys of ``table``'s attributes for already indexed ``records``
@@ -477,21 +482,27 @@ class SqliteIndexStore:
             _bury(connection, removed, owner)
         return removed
 
-    def _append_missing(self, connection: sqlite3.Connection, repair: bool) -> int:
-        """Create entries of records and delete entries of tombstones the feed lacks (a
+    def _missing_entries(self, connection: sqlite3.Connection) -> list[tuple[Action, InstanceRecord]]:
+        """Records without their create entry and tombstones without their delete entry (a
         database written before records and entries committed together)."""
+        missing = [(Action.CREATE, _record(text)) for (text,) in connection.execute(
+            "SELECT ij.record FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk WHERE NOT EXISTS"
+            " (SELECT 1 FROM changefeed AS c WHERE c.instance_key = i.instance_key AND c.action = 'create'"
+            " AND c.incarnation = json_extract(ij.record, '$.incarnation'))").fetchall()]
+        missing += [(Action.DELETE, _record(text)) for (text,) in connection.execute(
+            "SELECT t.record FROM tombstone AS t WHERE NOT EXISTS (SELECT 1 FROM changefeed AS c"
+            " WHERE c.instance_key = t.instance_key AND c.action = 'delete'"
+            " AND c.incarnation = json_extract(t.record, '$.incarnation'))").fetchall()]
+        return missing
+
+    def _append_missing(self, connection: sqlite3.Connection, missing: list[tuple[Action, InstanceRecord]]) -> None:
+        """Append the entries ``missing`` names that are still missing now, under the lock:
+        between the scan and here, another process may have repaired them, or deleted the
+        instance (its create entry must then not come after its delete entry)."""
         with write_transaction(connection):
-            missing = [(Action.CREATE, _record(text)) for (text,) in connection.execute(
-                "SELECT ij.record FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk WHERE NOT EXISTS"
-                " (SELECT 1 FROM changefeed AS c WHERE c.instance_key = i.instance_key AND c.action = 'create'"
-                " AND c.incarnation = json_extract(ij.record, '$.incarnation'))").fetchall()]
-            missing += [(Action.DELETE, _record(text)) for (text,) in connection.execute(
-                "SELECT t.record FROM tombstone AS t WHERE NOT EXISTS (SELECT 1 FROM changefeed AS c"
-                " WHERE c.instance_key = t.instance_key AND c.action = 'delete'"
-                " AND c.incarnation = json_extract(t.record, '$.incarnation'))").fetchall()]
-            for action, record in missing if repair else ():
-                append_entry(connection, change_entry(record, action))
-        return len(missing)
+            for action, record in missing:
+                if _still_missing(connection, action, record):
+                    append_entry(connection, change_entry(record, action))
 
     def _drop_empty(self, connection: sqlite3.Connection, series_pks: set[int], study_pks: set[int]) -> None:
         """Delete series and studies left without instances; fix the studies that remain."""
@@ -617,6 +628,21 @@ def _count_by(keys: Any) -> dict[int, int]:
     for key in keys:
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def _still_missing(connection: sqlite3.Connection, action: Action, record: InstanceRecord) -> bool:
+    """``record`` (an instance, or a tombstone for a delete) is there with its incarnation,
+    and the feed has no ``action`` entry for that incarnation."""
+    holder = (
+        "SELECT 1 FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk WHERE i.instance_key = ?"
+        " AND json_extract(ij.record, '$.incarnation') = ?" if action is Action.CREATE else
+        "SELECT 1 FROM tombstone AS t WHERE t.instance_key = ? AND json_extract(t.record, '$.incarnation') = ?")
+    key = (record.instance_key, record.incarnation)
+    if connection.execute(holder, key).fetchone() is None:
+        return False
+    return connection.execute(
+        "SELECT 1 FROM changefeed WHERE instance_key = ? AND incarnation = ? AND action = ?",
+        (*key, action.value)).fetchone() is None
 
 
 def _record(text: str) -> InstanceRecord:
