@@ -6,7 +6,9 @@ Starts Azurite and the Cosmos DB test server, then ``dicomweb serve`` on them wi
 ``DICOMWEB_BENCH_CALL_LOG`` set (see :mod:`dicomweb.storage.call_log`): every SDK response
 is one line in that file. Each operation below runs alone; the calls it caused are the lines
 added until the log has been quiet for :data:`QUIET_S` (so background work it triggers,
-such as publishing its change-feed entry, is counted with it).
+such as publishing its change-feed entry or the batched summary recount, is counted with
+it). Cosmos writes and queries are split into those made before the response and those
+made after it (background work), since only the former are on the request's path.
 """
 
 from __future__ import annotations
@@ -41,20 +43,25 @@ class Counts:
     blob_writes: int = 0
     blob_lists: int = 0
     blob_deletes: int = 0
+    cosmos_writes_after: int = 0
+    """Of ``cosmos_writes``, those made after the response (background work)."""
+    cosmos_queries_after: int = 0
     detail: collections.Counter[str] = field(default_factory=collections.Counter)
     """Calls by service, kind and Cosmos container: where an operation's calls go."""
 
-    def add(self, call: dict[str, Any]) -> None:
+    def add(self, call: dict[str, Any], *, after: bool = False) -> None:
         kind = call["kind"]
         if call["service"] == "cosmos":
             self.request_units += call.get("charge", 0.0)
             if kind == "query" or kind == "list":
                 self.cosmos_queries += 1
+                self.cosmos_queries_after += after
                 self.cross_partition += bool(call.get("cross_partition", kind == "list"))
             elif kind == "read":
                 self.cosmos_reads += 1
             else:
                 self.cosmos_writes += 1
+                self.cosmos_writes_after += after
         elif kind == "read":
             self.blob_reads += 1
             self.blob_ranged += bool(call.get("ranged"))
@@ -67,21 +74,27 @@ class Counts:
 
 
 def _calls_of(log: Path, operation: Callable[[], None]) -> Counts:
+    _wait_until_quiet(log)  # the previous operation's background work is not charged here
     before = _lines(log)
     operation()
+    answered = _lines(log) - before
+    _wait_until_quiet(log)
+    counts = Counts()
+    with open(log, encoding="utf-8") as reader:
+        for number, line in enumerate(list(reader)[before:]):
+            call = json.loads(line)
+            counts.add(call, after=number >= answered)
+            counts.detail[f"{call['service']} {call['kind']} {call.get('container', '')}".strip()] += 1
+    return counts
+
+
+def _wait_until_quiet(log: Path) -> None:
     seen, quiet_since = _lines(log), time.monotonic()
     while time.monotonic() - quiet_since < QUIET_S:
         time.sleep(0.1)
         now = _lines(log)
         if now != seen:
             seen, quiet_since = now, time.monotonic()
-    counts = Counts()
-    with open(log, encoding="utf-8") as reader:
-        for line in list(reader)[before:]:
-            call = json.loads(line)
-            counts.add(call)
-            counts.detail[f"{call['service']} {call['kind']} {call.get('container', '')}".strip()] += 1
-    return counts
 
 
 def _lines(log: Path) -> int:
@@ -119,6 +132,8 @@ def measure_costs(root: str, log: Path) -> dict[str, Counts]:
         series = f"/studies/{twenty.study.study_uid}/series/{twenty.series_uid}"
         results["QIDO /studies/{s}/series"] = _calls_of(log, lambda: get(f"/studies/{twenty.study.study_uid}/series"))
         results["Series metadata (20 instances)"] = _calls_of(log, lambda: get(f"{series}/metadata"))
+        extra = SeriesSpec(f"{seed}-twenty", 2, 1, 1, size=64, first=21)  # one more in the same series
+        results["STOW 1 instance into an existing series"] = _calls_of(log, lambda: post(next(extra.instances())))
         frames = (f"/studies/{slide.study.study_uid}/series/{slide.series_uid}/instances/{slide.instance_uid}"
                   "/frames/3")
         results["Frame GET, cold"] = _calls_of(log, lambda: get(frames, FRAME_ACCEPT))
@@ -126,15 +141,18 @@ def measure_costs(root: str, log: Path) -> dict[str, Counts]:
         results["Change feed page (limit 10)"] = _calls_of(log, lambda: get("/changefeed?limit=10"))
         instance = f"/studies/{single.study.study_uid}/series/{single.series_uid}/instances/{single.instance_uid(1)}"
         results["DELETE one instance"] = _calls_of(log, lambda: http.delete(f"{root}{instance}").raise_for_status())
-    return results
+    order = ["STOW 1 instance", "STOW 1 instance into an existing series"]
+    return {name: results[name] for name in order} | {n: c for n, c in results.items() if n not in order}
 
 
 def cost_table(results: dict[str, Counts]) -> str:
-    header = ("| operation | Cosmos reads | writes | queries (cross-partition) | RU | Blob reads (ranged) "
-              "| writes | lists | deletes |")
+    header = ("| operation | Cosmos reads | writes (in request + after) | queries (after; cross-partition) | RU "
+              "| Blob reads (ranged) | writes | lists | deletes |")
     rows = [header, "|" + "---|" * 9]
     for name, c in results.items():
-        rows.append(f"| {name} | {c.cosmos_reads} | {c.cosmos_writes} | {c.cosmos_queries} ({c.cross_partition}) "
+        writes = f"{c.cosmos_writes - c.cosmos_writes_after} + {c.cosmos_writes_after}"
+        queries = f"{c.cosmos_queries} ({c.cosmos_queries_after}; {c.cross_partition})"
+        rows.append(f"| {name} | {c.cosmos_reads} | {writes} | {queries} "
                     f"| {c.request_units:.1f} | {c.blob_reads} ({c.blob_ranged}) | {c.blob_writes} | {c.blob_lists} "
                     f"| {c.blob_deletes} |")
     return "\n".join(rows)

@@ -64,7 +64,8 @@ def build_services(settings: Settings) -> Services:
     import_areas = _ImportAreas(settings)
     # Every operation type (the local runner and the Durable one drive the same kinds).
     extended_tags = _extended_tags(settings, index)
-    kind_list: list[OperationKind] = [ImportFiles(import_areas, store, blobs), ReindexTags(extended_tags)]
+    kind_list: list[OperationKind] = [ImportFiles(import_areas, store, blobs),
+                                      ReindexTags(extended_tags, settings.reindex_settle_seconds)]
     kinds: dict[str, OperationKind] = {kind.name: kind for kind in kind_list}
     runner = (LocalRunner(operations, kinds, settings.data_dir / "operations")
               if settings.operations_runner == "local" else None)

@@ -153,6 +153,12 @@ class Settings:
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
     audit_log: str = ""
+    frame_cache_ttl_seconds: float = 10.0
+    """How long a frame GET trusts a cached frame index without asking the index whether the
+    instance is still indexed (docs/architecture.md, "One frame, from request to bytes")."""
+    reindex_settle_seconds: float = 0.0
+    """How long a reindex waits before its first page: Cosmos DB below Strong consistency
+    (the deployment sets 5; docs/extended-query-tags.md, "the race on Cosmos")."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -211,6 +217,8 @@ class Settings:
             allowed_hosts=_list("DICOMWEB_ALLOWED_HOSTS"),
             trusted_proxies=_list("DICOMWEB_TRUSTED_PROXIES"),
             audit_log=_env("DICOMWEB_AUDIT_LOG", ""),
+            frame_cache_ttl_seconds=float(_env("DICOMWEB_FRAME_CACHE_TTL_SECONDS", "10")),
+            reindex_settle_seconds=float(_env("DICOMWEB_REINDEX_SETTLE_SECONDS", "0")),
         )
 
     @property

@@ -17,12 +17,24 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
+from dicomcore.clock import utc_now
 from indexing.attributes import MATCH, Attribute, AttributeTable, Level, standard_table
-from indexing.values import DECIMAL_VRS, INTEGER_VRS, datetime_bounds, number_key, parse_date, time_bounds
+from indexing.port import InstanceRecord
+from indexing.values import (
+    DECIMAL_VRS,
+    INTEGER_VRS,
+    datetime_bounds,
+    element_values,
+    number_key,
+    parse_date,
+    time_bounds,
+)
 
 SUPPORTED_VRS = frozenset(
     ["AE", "AS", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "PN", "SH", "SL", "SS", "TM", "UI", "UL", "US"])
 MAX_TAGS = 128
+MAX_DEPTH = 3
+"""Elements in a tag path: the attribute and at most two sequences around it."""
 _HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
 
 
@@ -44,7 +56,7 @@ class ExtendedTagError(ValueError):
 @dataclass(frozen=True)
 class ExtendedTag:
     path: str
-    """``ggggeeee`` upper-case hex."""
+    """``ggggeeee`` upper-case hex; inside sequences ``ssssssss.ggggeeee``."""
     vr: str
     level: Level
     private_creator: str | None = None
@@ -55,7 +67,13 @@ class ExtendedTag:
 
     @property
     def keyword(self) -> str:
-        return keyword_for_tag(int(self.path, 16)) or self.path
+        """``Sequence.Keyword`` (the tag where an element has no keyword)."""
+        return ".".join(keyword_for_tag(int(tag, 16)) or tag for tag in self.tags)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The tags from the dataset root to the attribute."""
+        return tuple(self.path.split("."))
 
     @property
     def indexed(self) -> bool:
@@ -79,13 +97,23 @@ class ExtendedTag:
 
 
 def parse_path(path: str) -> str:
-    """``ggggeeee`` for a tag path given as 8 hex digits or a keyword."""
-    if _HEX_TAG.fullmatch(path):
-        return path.upper()
-    number = tag_for_keyword(path)
+    """``ggggeeee[.ggggeeee...]`` for a tag path given as 8 hex digits or a keyword per
+    element, elements separated by dots (PS3.18 8.3.4.1: ``00400275.00401001`` or
+    ``RequestAttributesSequence.RequestedProcedureID``)."""
+    return ".".join(_parse_element(element) for element in path.split("."))
+
+
+def _parse_element(element: str) -> str:
+    if _HEX_TAG.fullmatch(element):
+        return element.upper()
+    number = tag_for_keyword(element) if element else None
     if number is None:
-        raise ExtendedTagError(f"'{path}' is neither 8 hex digits nor a DICOM keyword")
+        raise ExtendedTagError(f"'{element}' is neither 8 hex digits nor a DICOM keyword")
     return f"{number:08X}"
+
+
+def _is_private(tag: str) -> bool:
+    return int(tag[:4], 16) % 2 == 1
 
 
 def parse_entries(entries: Any, existing: int = 0) -> list[ExtendedTag]:
@@ -114,24 +142,46 @@ def _parse_entry(index: int, entry: Any) -> ExtendedTag:
         raise ExtendedTagError(f"{name}: {exc}") from None
     level = _level(name, entry.get("level"))
     vr, creator = entry.get("vr"), entry.get("privateCreator")
-    private = int(path[:4], 16) % 2 == 1
-    if private:
-        if not isinstance(creator, str) or not creator.strip():
-            raise ExtendedTagError(f"{name}: a private tag needs 'privateCreator'")
+    elements = path.split(".")
+    private = any(_is_private(element) for element in elements)
+    if private and (not isinstance(creator, str) or not creator.strip()):
+        raise ExtendedTagError(f"{name}: a private tag needs 'privateCreator'")
+    if not private and creator is not None:
+        raise ExtendedTagError(f"{name}: 'privateCreator' is only for private tags")
+    _check_sequences(name, elements)
+    leaf = elements[-1]
+    if _is_private(leaf):
         if not isinstance(vr, str):
             raise ExtendedTagError(f"{name}: a private tag needs 'vr'")
     else:
-        if creator is not None:
-            raise ExtendedTagError(f"{name}: 'privateCreator' is only for private tags")
-        vr = _dictionary_vr(name, path, vr)
+        vr = _dictionary_vr(name, leaf, vr)
     vr = vr.upper()
     if vr == "SQ":
-        raise ExtendedTagError(f"{name}: sequences (SQ) cannot be extended query tags")
+        raise ExtendedTagError(f"{name}: a sequence (SQ) cannot be searched itself; "
+                               "name an attribute inside it (sequence.attribute)")
     if vr not in SUPPORTED_VRS:
         raise ExtendedTagError(f"{name}: VR {vr} is not supported (supported: {' '.join(sorted(SUPPORTED_VRS))})")
     if any(attribute.matchable for attribute in standard_table().by_tag(path)):
         raise ExtendedTagError(f"{name}: the attribute is already searchable by default")
     return ExtendedTag(path, vr, level, creator if private else None)
+
+
+def _check_sequences(name: str, elements: list[str]) -> None:
+    """Every element but the last must be a sequence: SQ in the dictionary, or private
+    (a private element's VR is not known here; its values are read only through items)."""
+    if len(elements) > MAX_DEPTH:
+        raise ExtendedTagError(f"{name}: a path may have at most {MAX_DEPTH} elements "
+                               f"(sequences nested {MAX_DEPTH - 1} deep)")
+    for element in elements[:-1]:
+        if _is_private(element):
+            continue
+        try:
+            known = dictionary_VR(int(element, 16))
+        except KeyError:
+            raise ExtendedTagError(f"{name}: tag {element} is not in the DICOM dictionary") from None
+        if known != "SQ":
+            raise ExtendedTagError(f"{name}: {element} is not a sequence (VR {known}); "
+                                   "only the last element of a path may be a value")
 
 
 def _level(name: str, level: Any) -> Level:
@@ -185,3 +235,17 @@ def invalid_value(vr: str, values: Iterable[Any]) -> str | None:
             except ValueError:
                 return f"a value is not a valid {vr} number"
     return None
+
+
+def value_errors(tags: Iterable[ExtendedTag], record: InstanceRecord) -> list[tuple[ExtendedTag, dict[str, str]]]:
+    """The errors of ``record`` for ``tags`` (a value invalid for the tag's VR, in any
+    sequence item): what the reindex records, and the stores record for instances
+    stored while a tag is indexed. Each error is the JSON ``GET …/errors`` lists."""
+    found = []
+    for tag in tags:
+        problem = invalid_value(tag.vr, element_values(record.attributes, tag.tags))
+        if problem:
+            found.append((tag, {"studyInstanceUid": record.study_uid, "seriesInstanceUid": record.series_uid,
+                                "sopInstanceUid": record.sop_uid, "createdTime": utc_now(),
+                                "errorMessage": problem}))
+    return found

@@ -127,13 +127,15 @@ class IndexStore(Protocol):
         """Instances removed from the index whose files may still exist (pending tombstones)."""
         ...
 
-    async def claim_delete(self, instance_key: str, owner: str, lease_seconds: float) -> bool:
-        """Take (or renew) the right to remove a pending delete's files: ``True`` when its
-        tombstone is pending and either ``owner`` holds it or its last claim is older than
-        ``lease_seconds`` (its deleter died)."""
+    async def claim_delete(self, record: InstanceRecord, owner: str, lease_seconds: float) -> bool:
+        """Take (or renew) the right to remove a pending delete's files (``record`` is one
+        :meth:`pending_deletes` returned): ``True`` when its tombstone is pending and either
+        ``owner`` holds it or its last claim is older than ``lease_seconds`` (its deleter
+        died). The record's UIDs let a store partitioned by study find the tombstone
+        within its study."""
         ...
 
-    async def finish_delete(self, instance_key: str) -> None:
+    async def finish_delete(self, record: InstanceRecord) -> None:
         """The instance's files are gone: its tombstone is kept, done, so that a late
         blob event or repair still finds the instance deleted."""
         ...

@@ -22,7 +22,9 @@ Semantics chosen here (summarised in docs/conformance.md):
 * PN: case-insensitive; with ``fuzzymatching=true`` a name matches when every word of
   the value starts some component of the name (``joh`` matches ``DOE^JOHN``). A PN
   value with a wildcard is wildcard-matched even with fuzzy matching on.
-* Integers and decimals are compared as numbers (``InstanceNumber=01`` matches 1).
+* Integers and decimals are compared as numbers (``InstanceNumber=01`` matches 1,
+  ``SliceThickness=1.0`` matches a stored ``1``); a range ``a-b``, ``a-``, ``-b`` (the date
+  range syntax; not in the standard for numbers) matches ``a <= value <= b``.
 * ``includefield``: repeatable and comma-separated keywords, tags, or ``all``. Names
   that are not DICOM attributes are a 400; attributes below the resource's level are
   ignored (PS3.18 10.6.3.3). DICOM attributes the table lacks are collected in
@@ -279,7 +281,7 @@ class _Parser:
             if _TAG.fullmatch(segment):
                 tags.append(segment.upper())
                 continue
-            number = tag_for_keyword(segment)
+            number = tag_for_keyword(segment) if segment else None
             if number is None:
                 raise QueryError(name, f"unknown attribute '{name}' in '{parameter}'")
             tags.append(f"{number:08X}")
@@ -389,13 +391,41 @@ def _uid_match(entry: Attribute, key: str, values: list[str]) -> Match | None:
 
 
 def _number_match(entry: Attribute, key: str, value: str, alternatives: list[str]) -> Match:
+    """Numbers are compared as numbers: alternatives (``1\\2.5``), or one range ``a-b``,
+    ``a-``, ``-b`` (read like a date range; a value that is a whole number, ``-5``, is a
+    single value). Keys are :func:`~indexing.values.number_key`, ordered like the numbers."""
+    if len(alternatives) == 1 and (found := _number_range(entry, alternatives[0])) is not None:
+        return found
     keys = []
     for alternative in alternatives:
         try:
             keys.append(number_key(entry.vr, alternative))
         except ValueError:
-            raise QueryError(key, f"'{alternative}' is not a valid {entry.vr} number in {_quote(key, value)}") from None
+            raise QueryError(key, f"'{alternative}' is not a valid {entry.vr} number or range "
+                                  f"in {_quote(key, value)}") from None
     return Match(entry.tag, entry.level, entry.vr, MatchKind.SINGLE, tuple(keys))
+
+
+def _number_range(entry: Attribute, text: str) -> Match | None:
+    """The range ``text`` names, or ``None`` when it is a single number or no range."""
+    # At most 5 dashes make sense (``-1e-5--1e-3``); more is no range, and bounding them
+    # keeps the split loop below from costing quadratic time on a long hostile value.
+    if _number_or_none(entry.vr, text) is not None or text.count("-") > 5:
+        return None
+    for index in (i for i, char in enumerate(text) if char == "-"):
+        left, right = text[:index].strip(), text[index + 1:].strip()
+        low = _number_or_none(entry.vr, left) if left else None
+        high = _number_or_none(entry.vr, right) if right else None
+        if (left or right) and (low is not None or not left) and (high is not None or not right):
+            return Match(entry.tag, entry.level, entry.vr, MatchKind.RANGE, lower=low, upper=high)
+    return None
+
+
+def _number_or_none(vr: str, text: str) -> str | None:
+    try:
+        return number_key(vr, text)
+    except ValueError:
+        return None
 
 
 def _name_match(entry: Attribute, key: str, value: str, alternatives: list[str], fuzzy: bool) -> Match:

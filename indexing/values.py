@@ -11,7 +11,9 @@ database is plain string equality, ordering or GLOB:
   A partial value stands for the whole period it names, so it has a lower and an upper
   bound: ``10`` is 10:00:00.000000 to 10:59:59.999999. Stored values are points (the
   lower bound).
-* integer VRs: decimal digits without leading zeros; DS/FL/FD: Python's float repr.
+* numbers (IS DS FL FD SS US SL UL ...): :func:`number_key`, 16 hex digits whose text order
+  is the numbers' order, so equality *and* ranges compare numbers (``1.0`` is ``1``) with
+  plain string comparison on every store (SQLite, Cosmos).
 * everything else: the value without DICOM padding spaces, case kept.
 
 Values that do not parse are stored as written (they can still match exactly).
@@ -19,7 +21,9 @@ Values that do not parse are stored as written (they can still match exactly).
 
 from __future__ import annotations
 
+import math
 import re
+import struct
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
@@ -112,14 +116,39 @@ def person_name_key(text: str) -> str:
     return "^".join(components)
 
 
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A decimal number as DS (PS3.5 6.2) writes it; integers, and FL/FD from DICOM JSON, too."""
+_SIGN_BIT = 1 << 63
+_ALL_BITS = (1 << 64) - 1
+
+
+def parse_number(vr: str, text: str) -> float:
+    """The number ``text`` names for ``vr``; raises ``ValueError`` when it is not one
+    (float() alone would also take ``nan``, ``inf`` and ``1_000``)."""
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        raise ValueError("not a number")
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError("out of range")
+    if vr in INTEGER_VRS and not number.is_integer():
+        raise ValueError("not an integer")
+    if vr == "FL":  # a stored FL is a 32-bit float: compare at that precision on both sides
+        number = struct.unpack(">f", struct.pack(">f", number))[0]
+    return number
+
+
 def number_key(vr: str, text: str) -> str:
-    """Canonical text of a number; raises ``ValueError`` when it is not one."""
-    if vr in INTEGER_VRS:
-        number = float(text)
-        if not number.is_integer():
-            raise ValueError(f"{text!r} is not an integer")
-        return str(int(number))
-    return repr(float(text))
+    """The match key of a number: its IEEE-754 double as 16 hex digits, transformed so
+    that text order is numeric order (positive: sign bit set; negative: all bits
+    inverted). Equal numbers get one key (``1``, ``1.0``, ``+1e0``; ``-0`` is ``0``), so
+    equality and ranges are string comparisons on every store. Integer VRs (at most 32
+    bits in the supported VRs) are exact in a double. Raises ``ValueError`` for a value
+    that is not a number of ``vr``."""
+    number = parse_number(vr, text) + 0.0  # -0.0 + 0.0 is 0.0
+    (bits,) = struct.unpack(">Q", struct.pack(">d", number))
+    ordered = bits ^ _ALL_BITS if bits & _SIGN_BIT else bits | _SIGN_BIT
+    return f"{ordered:016x}"
 
 
 def _stored_date(text: str) -> str:

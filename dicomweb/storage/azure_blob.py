@@ -48,7 +48,7 @@ from azure.storage.blob import ContainerClient as SyncContainerClient
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from dicomcore.threads import in_thread
-from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, ImportAreaError, LocalFile
+from dicomweb.storage.port import BlobChangedError, BlobExistsError, BlobNotFoundError, ImportAreaError, LocalFile
 from dicomweb.storage.staging import remove_stale
 
 log = logging.getLogger(__name__)
@@ -257,6 +257,29 @@ class AzureBlobStore:
             if exc.status_code == 416:  # the range starts at or past the end
                 return b""
             raise
+
+    async def read_range_versioned(
+        self, name: str, offset: int, length: int, version: str | None = None
+    ) -> tuple[bytes, str]:
+        blob = (await self._client()).get_blob_client(name)
+        # If-Match on the ranged GET itself: one request reads the bytes and proves the blob
+        # is still the version the caller's frame index describes.
+        condition: dict[str, Any] = (
+            {"etag": version, "match_condition": MatchConditions.IfNotModified} if version is not None else {})
+        try:
+            downloader = await blob.download_blob(offset=offset, length=max(length, 1), **condition)
+            data = await downloader.readall()
+        except ResourceNotFoundError as exc:
+            raise BlobNotFoundError(name) from exc
+        except ResourceModifiedError as exc:
+            raise BlobChangedError(name) from exc
+        except HttpResponseError as exc:
+            # 412: replaced since ``version``; 416: the range lies past its end, so it is not
+            # the file the caller's offsets describe either.
+            if exc.status_code in (412, 416):
+                raise BlobChangedError(name) from exc
+            raise
+        return data[:length], downloader.properties.etag
 
     async def iter_chunks(
         self, name: str, *, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20

@@ -33,6 +33,10 @@ class BlobChangingError(RuntimeError):
     """The source of a move changed while it was copied (its writer is not done): try later."""
 
 
+class BlobChangedError(RuntimeError):
+    """A conditional read found the blob replaced since the version it named."""
+
+
 @dataclass(frozen=True)
 class LocalFile:
     """A blob open as a local file, for the operating system to send (``os.sendfile``)."""
@@ -106,6 +110,20 @@ class BlobStore(Protocol):
         self, name: str, *, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
     ) -> AsyncIterator[bytes]:
         """The blob (or a range of it) in chunks, for streaming responses."""
+        ...
+
+    async def read_range_versioned(
+        self, name: str, offset: int, length: int, version: str | None = None
+    ) -> tuple[bytes, str]:
+        """:meth:`read_range`, and the blob's version: a tag that changes whenever the blob
+        is replaced (Blob Storage's ETag; a local file's inode, size and times).
+
+        With ``version``, the read is conditional, in the same request: raises
+        :class:`BlobChangedError` when the blob is no longer that version (so a cached
+        frame index is never applied to another file). A missing blob raises
+        :class:`BlobNotFoundError`, or with ``version`` possibly :class:`BlobChangedError`
+        (HTTP's If-Match fails on a missing resource with 412: RFC 9110 §13.1.1).
+        """
         ...
 
     async def size(self, name: str) -> int:

@@ -69,11 +69,11 @@ class DeleteInstances:
         """Remove the files of each pending delete this owner can claim; the others."""
         unclaimed = []
         for number, record in enumerate(pending):
-            if not await self.index.claim_delete(record.instance_key, owner, self.lease_seconds):
+            if not await self.index.claim_delete(record, owner, self.lease_seconds):
                 unclaimed.append(record)
                 continue
             await self._remove_files(record.instance_key)
-            await self.index.finish_delete(record.instance_key)
+            await self.index.finish_delete(record)
             if number == 0:
                 crash_point("mid-delete")
         return unclaimed

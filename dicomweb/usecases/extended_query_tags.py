@@ -10,10 +10,10 @@ metadata) and adds the new tags' match keys; it writes no change-feed entries.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any, Protocol
 
-from dicomcore.clock import utc_now
 from dicomweb.usecases.operations.steps import Call, Orchestration, Progress
 from indexing.attributes import MATCH, Attribute, AttributeTable
 from indexing.extended_tag_store import ExtendedTagStore, ReindexAssignedError
@@ -21,12 +21,11 @@ from indexing.extended_tags import (
     ExtendedTag,
     QueryStatus,
     TagStatus,
-    invalid_value,
     parse_entries,
     parse_path,
+    value_errors,
 )
 from indexing.port import InstanceRecord
-from indexing.values import element_values
 
 TYPE = "reindex"
 PAGE_SIZE = 200
@@ -102,8 +101,14 @@ class ReindexTags:
 
     name = TYPE
 
-    def __init__(self, registry: ExtendedQueryTags) -> None:
+    def __init__(self, registry: ExtendedQueryTags, settle_seconds: float = 0.0) -> None:
         self.registry = registry
+        # Before the first page, the reindex waits this long. On an index whose reads may lag
+        # its writes by a moment (Cosmos DB below Strong consistency), a STOW that read the
+        # definitions just before the tag's commit became visible to it has written its
+        # instance document before that read; the wait lets the walk see that document
+        # (docs/extended-query-tags.md, "the race on Cosmos").
+        self.settle_seconds = settle_seconds
 
     def orchestrate(self, operation_id: str, input: dict[str, Any]) -> Orchestration:
         after, done = input.get("after", ""), input.get("done", 0)
@@ -125,6 +130,8 @@ class ReindexTags:
         raise ValueError(f"unknown reindex activity {activity}")
 
     async def _page(self, paths: list[str], after: str) -> dict[str, Any]:
+        if not after and self.settle_seconds > 0:
+            await asyncio.sleep(self.settle_seconds)
         tags = [tag for tag in await self.registry.tags.all() if tag.path in paths]
         records = await self.registry.index.records_after(after, PAGE_SIZE)
         await self._record_errors(tags, records)
@@ -137,8 +144,7 @@ class ReindexTags:
         becomes disabled. The value is still indexed as the built-ins index it (as text), so
         an operator who re-enables the tag gets what a built-in attribute would give."""
         for tag in tags:
-            errors = [_error(record, problem) for record in records
-                      if (problem := invalid_value(tag.vr, element_values(record.attributes, (tag.path,))))]
+            errors = [error for record in records for _, error in value_errors([tag], record)]
             if errors:
                 await self.registry.tags.add_errors(tag.path, errors)
                 await self.registry.tags.save(replace(tag, query_status=QueryStatus.DISABLED,
@@ -148,11 +154,6 @@ class ReindexTags:
         for tag in await self.registry.tags.all():
             if tag.path in paths and tag.status is TagStatus.ADDING:
                 await self.registry.tags.save(replace(tag, status=TagStatus.READY, operation_id=None))
-
-
-def _error(record: InstanceRecord, problem: str) -> dict[str, str]:
-    return {"studyInstanceUid": record.study_uid, "seriesInstanceUid": record.series_uid,
-            "sopInstanceUid": record.sop_uid, "createdTime": utc_now(), "errorMessage": problem}
 
 
 def _only(tags: list[ExtendedTag]) -> AttributeTable:

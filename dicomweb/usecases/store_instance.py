@@ -209,13 +209,14 @@ class StoreInstance:
         if not await self.index.is_deleted(key):
             return False
         pending = await self.index.pending_deletes(uids.study, uids.series, uids.sop)
-        claimed = not any(record.instance_key == key for record in pending) or await self.index.claim_delete(
-            key, uuid.uuid4().hex, self.delete_lease_seconds)
-        if not claimed:
+        unfinished = next((record for record in pending if record.instance_key == key), None)
+        if unfinished is not None and not await self.index.claim_delete(
+                unfinished, uuid.uuid4().hex, self.delete_lease_seconds):
             raise DeleteInProgressError("a delete of this instance is in progress; send it again in a few seconds")
         for name in (layout.metadata_name(key), layout.frames_name(key), layout.file_name(key)):
             await self.blobs.delete(name)
-        await self.index.finish_delete(key)
+        if unfinished is not None:  # (a done tombstone stays done)
+            await self.index.finish_delete(unfinished)
         return True
 
     async def repair(self, key: str) -> bool:

@@ -161,6 +161,16 @@ class CosmosChangeFeedStore:
         """The entry with this id is in the feed."""
         return await self._find(await self._container(), entry_id) is not None
 
+    async def existing(self, entry_ids: list[str]) -> set[str]:
+        """Which of these entry ids are in the feed (one query; reconciliation pages by 100)."""
+        if not entry_ids:
+            return set()
+        rows = await self._query(
+            await self._container(),
+            "SELECT VALUE c.entry_id FROM c WHERE c.feed = @feed AND ARRAY_CONTAINS(@ids, c.entry_id)",
+            {"@ids": entry_ids})
+        return {str(row) for row in rows}
+
     async def _read_head(self, container: Any) -> _Head:
         rows = await self._query(
             container, "SELECT TOP 1 c.sequence, c.timestamp FROM c WHERE c.feed = @feed ORDER BY c.sequence DESC", {})

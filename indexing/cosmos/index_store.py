@@ -15,16 +15,22 @@ on a stale read fails its precondition, so the last write to succeed counted eve
 instance then present: parallel adds to one study cannot lose an update. Recomputing is
 idempotent, so an add interrupted before the summaries were written is finished by
 running it again (the indexer's repair and the blob event do): the repeated add finds
-the instance and refreshes the summaries anyway.
+the instance and refreshes the summaries anyway. The first instance of a series is
+recounted before the add returns (so a new study or series is found at once); later
+ones are recounted in batches by :mod:`indexing.cosmos.summary_refresher`, which the
+store settles before every search.
 
 The record and its feed entry (no transaction spans two containers, and the test server
 has no batches): the instance document is created carrying its create entry
-(``pending``); the entry is appended to the feed after, then ``pending`` is cleared. A
-reader may see the record before the entry, never the entry without the record, and
-a crash in between leaves ``pending`` for :meth:`append_missing_entries` (reconciliation)
-to append. Deletes: a pending tombstone first (the intent, carrying the record), then the
-instance documents go, then the delete entries are appended; reconciliation finishes a
-tombstone whose documents or entries are left.
+(``entry``, kept); the entry is appended to the feed after. A reader may see the record
+before the entry, never the entry without the record, and a crash in between leaves a
+document whose entry the feed lacks, which :meth:`reconcile_entries` finds by checking
+the documents' entries against the feed, and appends. (Documents written before issue 17
+carry ``pending`` instead, cleared once appended; reconciliation still handles them.)
+So a stored instance costs two writes: its document and its feed entry. Deletes: a
+pending tombstone first (the intent, carrying the record), then the instance documents
+go, then the delete entries are appended; reconciliation finishes a tombstone whose
+documents or entries are left.
 
 limit/offset: results are ordered by ``pos``; ``offset`` is skipped by reading only the
 ``pos`` of the skipped documents (``TOP offset``), then the page is ``pos > last``.
@@ -59,6 +65,7 @@ from indexing.cosmos.feed_store import CONTAINER as FEED_CONTAINER
 from indexing.cosmos.feed_store import CosmosChangeFeedStore
 from indexing.cosmos.reindex import ExtendedIndexing, drop_values, patch_record, with_extended_keys
 from indexing.cosmos.search import CosmosQuery, compile_filter
+from indexing.cosmos.summary_refresher import SummaryRefresher
 from indexing.port import DicomJson, InstanceHeader, InstanceRecord, StoreCounts
 from indexing.query import Match, Query
 from indexing.records import change_entry, header_of, instance_order, record_from_json, with_identity
@@ -77,6 +84,9 @@ log = logging.getLogger(__name__)
 _RETRIES = 100
 """ETag retries before giving up; each retry means another writer made progress."""
 
+_RECONCILE_PAGE = 100
+"""Instance documents whose entries reconciliation looks up in the feed with one query."""
+
 
 class CosmosIndexStore:
     """The index in container ``index`` of the given database."""
@@ -88,6 +98,8 @@ class CosmosIndexStore:
         self._computed = frozenset(entry.tag for entry in self._table.entries if entry.computed)
         self._feed = feed or CosmosChangeFeedStore(database)
         """Where the entries of the records this store writes go (the same database)."""
+        self._refreshers: dict[asyncio.AbstractEventLoop, SummaryRefresher] = {}
+        """Batched summary recounts, one per event loop (its task belongs to that loop)."""
         self._extended = ExtendedIndexing(CosmosExtendedTagStore(database), self._table)
         """Extended query tags: indexed with new documents, checked after each add (reindex.py)."""
 
@@ -100,7 +112,23 @@ class CosmosIndexStore:
         return await self._database.container(schema.CONTAINER.name)
 
     async def close(self) -> None:
+        refresher = self._refreshers.pop(asyncio.get_running_loop(), None)
+        if refresher is not None:
+            await refresher.close()
         await self._database.close()
+
+    def _refresher(self) -> SummaryRefresher:
+        loop = asyncio.get_running_loop()
+        refresher = self._refreshers.get(loop)
+        if refresher is None:
+            refresher = self._refreshers[loop] = SummaryRefresher(self._recount)
+        return refresher
+
+    async def _settle(self) -> None:
+        """Summaries recounted for every add this process made (read your own writes)."""
+        refresher = self._refreshers.get(asyncio.get_running_loop())
+        if refresher is not None:
+            await refresher.settle()
 
     async def counts(self) -> StoreCounts:
         container = await self._container()
@@ -156,25 +184,41 @@ class CosmosIndexStore:
             schema.instance_document(table, record, dataset, pos + record.sop_uid, series, entry),
             tags, Level.INSTANCE, dataset)
         try:
-            document = await container.create_item(document)
+            await container.create_item(document)
             added = True
         except CosmosResourceExistsError:
-            added = False  # already indexed; still refresh, in case that add was interrupted
-            document = await _read(container, document["id"], record.study_uid) or {}
+            added = False
         await extended.after_add(container, record, used)  # after the write: see reindex.py
+        if not added:
+            # Already indexed: finish what that add may have left undone (its entry, its summaries).
+            await self._finish_entry(container, await _read(container, document["id"], record.study_uid) or {})
+            await self._recount(record.study_uid, frozenset({record.series_uid}), (record.sop_class_uid,))
+            return False
+        await self._feed.append(entry)
+        if series["instance_count"] == 0:
+            # The series' first instance: counted before STOW answers, so a new study or
+            # series is found at once at every level, in every process.
+            await self._refresh_series(container, record.study_uid, record.series_uid, series)
+            await self._refresh_study(container, record.study_uid, study, add_sop_classes=(record.sop_class_uid,))
+        else:
+            self._refresher().touch(record.study_uid, record.series_uid, record.sop_class_uid)
+        return True
+
+    async def _recount(self, study_uid: str, series_uids: frozenset[str], sop_classes: tuple[str, ...]) -> None:
+        """Recount the summaries of these series, then of their study."""
+        container = await self._container()
+        await asyncio.gather(*(self._refresh_series(container, study_uid, uid) for uid in sorted(series_uids)))
+        await self._refresh_study(container, study_uid, add_sop_classes=sop_classes)
+
+    async def _finish_entry(self, container: Any, document: dict[str, Any]) -> None:
+        """Append the document's create entry unless the feed has it. A document of the
+        older protocol (``pending``) has it cleared afterwards."""
         if document.get("pending"):
             await self._commit_pending(container, document)
-        refresh_series = self._refresh_series(container, record.study_uid, record.series_uid, series)
-        refresh_study = self._refresh_study(container, record.study_uid, study, add_sop_class=record.sop_class_uid)
-        if series["instance_count"] > 0:
-            # The series already counts in the study's summary (series count, modalities)
-            # whatever its own count becomes: both summaries can be refreshed at once.
-            await asyncio.gather(refresh_series, refresh_study)
-        else:
-            # A new series must be counted before the study looks for non-empty series.
-            await refresh_series
-            await refresh_study
-        return added
+            return
+        entry = document.get("entry")
+        if entry is not None and not await self._feed.contains(entry["entry_id"]):
+            await self._feed.append(_change_entry(entry))
 
     async def _refresh_series(
         self, container: Any, study_uid: str, series_uid: str, document: dict[str, Any] | None = None
@@ -201,7 +245,7 @@ class CosmosIndexStore:
 
     async def _refresh_study(
         self, container: Any, study_uid: str, document: dict[str, Any] | None = None, *,
-        add_sop_class: str | None = None, recount_sop_classes: bool = False,
+        add_sop_classes: Sequence[str] = (), recount_sop_classes: bool = False,
     ) -> None:
         """Recompute the study's counts, Modalities and SOP Classes in Study."""
         for _ in range(_RETRIES):
@@ -223,8 +267,9 @@ class CosmosIndexStore:
             updated["modalities"] = modalities_in_study(row.get("modality") for row in series)
             if classes is not None:
                 updated["sop_classes"] = classes
-            elif add_sop_class:
-                updated["sop_classes"] = with_sop_class(updated["sop_classes"], add_sop_class)
+            else:
+                for sop_class in add_sop_classes:
+                    updated["sop_classes"] = with_sop_class(updated["sop_classes"], sop_class)
             updated["m"] = self._computed_keys(updated)
             try:
                 if count == 0:
@@ -367,8 +412,13 @@ class CosmosIndexStore:
                                       {"@key": instance_key})
         return rows[0] if rows else None
 
-    async def claim_delete(self, instance_key: str, owner: str, lease_seconds: float) -> bool:
-        document = await self._tombstone_by_key(instance_key)
+    async def _tombstone_of(self, record: InstanceRecord) -> dict[str, Any] | None:
+        """The record's tombstone: a point read in its study's partition (1 RU)."""
+        return await _read(await self._container(), schema.tombstone_id(record.series_uid, record.sop_uid),
+                           record.study_uid)
+
+    async def claim_delete(self, record: InstanceRecord, owner: str, lease_seconds: float) -> bool:
+        document = await self._tombstone_of(record)
         now = time.time()
         if document is None or document["state"] != "pending":
             return False
@@ -380,13 +430,11 @@ class CosmosIndexStore:
             return False  # another claimant (or a fresh STOW) was first
         return True
 
-    async def finish_delete(self, instance_key: str) -> None:
-        document = await self._tombstone_by_key(instance_key)
-        if document is not None:
-            with contextlib.suppress(CosmosResourceNotFoundError):
-                await (await self._container()).patch_item(
-                    document["id"], partition_key=document["study_uid"],
-                    patch_operations=[{"op": "set", "path": "/state", "value": "done"}])
+    async def finish_delete(self, record: InstanceRecord) -> None:
+        with contextlib.suppress(CosmosResourceNotFoundError):  # a fresh STOW removed it meanwhile
+            await (await self._container()).patch_item(
+                schema.tombstone_id(record.series_uid, record.sop_uid), partition_key=record.study_uid,
+                patch_operations=[{"op": "set", "path": "/state", "value": "done"}])
 
     async def is_deleted(self, instance_key: str) -> bool:
         return await self._tombstone_by_key(instance_key) is not None
@@ -399,8 +447,10 @@ class CosmosIndexStore:
 
     async def reindex(self, records: list[InstanceRecord], table: AttributeTable) -> None:
         """Add the match keys of ``table``'s attributes (an extended tag's reindex) to the
-        records' study, series and instance documents; keys already present are kept."""
-        await patch_record(await self._container(), records, table)
+        records' study, series and instance documents; keys already present are kept. The
+        values also go into the documents' returnable attributes where missing, so results
+        carry them from the index (as on SQLite; docs/extended-query-tags.md)."""
+        await patch_record(await self._container(), records, table, attributes=True)
 
     async def drop_values(self, tag: str) -> None:
         """Remove every match key of ``tag`` (a deleted extended tag) from every document."""
@@ -415,15 +465,12 @@ class CosmosIndexStore:
                     patch_operations=[{"op": "set", "path": "/record/sha256", "value": sha256}])
 
     async def reconcile_entries(self, *, repair: bool) -> int:
-        """What a crash left half done: pending create entries of instance documents, and
-        pending tombstones whose instance document or delete entry is left."""
+        """What a crash left half done: instance documents whose create entry the feed
+        lacks, and pending tombstones whose instance document or delete entry is left.
+        With ``repair``, every study's summaries are recounted too (a crash loses the
+        batched recounts not yet run: :mod:`indexing.cosmos.summary_refresher`)."""
         container = await self._container()
-        count = 0
-        for document in await self._tombstones(
-                "SELECT * FROM c WHERE c.type = 'instance' AND IS_DEFINED(c.pending)", {}):
-            if repair:
-                await self._commit_pending(container, document)
-            count += 1
+        count = await self._reconcile_creates(container, repair=repair)
         for record in await self.pending_deletes():
             left = await _read(container, schema.instance_id(record.series_uid, record.sop_uid), record.study_uid)
             entry = change_entry(record, Action.DELETE)
@@ -434,13 +481,51 @@ class CosmosIndexStore:
                     await self._remove_documents(container, record.study_uid, [left])
                 if repair:
                     await self._feed.append(entry)
+        if repair:
+            await self._recount_every_study(container)
         return count
 
+    async def _reconcile_creates(self, container: Any, *, repair: bool) -> int:
+        """Walk every instance document (a cross-partition walk: this is ``verify``), a page
+        at a time, and look its entries up in the feed with one query per page."""
+        count = 0
+        page: list[dict[str, Any]] = []
+        items = container.query_items(
+            "SELECT c.id, c.study_uid, c.series_uid, c.sop_class_uid, c.pos, c.entry, c.pending FROM c"
+            " WHERE c.type = 'instance'")
+        async for document in items:
+            page.append(document)
+            if len(page) == _RECONCILE_PAGE:
+                count += await self._reconcile_page(container, page, repair=repair)
+                page = []
+        if page:
+            count += await self._reconcile_page(container, page, repair=repair)
+        return count
+
+    async def _reconcile_page(self, container: Any, page: list[dict[str, Any]], *, repair: bool) -> int:
+        entry_ids = {doc["id"]: (doc.get("entry") or doc.get("pending") or {}).get("entry_id") for doc in page}
+        present = await self._feed.existing([entry_id for entry_id in entry_ids.values() if entry_id])
+        damaged = sorted((doc for doc in page if doc.get("pending") or (
+            entry_ids[doc["id"]] is not None and entry_ids[doc["id"]] not in present)), key=lambda doc: doc["pos"])
+        for document in damaged if repair else []:
+            if document.get("pending"):  # the older protocol: append (idempotent), then clear it
+                await self._commit_pending(container, document)
+            else:
+                await self._feed.append(_change_entry(document["entry"]))
+        return len(damaged)
+
+    async def _recount_every_study(self, container: Any) -> None:
+        studies = container.query_items("SELECT VALUE c.study_uid FROM c WHERE c.type = 'study'")
+        async for study_uid in studies:
+            series = await _query(container, study_uid, "SELECT VALUE c.series_uid FROM c"
+                                  " WHERE c.study_uid = @study AND c.type = 'series'", {})
+            await asyncio.gather(*(self._refresh_series(container, study_uid, uid) for uid in series))
+            await self._refresh_study(container, study_uid, recount_sop_classes=True)
+
     async def _commit_pending(self, container: Any, document: dict[str, Any]) -> None:
-        """Append the document's create entry to the feed, then clear it from the document."""
-        pending = dict(document["pending"])
-        await self._feed.append(ChangeEntry(**{**pending, "action": Action(pending["action"]),
-                                               "state": State(pending["state"])}))
+        """(Documents of the older protocol.) Append the document's create entry to the
+        feed, then clear it from the document."""
+        await self._feed.append(_change_entry(document["pending"]))
         try:
             await container.patch_item(document["id"], partition_key=document["study_uid"],
                                        patch_operations=[{"op": "remove", "path": "/pending"}])
@@ -453,6 +538,7 @@ class CosmosIndexStore:
     # -- searching ----------------------------------------------------------------------
 
     async def search(self, query: Query) -> list[DicomJson]:
+        await self._settle()
         container = await self._container()
         matches, studies = query.matches, None
         if query.level is not Level.STUDY:
@@ -577,6 +663,10 @@ async def _run(container: Any, compiled: CosmosQuery, sql: str) -> list[Any]:
     items = container.query_items(
         sql, parameters=[{"name": name, "value": value} for name, value in compiled.parameters.items()], **options)
     return [item async for item in items]
+
+
+def _change_entry(data: dict[str, Any]) -> ChangeEntry:
+    return ChangeEntry(**{**data, "action": Action(data["action"]), "state": State(data["state"])})
 
 
 def _record(document: dict[str, Any]) -> InstanceRecord:

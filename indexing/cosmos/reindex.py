@@ -124,7 +124,7 @@ async def patch_record(container: Any, records: list[InstanceRecord], table: Att
     documents (a study or series takes the union over its instances) and remove the keys
     of ``dropped`` tags. ``attributes``: also add the tags' values to each document's
     returnable attributes where missing (a new entity made with stale definitions; a
-    reindex leaves results as the SQLite store does)."""
+    reindex, so results carry the values from the index as on SQLite)."""
     wanted: dict[tuple[str, str], _Change] = {}
     for record in records:
         dataset = with_identity(record)

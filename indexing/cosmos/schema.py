@@ -10,9 +10,10 @@ three kinds of document (``type``):
 ``series`` (id ``series:<uid>``)
     The series' attributes, ``modality`` and ``instance_count``.
 ``instance`` (id ``instance:<series uid>:<sop uid>``)
-    The instance's attributes and its whole :class:`~indexing.port.InstanceRecord`; while
-    its create entry is not yet in the feed, the entry itself (``pending``), so that
-    reconciliation can append it after a crash.
+    The instance's attributes, its whole :class:`~indexing.port.InstanceRecord` and its
+    create entry (``entry``), so that reconciliation can append the entry if a crash came
+    between the document and the feed. (Older documents carry ``pending`` instead, cleared
+    once the entry was appended.)
 ``tombstone`` (id ``tombstone:<series uid>:<sop uid>``)
     A deleted instance (its record, ``state`` pending or done, ``owner``, ``claimed_at``):
     written before the instance document is removed and kept after its files are gone,
@@ -117,7 +118,7 @@ def series_document(
 
 def instance_document(
     table: AttributeTable, record: InstanceRecord, dataset: DicomJson, pos: str, series: dict[str, Any],
-    pending: ChangeEntry,
+    entry: ChangeEntry,
 ) -> dict[str, Any]:
     keys, words = match_keys(table, Level.INSTANCE, dataset)
     return {
@@ -126,7 +127,7 @@ def instance_document(
         "instance_key": record.instance_key, "instance_number": instance_number(dataset), "pos": pos,
         "series_pos": series["pos"], "attrs": level_json(table, Level.INSTANCE, dataset),
         "m": {**series["m"], **keys}, "w": {**series["w"], **words}, "record": record_json(record),
-        "pending": pending.to_dict(),
+        "entry": entry.to_dict(),
     }
 
 

@@ -6,12 +6,13 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 from dicomcore.threads import in_thread
 from indexing.extended_tag_store import ExtendedTagExistsError, check_can_add
-from indexing.extended_tags import ExtendedTag
+from indexing.extended_tags import ExtendedTag, QueryStatus
 from indexing.sqlite.schema import EXTENDED_TAG_SCHEMA
 
 T = TypeVar("T")
@@ -56,8 +57,7 @@ class SqliteExtendedTagStore:
         await self._run(insert)
 
     async def all(self) -> list[ExtendedTag]:
-        rows = await self._run(lambda c: c.execute("SELECT body FROM extended_tag ORDER BY path").fetchall())
-        return [ExtendedTag.from_json(json.loads(row[0])) for row in rows]
+        return await self._run(read_tags)
 
     async def save(self, tag: ExtendedTag) -> None:
         await self._run(lambda c: c.execute("UPDATE extended_tag SET body = ? WHERE path = ?",
@@ -71,9 +71,7 @@ class SqliteExtendedTagStore:
         await self._run(delete)
 
     async def add_errors(self, path: str, errors: list[dict[str, str]]) -> None:
-        await self._run(lambda c: c.executemany(
-            "INSERT INTO extended_tag_error (path, sop_uid, body) VALUES (?, ?, ?)",
-            [(path, error["sopInstanceUid"], json.dumps(error)) for error in errors]))
+        await self._run(lambda c: insert_errors(c, path, errors))
 
     async def errors(self, path: str, limit: int, offset: int) -> list[dict[str, str]]:
         rows = await self._run(lambda c: c.execute(
@@ -86,3 +84,26 @@ class SqliteExtendedTagStore:
         if connection is not None:
             connection.close()
             self._local.connection = None
+
+
+def read_tags(connection: sqlite3.Connection) -> list[ExtendedTag]:
+    """Every definition, its ``error_count`` counted from the error rows: an instance
+    recorded twice (when stored while its tag was added, then by the reindex) counts once."""
+    rows = connection.execute(
+        "SELECT body, (SELECT count(*) FROM extended_tag_error AS e WHERE e.path = t.path)"
+        " FROM extended_tag AS t ORDER BY path").fetchall()
+    return [replace(ExtendedTag.from_json(json.loads(body)), error_count=count) for body, count in rows]
+
+
+def insert_errors(connection: sqlite3.Connection, path: str, errors: list[dict[str, str]]) -> None:
+    """Record errors of a tag (one row per instance; recording one again replaces it)."""
+    connection.executemany("INSERT INTO extended_tag_error (path, sop_uid, body) VALUES (?, ?, ?)",
+                           [(path, error["sopInstanceUid"], json.dumps(error)) for error in errors])
+
+
+def disable_with_errors(connection: sqlite3.Connection, path: str, errors: list[dict[str, str]]) -> None:
+    """Record errors found while storing an instance and disable the tag's queries (inside
+    the caller's transaction: the index store's add)."""
+    insert_errors(connection, path, errors)
+    connection.execute("UPDATE extended_tag SET body = json_set(body, '$.query_status', ?) WHERE path = ?",
+                       (QueryStatus.DISABLED.value, path))

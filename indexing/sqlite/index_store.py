@@ -26,7 +26,7 @@ from changefeed.port import Action
 from dicomcore.capacity import InsufficientStorageError
 from dicomcore.threads import in_thread
 from indexing.attributes import AttributeTable, Level, standard_table
-from indexing.extended_tags import ExtendedTag, extend_table
+from indexing.extended_tags import ExtendedTag, extend_table, value_errors
 from indexing.port import DicomJson, InstanceHeader, InstanceRecord, StoreCounts
 from indexing.query import Query
 from indexing.records import (
@@ -39,7 +39,9 @@ from indexing.records import (
     with_identity,
 )
 from indexing.results import instance_number
+from indexing.sqlite.extended_tag_store import disable_with_errors
 from indexing.sqlite.feed_store import append_entry
+from indexing.sqlite.number_keys import migrate_number_keys
 from indexing.sqlite.schema import connect, create_schema, value_table, word_table, write_transaction
 from indexing.sqlite.search import search
 from indexing.summaries import (
@@ -83,6 +85,7 @@ class SqliteIndexStore:
         self._schema_ready = False
         self._closed = False
         self._extended_bodies: tuple[str, ...] = ()
+        self._extended_tags: list[ExtendedTag] = []
         self._writer_lock_fd: int | None = None
 
     # -- the port -----------------------------------------------------------------------
@@ -129,7 +132,9 @@ class SqliteIndexStore:
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [_record(text) for (text,) in rows]
 
-    async def claim_delete(self, instance_key: str, owner: str, lease_seconds: float) -> bool:
+    async def claim_delete(self, record: InstanceRecord, owner: str, lease_seconds: float) -> bool:
+        instance_key = record.instance_key
+
         def claim(connection: sqlite3.Connection) -> bool:
             now = time.time()
             with write_transaction(connection):
@@ -141,10 +146,11 @@ class SqliteIndexStore:
 
         return await self._run_write(claim)
 
-    async def finish_delete(self, instance_key: str) -> None:
+    async def finish_delete(self, record: InstanceRecord) -> None:
         def finish(connection: sqlite3.Connection) -> None:
             with write_transaction(connection):
-                connection.execute("UPDATE tombstone SET state = 'done' WHERE instance_key = ?", (instance_key,))
+                connection.execute("UPDATE tombstone SET state = 'done' WHERE instance_key = ?",
+                                   (record.instance_key,))
 
         await self._run_write(finish)
 
@@ -201,12 +207,20 @@ class SqliteIndexStore:
         bodies = tuple(body for (body,) in connection.execute("SELECT body FROM extended_tag ORDER BY path"))
         if bodies != self._extended_bodies:
             self._extended_bodies = bodies
-            self._table = extend_table([ExtendedTag.from_json(json.loads(body)) for body in bodies])
+            self._extended_tags = [tag for body in bodies if (tag := ExtendedTag.from_json(json.loads(body))).indexed]
+            self._table = extend_table(self._extended_tags)
+
+    def _record_value_errors(self, connection: sqlite3.Connection, record: InstanceRecord) -> None:
+        """A value invalid for an indexed extended tag's VR is recorded as an error of the
+        tag, which becomes disabled: the same as when the reindex finds it."""
+        for tag, error in value_errors(self._extended_tags, record):
+            disable_with_errors(connection, tag.path, [error])
 
     def _reindex(self, connection: sqlite3.Connection, records: list[InstanceRecord], table: AttributeTable) -> None:
         saved, self._table = self._table, table
         try:
             with write_transaction(connection):
+                filled: set[tuple[Level, int, str]] = set()  # study/series elements set in this page
                 for record in records:
                     row = connection.execute(
                         "SELECT instance.pk, instance.series_pk, instance.study_pk FROM instance"
@@ -216,6 +230,7 @@ class SqliteIndexStore:
                     dataset = with_identity(record)
                     for level, pk in zip((Level.INSTANCE, Level.SERIES, Level.STUDY), row, strict=True):
                         self._index_values(connection, level, pk, dataset)
+                        _add_to_level_json(connection, level, pk, level_json(table, level, dataset), filled)
         finally:
             self._table = saved
 
@@ -299,6 +314,8 @@ class SqliteIndexStore:
         with self._lock:
             if not self._schema_ready:
                 create_schema(connection)
+                with write_transaction(connection):
+                    migrate_number_keys(connection)
                 self._schema_ready = True
         return connection
 
@@ -333,6 +350,7 @@ class SqliteIndexStore:
             ):
                 return False  # same UIDs stored under another key: already indexed
             self._insert_instance(connection, study_pk, series_pk, record, dataset)
+            self._record_value_errors(connection, record)
             _add_to_count(connection, "series", "instance_count", series_pk, 1)
             _add_to_count(connection, "study", "instance_count", study_pk, 1)
             _add_to_count(connection, "study", "series_count", study_pk, int(new_series))
@@ -539,6 +557,29 @@ def _counts(connection: sqlite3.Connection) -> StoreCounts:
         "SELECT (SELECT COUNT(*) FROM study), (SELECT COUNT(*) FROM series), (SELECT COUNT(*) FROM instance)"
     ).fetchone()
     return StoreCounts(studies=studies, series=series, instances=instances)
+
+
+_LEVEL_JSON_TABLE = {Level.STUDY: "study", Level.SERIES: "series", Level.INSTANCE: "instance_json"}
+
+
+def _add_to_level_json(
+    connection: sqlite3.Connection, level: Level, pk: int, elements: DicomJson, filled: set[tuple[Level, int, str]]
+) -> None:
+    """Add a reindexed tag's elements to an entity's result JSON where it has none yet, so
+    results carry the values of entities indexed before the tag was added, from the index
+    (no header read per result; a study's or series' JSON holds its first instance's
+    values, so an element already there is kept). ``filled`` remembers the elements a
+    study or series has now, so its other instances in the page skip the update (half of
+    the reindex's time otherwise)."""
+    for tag, element in elements.items():
+        if (level, pk, tag) in filled:
+            continue
+        if level is not Level.INSTANCE:
+            filled.add((level, pk, tag))
+        connection.execute(
+            f"UPDATE {_LEVEL_JSON_TABLE[level]} SET attributes = json_set(attributes, ?, json(?))"
+            " WHERE pk = ? AND json_type(attributes, ?) IS NULL",
+            (f'$."{tag}"', _dumps(element), pk, f'$."{tag}"'))
 
 
 def _exists(connection: sqlite3.Connection, sql: str, *params: Any) -> bool:

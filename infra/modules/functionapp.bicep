@@ -152,6 +152,10 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     DICOMWEB_FHIR_PATIENT_SYSTEM: fhirPatientSystem
     DICOMWEB_FHIR_DOSE_OBSERVATIONS: 'false'
     DICOMWEB_CAST_POLL_SECONDS: '0'
+    // How long a hot frame GET trusts its cached frame index before asking the index again (docs/architecture.md).
+    DICOMWEB_FRAME_CACHE_TTL_SECONDS: '10'
+    // A reindex waits this long before its first page: Cosmos reads may lag writes below Strong consistency (docs/extended-query-tags.md).
+    DICOMWEB_REINDEX_SETTLE_SECONDS: '5'
   }
 }
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, BlobStore
+from dicomweb.storage.port import BlobChangedError, BlobExistsError, BlobNotFoundError, BlobStore
 
 pytestmark = pytest.mark.anyio
 
@@ -153,6 +153,23 @@ async def test_read_range_at_the_edges(store: BlobStore, offset: int, length: in
     assert await store.read_range("digits", offset, length) == expected
     now = store.read_range_now("digits", offset, length)
     assert now is None or now == expected
+
+
+async def test_versioned_read_fails_once_the_blob_is_replaced_or_gone(store: BlobStore) -> None:
+    await store.put_bytes("tile", b"0123456789")
+    data, version = await store.read_range_versioned("tile", 2, 3)
+    assert data == b"234" and version
+    assert await store.read_range_versioned("tile", 5, 2, version) == (b"56", version)
+    await store.put_bytes("tile", b"9876543210")  # replaced (same size)
+    with pytest.raises(BlobChangedError):
+        await store.read_range_versioned("tile", 2, 3, version)
+    data, newer = await store.read_range_versioned("tile", 2, 3)
+    assert data == b"765" and newer != version
+    await store.delete("tile")
+    with pytest.raises(BlobNotFoundError):
+        await store.read_range_versioned("tile", 2, 3)
+    with pytest.raises((BlobNotFoundError, BlobChangedError)):  # If-Match on a missing blob: 412 (RFC 9110)
+        await store.read_range_versioned("tile", 2, 3, newer)
 
 
 async def test_iter_chunks_streams_whole_and_ranges(store: BlobStore) -> None:

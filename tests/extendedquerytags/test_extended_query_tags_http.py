@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
 from starlette.testclient import TestClient
 
+from dicomweb.app import create_app
+from dicomweb.settings import Settings
 from tests.support.builders import make_dataset, multipart_body, to_bytes
 from tests.support.import_area import wait_for_operation
 
@@ -146,3 +149,30 @@ def test_invalid_values_are_errors_that_disable_the_tag(client: TestClient) -> N
     assert {item["00080018"]["Value"][0] for item in answer.json()} == {good.SOPInstanceUID}
     assert client.delete("/v1/extendedquerytags/00091001").status_code == 204
     assert client.get("/v1/extendedquerytags/00091001/errors").status_code == 404
+
+
+def test_128_tags_are_accepted_and_the_129th_refused(client: TestClient) -> None:
+    tags = [{"path": f"0009{element:04X}", "vr": "LO", "privateCreator": "ACME 1.0", "level": "instance"}
+            for element in range(0x1000, 0x1080)]
+    assert _add(client, tags)["status"] == "succeeded"
+    assert len(client.get("/v1/extendedquerytags?limit=200").json()) == 128
+    ds = _instance(1, "70", "SN-A", "1.5")  # stored with 128 extended tags indexed
+    _store(client, ds)
+    assert _sops(client, "00091001=PRIV-1") == {ds.SOPInstanceUID}
+    refused = client.post("/v1/extendedquerytags", json=[{"path": "PatientWeight", "level": "study"}])
+    assert refused.status_code == 400 and "at most 128" in refused.text and "128 exist" in refused.text
+
+
+def test_reindex_waits_the_settle_time_before_its_first_page(settings: Settings) -> None:
+    """Below Strong consistency a racing STOW's document may reach the walk's replica late;
+    the deployment makes the reindex wait before walking (docs/extended-query-tags.md)."""
+    with TestClient(create_app(settings.with_(reindex_settle_seconds=2.0)), base_url="http://testserver") as client:
+        _store(client, _instance(1, "70", "SN-A", "1.5"))
+        started = time.monotonic()
+        response = client.post("/v1/extendedquerytags", json=[{"path": "SliceThickness", "level": "instance"}])
+        assert response.status_code == 202, response.text
+        assert client.get(response.json()["href"]).json()["status"] in ("notStarted", "running")
+        operation = wait_for_operation(client.get, response.json()["href"])
+        assert operation["status"] == "succeeded", operation
+        assert time.monotonic() - started >= 2.0
+        assert len(_sops(client, "SliceThickness=1.5")) == 1

@@ -175,6 +175,16 @@ def test_wildcard_uid_list_range_and_fuzzy(client: TestClient, data: Data) -> No
     assert uids(client, "/v1/studies?ModalitiesInStudy=MR") == [data.doe]
 
 
+def test_numbers_compare_as_numbers_with_ranges(client: TestClient, data: Data) -> None:
+    base = f"/v1/studies/{data.doe}/series/{data.doe_ct}/instances"
+    one, two = data.records[0].sop_uid, data.records[1].sop_uid
+    assert uids(client, f"{base}?InstanceNumber=2-9", "00080018") == [two]
+    assert uids(client, f"{base}?InstanceNumber=-+1", "00080018") == [one]
+    assert uids(client, f"{base}?InstanceNumber=1.0", "00080018") == [one]
+    assert uids(client, f"{base}?InstanceNumber=0-", "00080018") == [one, two]
+    assert uids(client, f"{base}?InstanceNumber=-1", "00080018") == []
+
+
 def test_higher_level_keys_on_lower_resources(client: TestClient, data: Data) -> None:
     assert uids(client, "/v1/series?PatientID=PAT-1&Modality=CT", "0020000E") == [data.doe_ct]
     found = search(client, "/v1/instances?PatientName=roe*&BodyPartExamined=CHEST")

@@ -15,6 +15,7 @@ from indexing.query import (
     parse_query,
     returned_tags,
 )
+from indexing.values import number_key
 
 STUDY, SERIES, INSTANCE = Level.STUDY, Level.SERIES, Level.INSTANCE
 UID_A, UID_B, UID_C = "1.2.3", "1.2.4", "1.2.5"
@@ -110,8 +111,25 @@ def test_long_string_keeps_commas() -> None:
 
 
 def test_numbers_are_normalized() -> None:
-    assert only_match(INSTANCE, "InstanceNumber", "007").values == ("7",)
-    assert only_match(INSTANCE, "Rows", "512").values == ("512",)
+    assert only_match(INSTANCE, "InstanceNumber", "007").values == (number_key("IS", "7"),)
+    assert only_match(INSTANCE, "Rows", "512").values == (number_key("US", "512"),)
+
+
+def test_number_keys_are_ordered_like_the_numbers() -> None:
+    numbers = ["-1e300", "-2.5", "-1", "-0.001", "0", "1e-9", "1", "1.5", "2", "10", "100", "4294967295", "1e300"]
+    keys = [number_key("DS", number) for number in numbers]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert number_key("DS", "-0") == number_key("DS", "0") == number_key("DS", "+0.0e5")
+
+
+def test_number_ranges() -> None:
+    match = only_match(INSTANCE, "InstanceNumber", "2-10")
+    assert match.kind is MatchKind.RANGE
+    assert (match.lower, match.upper) == (number_key("IS", "2"), number_key("IS", "10"))
+    assert only_match(INSTANCE, "InstanceNumber", "-5").values == (number_key("IS", "-5"),)  # a negative number
+    assert only_match(INSTANCE, "InstanceNumber", "-+5").upper == number_key("IS", "5")
+    assert only_match(INSTANCE, "InstanceNumber", "--5").upper == number_key("IS", "-5")
+    assert only_match(INSTANCE, "InstanceNumber", "-5-").lower == number_key("IS", "-5")
 
 
 # -- wildcards and names --------------------------------------------------------------------

@@ -81,7 +81,7 @@ async def add_tags(request: Request) -> Response:
     paths = [tag.path for tag in tags]
     resources = [f"{service_root(request)}/extendedquerytags/{path}" for path in paths]
     state = await start_operation(services.operations, services.operation_starter, TYPE,
-                                  {"paths": paths, "resources": resources}, operation_id)
+                                  {"paths": paths, "resources": resources}, operation_id, resources)
     href = operation_url(request, state.operation_id)
     return JSONResponse({"id": state.operation_id, "href": href}, 202, headers={"Location": href})
 

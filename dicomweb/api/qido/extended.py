@@ -1,4 +1,7 @@
-"""Extended query tags in a search: disabled tags refused, instance values from the headers.
+"""Extended query tags in a search: disabled tags refused, erroneous keys named.
+
+Results carry a tag's values from the index like a built-in's: the reindex writes them into
+the result JSON of entities stored before the tag was added.
 
 A tag that is not ``ready`` is simply absent from the query's table, so the parser refuses
 it like any attribute that is not searchable (400 naming it).
@@ -6,11 +9,8 @@ it like any attribute that is not searchable (400 naming it).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from indexing.attributes import Level
 from indexing.extended_tags import ExtendedTag, ExtendedTagError, QueryStatus, parse_path
-from indexing.query import Query, QueryError
+from indexing.query import QueryError
 
 _CONTROLS = ("includefield", "limit", "offset", "fuzzymatching")
 
@@ -45,12 +45,3 @@ def erroneous_keys(params: list[tuple[str, str]], tags: list[ExtendedTag]) -> li
         except ExtendedTagError:
             continue
     return found
-
-
-def with_extended_headers(query: Query, tags: list[ExtendedTag]) -> Query:
-    """An instance search answers included instance-level extended tags from the stored
-    headers: instances indexed before the tag existed keep their earlier result JSON."""
-    wanted = {tag.path for tag in tags if tag.searchable and tag.level is Level.INSTANCE} & query.include_tags
-    if not wanted:
-        return query
-    return replace(query, header_tags=query.header_tags | wanted)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb.api.context import services_of
-from dicomweb.api.qido.extended import check_query_enabled, erroneous_keys, with_extended_headers
+from dicomweb.api.qido.extended import check_query_enabled, erroneous_keys
 from dicomweb.api.qido.headers import add_stored_headers
 from dicomweb.http.accept import matches, parse_accept
 from dicomweb.http.access import ApiRoute
@@ -82,7 +82,6 @@ async def _search(request: Request, level: Level) -> Response:
         )
     except QueryError as error:
         raise HTTPError(400, error.message) from None
-    query = with_extended_headers(query, extended)
     # One result beyond the limit tells whether more can be asked for.
     found = await _bounded_search(request, replace(query, limit=query.limit + 1))
     results = present(found[: query.limit], query, service_root(request))

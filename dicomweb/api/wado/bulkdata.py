@@ -21,7 +21,7 @@ from dicomcore.frames import frame_transfer_syntax
 from dicomcore.instance import InstanceTooLargeError, check_readable_size
 from dicomcore.transcode import decoded_pixel_bytes
 from dicomweb.api.context import Services, services_of
-from dicomweb.api.wado.frames import StoredCopy, frame_bytes, frame_indexes, sent_syntax
+from dicomweb.api.wado.frames import copy_of, frame_bytes, sent_syntax
 from dicomweb.api.wado.lookup import find_instance
 from dicomweb.api.wado.negotiate import OCTET_STREAM, negotiate_frames, same_frame_bytes
 from dicomweb.http import multipart
@@ -55,8 +55,8 @@ async def _pixel_parts(services: Services, record: InstanceRecord, accept: str |
                        ) -> tuple[str, str, AsyncIterator[bytes]]:
     """Pixel data negotiated as frames are (PS3.18 §8.7.3: ``application/octet-stream``
     means uncompressed little endian): the part type, the syntax sent, and the parts."""
-    copy = StoredCopy(record.instance_key, record.incarnation)
-    index = await frame_indexes.get(services, copy)
+    copy = await copy_of(services, record)
+    index = copy.index
     if index.number_of_frames == 0:
         raise not_found(f"instance {record.sop_uid} has no pixel data")
     source = frame_transfer_syntax(record.transfer_syntax_uid)
@@ -64,7 +64,7 @@ async def _pixel_parts(services: Services, record: InstanceRecord, accept: str |
     plan = negotiate_frames(accept, source, index.number_of_frames)
     syntax = sent_syntax(plan, index)
     if plan.media_type != OCTET_STREAM:  # compressed frames, one part each
-        return plan.media_type, syntax, _each(frame_bytes(services, copy, index, n, plan) for n in frames)
+        return plan.media_type, syntax, _each(frame_bytes(services, copy, n, plan) for n in frames)
     if same_frame_bytes(source, plan.transfer_syntax) and index.locatable() and index.pixel_data_length is not None:
         assert index.pixel_data_offset is not None
         whole = services.blobs.read_range(
@@ -76,10 +76,10 @@ async def _pixel_parts(services: Services, record: InstanceRecord, accept: str |
     if size > limit:
         raise not_acceptable(f"the pixel data is {size} bytes decoded, more than the {limit} bytes the server "
                              "converts (DICOMWEB_TRANSCODE_MAX_BYTES); ask transfer-syntax=* for the stored bytes")
-    first = await frame_bytes(services, copy, index, 1, plan)  # a failure is a 406, before the response
+    first = await frame_bytes(services, copy, 1, plan)  # a failure is a 406, before the response
 
     async def whole_value() -> bytes:
-        rest = [await frame_bytes(services, copy, index, n, plan) for n in frames[1:]]
+        rest = [await frame_bytes(services, copy, n, plan) for n in frames[1:]]
         return b"".join([first, *rest])
 
     return OCTET_STREAM, syntax, _each(iter([whole_value()]))

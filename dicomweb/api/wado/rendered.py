@@ -15,7 +15,7 @@ from starlette.responses import Response
 from dicomcore.frames import frame_transfer_syntax
 from dicomcore.pixels import decode_frame, encode_image, to_display
 from dicomweb.api.context import Services, services_of
-from dicomweb.api.wado.frames import StoredCopy, frame_indexes, parse_frame_list, pixel_attributes, stored_frame
+from dicomweb.api.wado.frames import copy_of, parse_frame_list, pixel_attributes, stored_frame
 from dicomweb.api.wado.lookup import find_instance, find_instances
 from dicomweb.http.accept import matches, parse_accept
 from dicomweb.http.access import ApiRoute
@@ -73,12 +73,13 @@ async def _render(services: Services, record: InstanceRecord, number: int, reque
                   default_viewport: tuple[int, int] | None) -> Response:
     media_type = _media_type(request)
     quality, viewport, window = _quality(request), _viewport(request, default_viewport), _window(request)
-    index = await frame_indexes.get(services, StoredCopy(record.instance_key, record.incarnation))
+    copy = await copy_of(services, record)
+    index = copy.index
     if index.number_of_frames == 0:
         raise not_found(f"instance {record.sop_uid} has no pixel data to render")
     if number > index.number_of_frames:
         raise not_found(f"frame {number} does not exist: the instance has {index.number_of_frames} frame(s)")
-    frame = await stored_frame(services, record.instance_key, index, number)
+    frame = await stored_frame(services, copy, number)
     attributes = await pixel_attributes(services, record.instance_key)
 
     def work() -> bytes:

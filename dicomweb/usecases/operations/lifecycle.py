@@ -38,11 +38,14 @@ def new_operation_id() -> str:
 
 
 async def start_operation(store: OperationStore, starter: OperationStarter, type: str,
-                          input: dict[str, Any], operation_id: str | None = None) -> OperationState:
+                          input: dict[str, Any], operation_id: str | None = None,
+                          resources: list[str] | None = None) -> OperationState:
     """Create and start an operation; ``operation_id`` when the caller had to record it first
-    (a reindex names its operation in the tags before the operation can finish them)."""
+    (a reindex names its operation in the tags before the operation can finish them);
+    ``resources``: the URIs of what it works on (a reindex's tags), shown in its status."""
     now = utc_now()
-    state = OperationState(operation_id or new_operation_id(), type, Status.NOT_STARTED, now, now, input=input)
+    state = OperationState(operation_id or new_operation_id(), type, Status.NOT_STARTED, now, now, input=input,
+                           resources=list(resources or []))
     await store.create(state)
     await starter.start(state)
     return state
