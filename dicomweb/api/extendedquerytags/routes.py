@@ -7,7 +7,6 @@ camelCase on the wire; enum input is case-insensitive.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -17,6 +16,7 @@ from dicomweb.api.context import services_of
 from dicomweb.api.operations.status import operation_url
 from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import HTTPError, bad_request, not_found
+from dicomweb.http.json_body import read_json_body
 from dicomweb.http.urls import service_root
 from dicomweb.identity.permissions import Permission
 from dicomweb.usecases.extended_query_tags import TYPE, ExtendedQueryTags, ReindexRunning, TagNotFound
@@ -24,20 +24,7 @@ from dicomweb.usecases.operations.lifecycle import new_operation_id, start_opera
 from indexing.extended_tag_store import ExtendedTagExistsError
 from indexing.extended_tags import ExtendedTag, ExtendedTagError, QueryStatus
 
-MAX_BODY = 64 * 1024
 MAX_PAGE = 200
-
-
-async def _json_body(request: Request) -> Any:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise bad_request(f"the request body is larger than {MAX_BODY} bytes")
-    try:
-        return json.loads(body or b"null")
-    except ValueError:
-        raise bad_request("the request body is not JSON") from None
 
 
 def _registry(request: Request) -> ExtendedQueryTags:
@@ -69,7 +56,7 @@ async def add_tags(request: Request) -> Response:
     registry = _registry(request)
     try:
         operation_id = new_operation_id()
-        tags = await registry.add(await _json_body(request), operation_id)
+        tags = await registry.add(await read_json_body(request), operation_id)
     except ExtendedTagError as exc:
         raise bad_request(str(exc)) from None
     except ReindexRunning as exc:
@@ -117,7 +104,7 @@ async def get_tag(request: Request) -> Response:
 
 async def patch_tag(request: Request) -> Response:
     tag = await _tag(request)
-    body = await _json_body(request)
+    body = await read_json_body(request)
     status = body.get("queryStatus") if isinstance(body, dict) else None
     try:
         query_status = QueryStatus(str(status).lower())

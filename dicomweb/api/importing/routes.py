@@ -7,7 +7,6 @@ operation to watch (``GET /operations/{id}``).
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -19,25 +18,17 @@ from dicomweb.api.importing import uploads
 from dicomweb.api.operations.status import operation_url
 from dicomweb.http.access import ApiRoute
 from dicomweb.http.errors import bad_request
+from dicomweb.http.json_body import read_json_body
 from dicomweb.identity.permissions import Permission
 from dicomweb.storage.port import ImportAreaError
 from dicomweb.usecases.import_files import TYPE, import_input
 from dicomweb.usecases.operations.lifecycle import start_operation
 
-MAX_BODY = 64 * 1024
 CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise bad_request(f"the request body is larger than {MAX_BODY} bytes")
-    try:
-        document = json.loads(body or b"null")
-    except ValueError:
-        raise bad_request("the request body is not JSON") from None
+async def _json_object(request: Request) -> dict[str, Any]:
+    document = await read_json_body(request)
     if not isinstance(document, dict):
         raise bad_request('the request body must be a JSON object: {"source": {"prefix": "..."}}')
     return document
@@ -61,7 +52,7 @@ def _source(document: dict[str, Any]) -> tuple[str, str | None, bool]:
 
 async def start_import(request: Request) -> Response:
     services = services_of(request)
-    prefix, container, delete_source = _source(await _json_body(request))
+    prefix, container, delete_source = _source(await _json_object(request))
     try:
         services.import_areas(container).check_prefix(prefix)
     except (ImportAreaError, ValueError) as exc:
