@@ -519,6 +519,15 @@ class AzureImportArea:
     async def delete(self, name: str) -> None:
         await self.store.delete(name)
 
+    async def delete_many(self, names: list[str]) -> None:
+        limit = asyncio.Semaphore(32)  # concurrent deletes; each is a round trip
+
+        async def one(name: str) -> None:
+            async with limit:
+                await self.delete(name)
+
+        await asyncio.gather(*(one(name) for name in names))
+
     async def close(self) -> None:
         await self.store.close()
 

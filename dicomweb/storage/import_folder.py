@@ -99,5 +99,12 @@ class FolderImportArea:
     async def delete(self, name: str) -> None:
         await in_thread(lambda: self._path(name).unlink(missing_ok=True))
 
+    async def delete_many(self, names: list[str]) -> None:
+        def delete_all() -> None:  # one worker-thread trip for the lot
+            for name in names:
+                self._path(name).unlink(missing_ok=True)
+
+        await in_thread(delete_all)
+
     async def close(self) -> None:
         pass

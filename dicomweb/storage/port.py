@@ -234,6 +234,10 @@ class ImportArea(Protocol):
         """Remove a file; a missing one is not an error."""
         ...
 
+    async def delete_many(self, names: list[str]) -> None:
+        """Remove files (a chunk's sources, in one call); missing ones are not an error."""
+        ...
+
     async def close(self) -> None:
         ...
 

@@ -8,28 +8,36 @@ The job, as an orchestration (:mod:`dicomweb.usecases.operations.steps`):
 3. every :data:`PAGES_PER_GENERATION` pages, continue as new from the checkpoint, so a
    Durable history stays small whatever the number of files.
 
-Each file goes through :class:`~dicomweb.usecases.store_instance.StoreInstance` (validated,
-placed exclusively, indexed, entered in the change feed once), so a file imported twice —
-a restarted batch, a second import, the same instance sent by STOW meanwhile — is stored
-once and counted ``skipped``. A file that is not a valid instance is counted ``failed``
-and written to the operation's error log (JSON lines, one blob per chunk, named by the
-chunk so a redone chunk rewrites its own lines); it never stops the operation.
+A chunk is read, checked and staged in one worker-thread trip (a small file is read once:
+parsed from memory and staged from the same bytes), then stored as a batch
+(:func:`~dicomweb.usecases.store_batch.store_batch`: one flush to disk and one index
+transaction for the chunk; a taken name goes through
+:class:`~dicomweb.usecases.store_instance.StoreInstance`, which knows every such case), and
+its sources are deleted (``deleteSource``) in one call, only after its records are committed.
+So a file imported twice — a restarted batch, a second import, the same instance sent by
+STOW meanwhile — is stored once and counted ``skipped``. A file that is not a valid instance
+is counted ``failed`` and written to the operation's error log (JSON lines, one blob per
+chunk, named by the chunk so a redone chunk rewrites its own lines); it never stops the
+operation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dicomcore.clock import utc_now
 from dicomcore.instance import InvalidInstanceError, read_instance
 from dicomcore.threads import in_thread
 from dicomcore.validation import ValidationError
-from dicomweb.storage.port import BlobExistsError, BlobNotFoundError, BlobStore, ImportArea, ImportAreaError
+from dicomweb.storage.port import BlobNotFoundError, BlobStore, ImportArea, ImportAreaError
 from dicomweb.usecases.operations.steps import Call, ContinueAsNew, FanOut, Orchestration, Progress
 from dicomweb.usecases.store_batch import BatchItem, store_batch
 from dicomweb.usecases.store_instance import Prepared, StoreInstance, prepare
@@ -43,6 +51,9 @@ PARALLEL = 8
 """Chunks of a page imported at once (the bound on the fan-out)."""
 PAGES_PER_GENERATION = 25
 """Pages before ContinueAsNew (keeps a Durable history to a few hundred events)."""
+SMALL_FILE = 1 << 20
+"""Files up to this size are read whole into memory once (see :func:`_read`)."""
+VANISHED = "the file was removed before it could be imported"
 
 ImportAreas = Callable[[str | None], ImportArea]
 """The import area for a container name (``None``: the configured one)."""
@@ -52,24 +63,6 @@ def errors_prefix(operation_id: str) -> str:
     """Where an operation's error log lies in the blob store (under ``state/``, which the
     blob-created handler ignores)."""
     return f"state/operations/{operation_id}/errors/"
-
-
-@dataclass(frozen=True)
-class ImportedCopy:
-    """A file of the import area: copied into the store (the source stays where it is)."""
-
-    area: ImportArea
-    name: str
-    sha256: str = ""
-    """Not computed: a copy found stored but unindexed is then repaired and counted skipped."""
-
-    async def place(self, blobs: BlobStore, name: str) -> None:
-        staging = blobs.new_staging_path()
-        try:
-            await self.area.copy_to(self.name, staging)
-            await blobs.put_file(name, staging, exclusive=True)
-        finally:
-            staging.unlink(missing_ok=True)  # left behind when the instance was already stored
 
 
 def import_input(prefix: str, container: str | None, delete_source: bool) -> dict[str, Any]:
@@ -137,68 +130,90 @@ class ImportFiles:
 
     async def import_chunk(self, area: ImportArea, operation_id: str, names: list[str],
                            delete_source: bool) -> dict[str, int]:
+        read = await in_thread(_read_all, area, names, self.blobs.new_staging_path,
+                               self.store.sidecars.bulkdata_threshold)
+        try:
+            outcomes = await self._store_read(area, names, read)
+        finally:
+            for staged in (outcome.staged for outcome in read if isinstance(outcome, Staged)):
+                staged.unlink(missing_ok=True)  # store_batch's already; a large copy that failed
         counts = {"imported": 0, "skipped": 0, "failed": 0}
         errors: list[dict[str, str]] = []
-        read = await in_thread(_read_all, area, names, self.store.sidecars.bulkdata_threshold)
-        items = {name: _batch_item(area, name, outcome) for name, outcome in zip(names, read, strict=True)
-                 if isinstance(outcome, Prepared)}
-        stored = await self._store_batch(items)
-        for name, outcome in zip(names, read, strict=True):
-            if isinstance(outcome, str):
-                counts["failed"] += 1
-                errors.append({"timestamp": utc_now(), "file": name, "error": outcome})
-                continue
-            result = stored.get(name)
+        for name, result in zip(names, outcomes, strict=True):
             counts["failed" if isinstance(result, str) else "imported" if result else "skipped"] += 1
             if isinstance(result, str):
                 errors.append({"timestamp": utc_now(), "file": name, "error": result})
-            elif delete_source:
-                await area.delete(name)
+        if delete_source:  # only now: every record of the chunk is committed
+            await area.delete_many([name for name, result in zip(names, outcomes, strict=True)
+                                    if not isinstance(result, str)])
         if errors:
             chunk = hashlib.sha256("\n".join(names).encode()).hexdigest()[:32]
             lines = "".join(json.dumps(error) + "\n" for error in errors)
             await self.blobs.put_bytes(f"{errors_prefix(operation_id)}{chunk}.jsonl", lines.encode())
         return counts
 
-    async def _store_batch(self, items: dict[str, BatchItem]) -> dict[str, bool | str]:
-        """Per file name: stored (``True``), already stored (``False``), or why it failed."""
-        try:
-            results = await store_batch(self.store, list(items.values()))
-        except BlobNotFoundError:  # a file vanished before it was copied: the others still go in
-            return {name: await self._store_one(item) for name, item in items.items()}
-        return dict(zip(items, results, strict=True))
+    async def _store_read(self, area: ImportArea, names: list[str],
+                          read: list[Staged | str]) -> list[bool | str]:
+        """Per file: stored (``True``), already stored (``False``), or why it failed."""
+        outcomes: list[bool | str] = list(read)  # type: ignore[arg-type]  # the Staged ones are replaced
+        await asyncio.gather(*(self._copy_large(area, name, outcome, outcomes, i)
+                               for i, (name, outcome) in enumerate(zip(names, read, strict=True))
+                               if isinstance(outcome, Staged) and not outcome.copied))
+        batch = [(i, outcome) for i, outcome in enumerate(read)
+                 if isinstance(outcome, Staged) and not isinstance(outcomes[i], str)]
+        stored = await store_batch(self.store, [BatchItem(outcome.staged, outcome.instance) for _, outcome in batch])
+        for (i, _), result in zip(batch, stored, strict=True):
+            outcomes[i] = result
+        return outcomes
 
-    async def _store_one(self, item: BatchItem) -> bool | str:
+    @staticmethod
+    async def _copy_large(area: ImportArea, name: str, outcome: Staged, outcomes: list[bool | str], i: int) -> None:
         try:
-            return await self.store.store(item.source, item.instance)
+            await area.copy_to(name, outcome.staged)
         except BlobNotFoundError:
-            return "the file was removed before it could be imported"
-        except BlobExistsError:
-            return False
+            outcomes[i] = VANISHED
 
 
-def _batch_item(area: ImportArea, name: str, instance: Prepared) -> BatchItem:
-    return BatchItem(ImportedCopy(area, name), instance, lambda path: area.copy_to(name, path))
+@dataclass(frozen=True)
+class Staged:
+    """A file of the import area read and checked, its bytes at a local staging path."""
+
+    instance: Prepared
+    staged: Path
+    copied: bool
+    """The bytes are at ``staged`` already (a small file); else the caller copies them there."""
 
 
-def _read_all(area: ImportArea, names: list[str], bulkdata_threshold: int) -> list[Prepared | str]:
-    """Each file read and checked (one worker-thread trip for the chunk), or why it is not an instance."""
-    return [_read_or_reason(area, name, bulkdata_threshold) for name in names]
+def _read_all(area: ImportArea, names: list[str], new_staging_path: Callable[[], Path],
+              bulkdata_threshold: int) -> list[Staged | str]:
+    """Each file read, checked and (when small) staged in one worker-thread trip for the
+    chunk, or why it is not an instance."""
+    return [_read_or_reason(area, name, new_staging_path(), bulkdata_threshold) for name in names]
 
 
-def _read_or_reason(area: ImportArea, name: str, bulkdata_threshold: int) -> Prepared | str:
+def _read_or_reason(area: ImportArea, name: str, staged: Path, bulkdata_threshold: int) -> Staged | str:
     try:
-        return _read(area, name, bulkdata_threshold)
+        return _read(area, name, staged, bulkdata_threshold)
     except (InvalidInstanceError, ValidationError, ImportAreaError) as exc:
         return str(exc)
     except BlobNotFoundError:
-        return "the file was removed before it could be imported"
+        return VANISHED
 
 
-def _read(area: ImportArea, name: str, bulkdata_threshold: int) -> Prepared:
+def _read(area: ImportArea, name: str, staged: Path, bulkdata_threshold: int) -> Staged:
+    """A small file is read once: parsed from memory and staged from the same bytes (so what
+    is stored is exactly what was checked, and the source is opened once); a larger one is
+    parsed from its reader (only the header is read) and copied afterwards."""
     with area.open_reader(name) as reader:
-        parsed = read_instance(reader)
-    return prepare(parsed, bulkdata_threshold)
+        size = reader.seek(0, io.SEEK_END)
+        reader.seek(0)
+        if size > SMALL_FILE:
+            return Staged(prepare(read_instance(reader), bulkdata_threshold), staged, copied=False)
+        data = reader.read()
+    instance = prepare(read_instance(io.BytesIO(data)), bulkdata_threshold)
+    with open(staged, "wb") as out:  # made durable by the batch's one flush (BlobStore.put_files)
+        out.write(data)
+    return Staged(instance, staged, copied=True)
 
 
 async def read_error_log(blobs: BlobStore, operation_id: str) -> list[bytes]:

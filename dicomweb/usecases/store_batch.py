@@ -3,7 +3,8 @@
 What one :meth:`StoreInstance.store` does for a file, done for a batch of files so the
 costs paid per file become costs paid per batch (docs/operations.md, "Import speed"):
 
-1. every file is copied to staging, then all are placed under their instance names,
+1. the files, already copied to staging by the caller (bulk import does it in the same
+   worker-thread trip that parses them), are placed under their instance names,
    exclusively, with one flush to disk for the lot (``BlobStore.put_files``) instead of a
    file and a folder fsync each;
 2. the records and create entries of every placed file are committed in one index
@@ -13,10 +14,10 @@ costs paid per file become costs paid per batch (docs/operations.md, "Import spe
 3. sidecars are written, the event publisher is nudged once.
 
 A file whose name is taken (already stored, a copy left by a crash or a delete, a
-duplicate within the batch) is handed to :meth:`StoreInstance.store` after the batch, which
-knows every such case. The durability promised is the batch's: nothing is indexed before
-its file is on disk, and a crash before the commit leaves files that the import's retry of
-the batch (or start-up reconciliation) indexes.
+duplicate within the batch) is handed to :meth:`StoreInstance.store` after the batch, from
+its staged copy, which knows every such case. The durability promised is the batch's:
+nothing is indexed before its file is on disk, and a crash before the commit leaves files
+that the import's retry of the batch (or start-up reconciliation) indexes.
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from dicomcore import layout
-from dicomweb.usecases.store_instance import FileSource, Prepared, StoreInstance
+from dicomweb.usecases.store_instance import Prepared, StagedFile, StoreInstance
 from indexing.records import new_record
 
 log = logging.getLogger(__name__)
@@ -37,39 +37,36 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One file of a batch: where its bytes are, and the instance read from them."""
+    """One file of a batch: its bytes at a local staging path, and the instance read from them."""
 
-    source: FileSource
+    staged: Path
+    """Owned by the batch from now on: placed under the instance's name, or removed."""
     instance: Prepared
-    stage: Callable[[Path], Awaitable[None]]
-    """Copies the file's bytes to a local staging path."""
 
 
 async def store_batch(store: StoreInstance, items: list[BatchItem]) -> list[bool]:
     """Store ``items``; per item, ``False`` when its instance was already stored."""
-    staged = [store.blobs.new_staging_path() for _ in items]
     try:
-        await asyncio.gather(*(item.stage(path) for item, path in zip(items, staged, strict=True)))
         names = [layout.file_name(item.instance.key) for item in items]
-        placed = await store.blobs.put_files(list(zip(names, staged, strict=True)))
+        placed = await store.blobs.put_files([(name, item.staged) for name, item in zip(names, items, strict=True)])
+        fresh = [item for item, done in zip(items, placed, strict=True) if done]
+        added = await _commit(store, fresh)
+        outcome = dict(zip((id(item) for item in fresh), added, strict=True))
+        results = []
+        for item, done in zip(items, placed, strict=True):
+            # Taken names go the one-file way, which sorts out what holds them.
+            results.append(outcome[id(item)] if done else await store.store(StagedFile(item.staged), item.instance))
+        return results
     finally:
-        for path in staged:
-            path.unlink(missing_ok=True)  # left behind when the name was taken
-    fresh = [item for item, done in zip(items, placed, strict=True) if done]
-    added = await _commit(store, fresh)
-    outcome = dict(zip((id(item) for item in fresh), added, strict=True))
-    results = []
-    for item, done in zip(items, placed, strict=True):
-        # Taken names go the one-file way, which sorts out what holds them.
-        results.append(outcome[id(item)] if done else await store.store(item.source, item.instance))
-    return results
+        for item in items:
+            item.staged.unlink(missing_ok=True)  # left behind when the name was taken
 
 
 async def _commit(store: StoreInstance, items: list[BatchItem]) -> list[bool]:
     if not items:
         return []
     records = [new_record(item.instance.parsed, item.instance.uids, item.instance.key, uuid.uuid4().hex,
-                          item.instance.derived.attributes, item.source.sha256) for item in items]
+                          item.instance.derived.attributes, "") for item in items]
     try:
         added = await store.index.add_instances(records)
     except BaseException:
