@@ -212,6 +212,8 @@ def _check_prefix(fp: BinaryIO) -> bool:
 def _deflated_from(fp: BinaryIO, has_preamble: bool) -> int | None:
     """Where the deflate stream starts when the File Meta Information names the Deflated
     transfer syntax, else ``None``. Reads the File Meta group alone."""
+    if _meta_group_lacks_deflated(fp, has_preamble):
+        return None
     fp.seek(0)
     capped = cast(BinaryIO, _ReadTracker(fp, limits.current().max_header_bytes))
     try:
@@ -223,6 +225,47 @@ def _deflated_from(fp: BinaryIO, has_preamble: bool) -> int | None:
     start = fp.tell()
     fp.seek(0)
     return start if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian else None
+
+
+_DEFLATED_UID = DeflatedExplicitVRLittleEndian.encode()
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
+"""Explicit VRs whose value length takes 4 bytes after 2 reserved ones (PS3.5 7.1.2)."""
+
+
+def _meta_group_lacks_deflated(fp: BinaryIO, has_preamble: bool) -> bool:
+    """True when the raw bytes of the File Meta group (group 0002, explicit VR little endian
+    by PS3.10 7.1) do not even contain the Deflated transfer syntax's UID: then the group
+    cannot name it, and pydicom's read of the group, which builds a Dataset (a tenth of a
+    small file's parse), is not needed. The group is walked element by element, as pydicom
+    reads it (until the first element of another group), not taken from its Group Length,
+    which a file may misstate. ``False`` when in doubt (an odd VR, an undefined length, past
+    the header limit): the caller then reads the group with pydicom."""
+    start = _PREAMBLE_LENGTH + 4 if has_preamble else 0
+    limit = limits.current().max_header_bytes
+    fp.seek(start)
+    try:
+        chunks: list[bytes] = []
+        position = start
+        while True:
+            head = fp.read(8)
+            if len(head) < 8 or head[:2] != b"\x02\x00":
+                return _DEFLATED_UID not in b"".join(chunks)
+            vr = head[4:6]
+            if not vr.isalpha() or not vr.isupper():
+                return False
+            if vr in _LONG_VRS:
+                extra = fp.read(4)
+                if len(extra) < 4:
+                    return False
+                length, header = int.from_bytes(extra, "little"), 12
+            else:
+                length, header = int.from_bytes(head[6:8], "little"), 8
+            position += header + length
+            if length == 0xFFFFFFFF or position > limit:
+                return False
+            chunks.append(fp.read(length))
+    finally:
+        fp.seek(0)
 
 
 def _check_deflated_size(fp: BinaryIO) -> None:

@@ -45,10 +45,13 @@ from dicomweb.usecases.store_instance import Prepared, StoreInstance, prepare
 log = logging.getLogger(__name__)
 
 TYPE = "import"
-PAGE_SIZE = 400
+PAGE_SIZE = 1000
 """Names listed per page; one checkpoint per page."""
-PARALLEL = 8
-"""Chunks of a page imported at once (the bound on the fan-out)."""
+PARALLEL = 4
+"""Chunks of a page imported at once (the bound on the fan-out). A chunk pays one flush to
+disk and one index transaction however many files it has: fewer, larger chunks cost less
+(docs/performance.md, "Import speed (session 3)"); a few still overlap one's flush with
+another's parsing."""
 PAGES_PER_GENERATION = 25
 """Pages before ContinueAsNew (keeps a Durable history to a few hundred events)."""
 SMALL_FILE = 1 << 20
