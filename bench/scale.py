@@ -2,12 +2,21 @@
 
     python -m bench.scale [--instances 1000000] [--checkpoints 10000,100000] [--data DIR]
     python -m bench --scale ...            (the same)
+    python -m bench.scale --instances 1000000 --data DIR --keep --resume   (go on filling a kept store)
 
 The store is filled through the fastest honest path a user has: small instances (8×8 CT,
 ~2 KB, many patients, studies, series, names and dates: :class:`bench.datagen.Population`,
-the main benchmark's QIDO population) are written as files into the server's import folder
-in batches and imported with ``POST /v1/import`` (``deleteSource``, so the disk holds each
-file once). Nothing writes the database directly.
+the main benchmark's QIDO population) are written as files into the store's import folder
+in batches and imported with ``dicomweb import PREFIX --data DIR --delete-source`` (the
+CLI's in-process bulk import, beside the running server; ``deleteSource``, so the disk holds
+each file once), ``--import-processes`` batches at once: one process parses on one core
+(Python's GIL), two use both (docs/performance.md, "Import speed (session 3)"). Nothing
+writes the database directly.
+
+The fill can be done in parts: each finished batch and each checkpoint is recorded in
+``DIR/scale-state.json``; ``--resume`` (with ``--data DIR`` of a store kept by ``--keep``)
+goes on from the size recorded there, keeping the checkpoints already measured. A batch
+under way when a run was stopped is imported again (its stored files count ``skipped``).
 
 At each checkpoint (the sizes in ``--checkpoints`` that are below ``--instances``, and
 ``--instances`` itself) it restarts the server and measures against it (a server fresh from
@@ -36,12 +45,16 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +64,6 @@ import httpx
 
 from bench import datagen, plan
 from bench.client import op_get, op_stow
-from tests.support.import_area import wait_for_operation
 from tests.support.servers import ServerProcess
 
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "results"
@@ -67,6 +79,10 @@ METADATA_SERIES = 1_000
 FRAMES = 64
 FIXTURE_SEED = "scale-fixture"
 STARTUP_LIMIT_S = 5.0
+IMPORT_PROCESSES = 2
+"""Batches imported at once (one ``dicomweb import`` process each)."""
+STATE_FILE = "scale-state.json"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -87,11 +103,13 @@ class Checkpoint:
 
 @dataclass
 class Fill:
-    """How the store was filled."""
+    """How the store was filled (by this run and the earlier parts it resumed)."""
 
     files: int = 0
     generate_s: float = 0.0
+    """Time spent writing the files (summed over the batches)."""
     import_s: float = 0.0
+    """Wall time of the fills, writing the files included (batches overlap)."""
 
     @property
     def import_files_per_s(self) -> float:
@@ -146,47 +164,86 @@ def write_import_files(import_dir: Path, start: int, stop: int) -> int:
     return stop - start
 
 
-def import_folder(store: Store, start: int, files: int) -> dict[str, Any]:
-    """``POST /v1/import`` of one batch folder; the finished operation."""
-    source = {"prefix": f"{IMPORT_PREFIX}/{start:09d}/"}
-    with httpx.Client(timeout=60) as client:
-        response = client.post(f"{store.root}/import", json={"source": source, "deleteSource": True})
-        assert response.status_code == 202, response.text
-        href = response.json()["href"]
-        # Polled about ten times per batch, not every 0.1 s: each poll costs the server CPU.
-        time.sleep(min(1.0, files / 2000))
-        operation = wait_for_operation(lambda url: _slow_get(client, url, files), href, timeout=24 * 3600)
-    assert operation["status"] == "succeeded", operation
-    return operation
+_COUNTS = re.compile(r"^(\w+): (\d+) imported, (\d+) skipped \(already stored\), (\d+) failed$", re.MULTILINE)
 
 
-def _slow_get(client: httpx.Client, url: str, files: int) -> httpx.Response:
-    response = client.get(url)
-    if response.status_code == 202:
-        time.sleep(min(2.0, files / 2000))
-    return response
+def import_batch(data: Path, start: int) -> dict[str, int]:
+    """``dicomweb import scale/<start>/ --data DATA --delete-source``: one batch folder imported
+    by the CLI's in-process bulk import; its counts."""
+    command = [sys.executable, "-m", "dicomweb", "import", f"{IMPORT_PREFIX}/{start:09d}/", "--data", str(data),
+               "--delete-source"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=24 * 3600)
+    found = _COUNTS.search(run.stdout)
+    if run.returncode != 0 or found is None or found.group(1) != "succeeded":
+        raise RuntimeError(f"{shlex.join(command)} ended with {run.returncode}: {run.stdout[-2000:]} "
+                           f"{run.stderr[-2000:]}")
+    return {"imported": int(found.group(2)), "skipped": int(found.group(3)), "failed": int(found.group(4))}
 
 
-def fill(store: Store, import_dir: Path, start: int, stop: int, batch: int, tally: Fill,
-         deadline: float = float("inf")) -> int:
-    """Import population instances ``start``..``stop``, ``batch`` files at a time, starting no
-    batch after ``deadline`` (``time.monotonic``); the size reached."""
-    for first in range(start, stop, batch):
+@dataclass
+class _Progress:
+    """The batches of one fill finished so far (they may finish out of order)."""
+
+    start: int
+    batch: int
+    finished: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reached(self, stop: int) -> int:
+        """The size up to which every batch is finished."""
+        size = self.start
+        while size < stop and size in self.finished:
+            size = min(stop, size + self.batch)
+        return size
+
+
+def fill(data: Path, start: int, stop: int, batch: int, tally: Fill, deadline: float = float("inf"),
+         processes: int = IMPORT_PROCESSES) -> int:
+    """Import population instances ``start``..``stop``, ``batch`` files per import,
+    ``processes`` imports at once, starting no batch after ``deadline`` (``time.monotonic``);
+    the size reached (every batch below it finished), recorded in the state file as it grows."""
+    progress = _Progress(start, batch)
+    began = time.perf_counter()
+
+    def one(first: int) -> None:
         if time.monotonic() > deadline:
-            return first
+            return
         last = min(stop, first + batch)
-        began = time.perf_counter()
-        tally.files += write_import_files(import_dir, first, last)
+        writing = time.perf_counter()
+        write_import_files(data / "import", first, last)
         written = time.perf_counter()
-        operation = import_folder(store, first, last - first)
-        tally.generate_s += written - began
-        tally.import_s += time.perf_counter() - written
-        results = operation["results"]
+        results = import_batch(data, first)
         if results["imported"] + results["skipped"] != last - first or results["failed"]:
             raise RuntimeError(f"import of {first}..{last} ended with {results}")
+        with progress.lock:
+            progress.finished.add(first)
+            tally.files += last - first
+            tally.generate_s += written - writing
+            reached = progress.reached(stop)
+            update_state(data, filled=reached)
         print(f"  {last:>9,} instances  import {(last - first) / (time.perf_counter() - written):7.0f} files/s"
-              f"  load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
-    return stop
+              f"  (store at {reached:,})  load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+
+    try:
+        with ThreadPoolExecutor(processes) as pool:
+            list(pool.map(one, range(start, stop, batch)))
+    finally:
+        tally.import_s += time.perf_counter() - began
+    return progress.reached(stop)
+
+
+def read_state(data: Path) -> dict[str, Any]:
+    """What the earlier parts of a run recorded in ``data`` (empty for a new store)."""
+    path = data / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def update_state(data: Path, **changes: Any) -> None:
+    """Record ``changes`` in the state file (written whole, then renamed: never half written)."""
+    state = read_state(data) | changes
+    temporary = data / f".{STATE_FILE}.tmp"
+    temporary.write_text(json.dumps(state, indent=2))
+    os.replace(temporary, data / STATE_FILE)
 
 
 # -- measuring -------------------------------------------------------------------------------
@@ -311,25 +368,35 @@ def checkpoints(instances: int, sizes: list[int]) -> list[int]:
 
 
 def run(data: Path, instances: int, sizes: list[int], batch: int, workers: int, fill_minutes: float,
-        probes: Probes) -> dict[str, Any]:
-    store, tally, points = Store(data, workers), Fill(), []
+        probes: Probes, processes: int = IMPORT_PROCESSES) -> dict[str, Any]:
+    """Fill and measure; a store with a state file (``--resume``) goes on from where it was."""
+    state = read_state(data)
+    store, points = Store(data, workers), [Checkpoint(**point) for point in state.get("checkpoints", [])]
+    tally = Fill(**state.get("fill", {}))
     deadline = time.monotonic() + fill_minutes * 60
+    filled = int(state.get("filled", 0))
     try:
         store.start()
-        store_fixtures(store, probes)
-        filled = 0
-        for number, size in enumerate(checkpoints(instances, sizes)):
-            reached = fill(store, data / "import", filled, size, batch, tally, deadline)
-            if reached > filled or not points:
-                points.append(measure(store, reached, number, probes))
+        if not state:
+            store_fixtures(store, probes)
+            update_state(data, filled=0)
+        for size in checkpoints(instances, sizes):
+            if size <= filled and any(point.instances >= size for point in points):
+                continue  # filled and measured by an earlier part
+            reached = fill(data, filled, size, batch, tally, deadline, processes)
+            update_state(data, fill=tally.__dict__)
+            if reached > filled or not points or points[-1].instances < reached:
+                points.append(measure(store, reached, len(points), probes))
+                update_state(data, checkpoints=[point.__dict__ for point in points])
                 print(json.dumps(points[-1].__dict__), file=sys.stderr, flush=True)
             filled = reached
             if reached < size:
-                print(f"--fill-minutes spent: stopped at {reached:,} instances", file=sys.stderr)
+                print(f"--fill-minutes spent: stopped at {reached:,} instances (--resume goes on)", file=sys.stderr)
                 break
     finally:
         store.stop()
     return {"instances": filled, "target": instances, "import_files_per_s": round(tally.import_files_per_s, 1),
+            "import_processes": processes,
             "generate_files_per_s": round(tally.files / tally.generate_s, 1) if tally.generate_s else 0.0,
             "file_bytes": len(next(datagen.Population(plan.QIDO_SEED, 0, 1).instances())),
             "checkpoints": [point.__dict__ for point in points], "verdicts": verdicts(points)}
@@ -380,10 +447,12 @@ def _fmt(value: float | None) -> str:
 
 
 @contextmanager
-def data_folder(path: Path | None, keep: bool) -> Iterator[Path]:
+def data_folder(path: Path | None, keep: bool, resume: bool = False) -> Iterator[Path]:
     if path is not None:
-        if path.exists() and any(path.iterdir()):
-            raise SystemExit(f"{path} is not empty: the scale run starts from an empty store")
+        if resume and not (path / STATE_FILE).exists():
+            raise SystemExit(f"{path} holds no {STATE_FILE}: --resume goes on with a store an earlier run kept")
+        if not resume and path.exists() and any(path.iterdir()):
+            raise SystemExit(f"{path} is not empty: the scale run starts from an empty store (or --resume)")
         path.mkdir(parents=True, exist_ok=True)
         yield path
         if not keep:
@@ -402,9 +471,9 @@ def _sizes(text: str) -> list[int]:
 
 
 def fill_and_measure(args: argparse.Namespace) -> dict[str, Any]:
-    with data_folder(args.data, args.keep) as data:
+    with data_folder(args.data, args.keep, args.resume) as data:
         return run(data, args.instances, args.checkpoints, args.batch, args.workers, args.fill_minutes,
-                   Probes(args.stow_requests, args.metadata_series))
+                   Probes(args.stow_requests, args.metadata_series), args.import_processes)
 
 
 def main(argv: list[str], prog: str = "python -m bench.scale") -> int:
@@ -424,7 +493,13 @@ def main(argv: list[str], prog: str = "python -m bench.scale") -> int:
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/scale-<N>.json)")
     parser.add_argument("--measure-only", action="store_true",
                         help="measure once on the store in --data (kept by an earlier run) holding --instances")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on filling the store in --data that an earlier run kept (--keep)")
+    parser.add_argument("--import-processes", type=int, default=IMPORT_PROCESSES,
+                        help="batches imported at once, one `dicomweb import --data` process each")
     args = parser.parse_args(argv)
+    if args.resume and args.data is None:
+        parser.error("--resume needs --data with a store an earlier run kept")
     if args.instances < 100:
         parser.error("--instances must be at least 100")
     started = time.perf_counter()

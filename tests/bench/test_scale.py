@@ -36,3 +36,21 @@ def test_scale_mode_refuses_a_store_that_is_not_empty(tmp_path: Path) -> None:
     (tmp_path / "store" / "index.sqlite").write_bytes(b"")
     with pytest.raises(SystemExit, match="not empty"):
         scale.main(["--instances", "300", "--data", str(tmp_path / "store")])
+
+
+def test_a_kept_store_is_filled_further_with_resume(tmp_path: Path) -> None:
+    store, out = tmp_path / "store", tmp_path / "scale.json"
+    common = ["--checkpoints", "", "--batch", "60", "--stow-requests", "5", "--metadata-series", "10", "--data",
+              str(store), "--keep", "--out", str(out), "--import-processes", "2"]
+    assert scale.main(["--instances", "100", *common]) == 0
+    assert json.loads((store / scale.STATE_FILE).read_text())["filled"] == 100
+
+    assert scale.main(["--instances", "220", "--resume", *common]) == 0
+
+    result = json.loads(out.read_text())
+    assert [point["instances"] for point in result["checkpoints"]] == [100, 220]  # the first part's kept
+    assert result["instances"] == 220 and result["import_files_per_s"] > 0
+    assert json.loads((store / scale.STATE_FILE).read_text())["filled"] == 220
+    assert not any((store / "import").rglob("*.dcm"))  # every source deleted once stored
+    with pytest.raises(SystemExit, match="kept"):
+        scale.main(["--instances", "300", "--resume", "--data", str(tmp_path / "other")])
