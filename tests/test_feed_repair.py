@@ -13,6 +13,7 @@ from changefeed.port import Action
 from dicomcore import layout
 from dicomweb.settings import Settings
 from indexing.records import entry_id
+from indexing.sqlite import schema
 from tests.support.builders import make_dataset, multipart_body, to_bytes
 
 
@@ -59,3 +60,28 @@ def test_a_repair_skips_entries_settled_since_its_scan(client: TestClient, setti
     assert creates.count(repaired_elsewhere.SOPInstanceUID) == 1
     assert creates.count(still_missing.SOPInstanceUID) == 1
     assert client.portal.call(lambda: store.reconcile_entries(repair=False)) == 0  # type: ignore[union-attr]
+
+
+def test_a_database_made_before_the_incarnation_column_gets_it_filled(client: TestClient, settings: Settings) -> None:
+    """The feed check compares ``instance.incarnation`` with the feed's (no JSON read per
+    record); a database made without that column gets it at the next open, filled in."""
+    store = client.app.state.services.index  # type: ignore[attr-defined]
+    database = settings.data_dir / "index.sqlite"
+    kept, unfed = make_dataset(), make_dataset()
+    for ds in (kept, unfed):
+        _store(client, ds)
+    unfed_record = client.portal.call(store.get_instance_by_key, _key(unfed))  # type: ignore[union-attr]
+    with sqlite3.connect(database) as connection:
+        connection.execute("ALTER TABLE instance DROP COLUMN incarnation")  # as an earlier version made it
+        connection.execute("DELETE FROM changefeed WHERE entry_id = ?",
+                           (entry_id(_key(unfed), unfed_record.incarnation, Action.CREATE),))
+    with sqlite3.connect(database, isolation_level=None) as connection:
+        schema.create_schema(connection)
+        filled = dict(connection.execute("SELECT instance_key, incarnation FROM instance").fetchall())
+        missing = store._missing_entries(connection)
+    kept_record = client.portal.call(store.get_instance_by_key, _key(kept))  # type: ignore[union-attr]
+    assert filled == {_key(kept): kept_record.incarnation, _key(unfed): unfed_record.incarnation}
+    assert [(action, record.sop_uid) for action, record in missing] == [(Action.CREATE, unfed.SOPInstanceUID)]
+    assert client.portal.call(lambda: store.reconcile_entries(repair=True)) == 1  # type: ignore[union-attr]
+    feed = client.get("/v1/changefeed", params={"limit": 100, "includeMetadata": "false"}).json()
+    assert sorted(entry["sopInstanceUid"] for entry in feed) == sorted([kept.SOPInstanceUID, unfed.SOPInstanceUID])

@@ -403,9 +403,10 @@ class SqliteIndexStore:
         dataset: DicomJson,
     ) -> None:
         pk = connection.execute(
-            "INSERT INTO instance (study_pk, series_pk, sop_uid, sop_class_uid, instance_key, instance_number)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (study_pk, series_pk, record.sop_uid, record.sop_class_uid, record.instance_key, instance_number(dataset)),
+            "INSERT INTO instance (study_pk, series_pk, sop_uid, sop_class_uid, instance_key, instance_number,"
+            " incarnation) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (study_pk, series_pk, record.sop_uid, record.sop_class_uid, record.instance_key, instance_number(dataset),
+             record.incarnation),
         ).lastrowid
         assert pk is not None
         connection.execute(
@@ -485,10 +486,13 @@ class SqliteIndexStore:
     def _missing_entries(self, connection: sqlite3.Connection) -> list[tuple[Action, InstanceRecord]]:
         """Records without their create entry and tombstones without their delete entry (a
         database written before records and entries committed together)."""
-        missing = [(Action.CREATE, _record(text)) for (text,) in connection.execute(
-            "SELECT ij.record FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk WHERE NOT EXISTS"
-            " (SELECT 1 FROM changefeed AS c WHERE c.instance_key = i.instance_key AND c.action = 'create'"
-            " AND c.incarnation = json_extract(ij.record, '$.incarnation'))").fetchall()]
+        # The scan reads the small instance rows only (their incarnation column), not each
+        # record's JSON; the records of what it finds are read after.
+        pks = [pk for (pk,) in connection.execute(
+            "SELECT i.pk FROM instance AS i WHERE NOT EXISTS (SELECT 1 FROM changefeed AS c"
+            " WHERE c.instance_key = i.instance_key AND c.action = 'create' AND c.incarnation = i.incarnation)")]
+        rows = (connection.execute("SELECT record FROM instance_json WHERE pk = ?", (pk,)).fetchone() for pk in pks)
+        missing = [(Action.CREATE, _record(row[0])) for row in rows if row is not None]  # None: deleted meanwhile
         missing += [(Action.DELETE, _record(text)) for (text,) in connection.execute(
             "SELECT t.record FROM tombstone AS t WHERE NOT EXISTS (SELECT 1 FROM changefeed AS c"
             " WHERE c.instance_key = t.instance_key AND c.action = 'delete'"

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -187,3 +187,27 @@ def create_schema(connection: sqlite3.Connection) -> None:
     with write_transaction(connection):
         for statement in _statements():
             connection.execute(statement)
+        for migrate in MIGRATIONS:
+            migrate(connection)
+
+
+def _columns(connection: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+
+
+def add_instance_incarnation(connection: sqlite3.Connection) -> None:
+    """``instance.incarnation``: the record's incarnation (also in ``instance_json.record``)
+    beside the instance's key, so the start-up feed check (``reconcile_entries``) compares
+    it with the feed's without reading every record's JSON (380 s at 310,000 instances;
+    docs/performance.md, "Import speed (session 3)"). A database made before is filled in
+    once, here (one pass over the records)."""
+    if "incarnation" in _columns(connection, "instance"):
+        return
+    connection.execute("ALTER TABLE instance ADD COLUMN incarnation TEXT")
+    connection.execute("UPDATE instance SET incarnation = (SELECT json_extract(ij.record, '$.incarnation')"
+                       " FROM instance_json AS ij WHERE ij.pk = instance.pk)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [add_instance_incarnation]
+"""Changes to a database made by an earlier version, in order; each checks whether it is
+needed, and all run in the schema's write transaction at every open."""
