@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 TYPE = "import"
 PAGE_SIZE = 1000
 """Names listed per page; one checkpoint per page."""
-PARALLEL = 4
+PARALLEL = 8
 """Chunks of a page imported at once (the bound on the fan-out). A chunk pays one flush to
 disk and one index transaction however many files it has: fewer, larger chunks cost less
 (docs/performance.md, "Import speed (session 3)"); a few still overlap one's flush with

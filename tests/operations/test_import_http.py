@@ -106,7 +106,7 @@ def test_operations_list_get_and_cancel(client: TestClient, settings: Settings) 
 
 
 def test_an_instance_twice_in_one_batch_is_stored_once(client: TestClient, settings: Settings) -> None:
-    # A chunk is every 4th name of a page (import_files.PARALLEL), so files i and i + 8 are
+    # A chunk is every 8th name of a page (import_files.PARALLEL), so files i and i + 8 are
     # stored in one batch: the second copy's name is taken by the first's.
     datasets = [make_dataset(study=STUDY, instance_number=i + 1) for i in range(8)]
     files = {f"twice/{i:03d}.dcm": to_bytes(datasets[i % 8]) for i in range(16)}
