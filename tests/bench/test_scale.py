@@ -4,6 +4,7 @@ and takes an hour; it does not run in CI): fill by bulk import, measure at two c
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -52,5 +53,8 @@ def test_a_kept_store_is_filled_further_with_resume(tmp_path: Path) -> None:
     assert result["instances"] == 220 and result["import_files_per_s"] > 0
     assert json.loads((store / scale.STATE_FILE).read_text())["filled"] == 220
     assert not any((store / "import").rglob("*.dcm"))  # every source deleted once stored
+    with sqlite3.connect(store / "index.sqlite") as connection:
+        indexed = connection.execute("SELECT count(*) FROM instance").fetchone()[0]
+    assert indexed == 220 + 10 + 1 + 2 * 5  # the population, the fixtures once, 5 STOWs per checkpoint
     with pytest.raises(SystemExit, match="kept"):
         scale.main(["--instances", "300", "--resume", "--data", str(tmp_path / "other")])
