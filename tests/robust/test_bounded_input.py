@@ -3,6 +3,7 @@ unbounded time now gets a 4xx naming the problem, on both backends."""
 
 from __future__ import annotations
 
+import struct
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -161,6 +162,18 @@ def test_a_deflate_bomb_is_refused_with_bounded_memory(limited: TestClient) -> N
     assert status == 409
     assert any("DICOMWEB_MAX_INFLATED_BYTES" in comment for comment in _comments(body))
     assert peak < 16 * MIB, f"peak {peak / MIB:.1f} MiB"
+    assert limited.get(_instance_url(ds) + "/metadata").status_code == 404
+
+
+def test_a_deflate_bomb_with_a_misstated_group_length_is_refused(limited: TestClient) -> None:
+    """The parse skips pydicom's File Meta read when the group cannot name Deflated; it finds
+    the group by walking it, so a Group Length (0002,0000) that stops short of the Transfer
+    Syntax UID does not hide it from the inflate limit."""
+    bomb, ds = deflate_bomb(64 * MIB)
+    assert bomb[132:140] == b"\x02\x00\x00\x00UL\x04\x00"  # the group length's value follows
+    status, body = _stow(limited, [bomb[:140] + struct.pack("<I", 2) + bomb[144:]])
+    assert status == 409
+    assert any("DICOMWEB_MAX_INFLATED_BYTES" in comment for comment in _comments(body))
     assert limited.get(_instance_url(ds) + "/metadata").status_code == 404
 
 
