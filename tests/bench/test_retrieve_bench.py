@@ -9,10 +9,11 @@ import asyncio
 import contextlib
 import io
 import tempfile
+from pathlib import Path
 
 import pytest
 
-from bench import echo, metadata_bench, plan
+from bench import echo, metadata_bench, plan, runner
 from bench.httpc import Connection
 from bench.servers import Target
 
@@ -69,6 +70,19 @@ def test_the_retrieve_workloads_ask_with_one_client_and_with_several() -> None:
     assert one["paths"] == several["paths"] and one["paths"][0].startswith("/v1/studies/")
     assert "4 clients" in workloads["retrieve-4"].metrics[0].row
     assert {w.key for w in plan.read_workloads(plan.QUICK)} >= {"retrieve", "retrieve-4"}
+
+
+def test_the_retrieve_ceiling_line_gives_mb_per_s_and_the_trivial_servers_cpu(tmp_path: Path) -> None:
+    run = runner.Run(runner.Options(True, None, tmp_path / "out.json", 0, False, "python -m bench"), plan.QUICK)
+    run.calibration = {
+        "1_clients": {"succeeded": 10, "req_per_s": 3000.0},
+        "retrieve_1_clients": {"succeeded": 10, "bytes_in": 200_000_000, "wall_s": 0.1,
+                               "server_cpu_ms_per_request": 9.0},
+        "retrieve_4_clients": {"succeeded": 0, "bytes_in": 0, "wall_s": 0.1},  # failed: left out
+    }
+    assert runner.retrieve_ceiling_line(run) == (
+        "client ceiling (trivial server, study-retrieve body by sendfile): 1 client(s) 2,000 MB/s "
+        "(server CPU 9.0 ms/request)")
 
 
 def test_the_retrieve_tool_runs_against_the_server(capsys: pytest.CaptureFixture[str]) -> None:
