@@ -81,13 +81,15 @@ def _dataset_json(
     elements = dataset._dict  # read without converting: see dicomcore.rawjson
     fast = rawjson.pydicom_defaults()
     codec = rawjson.text_codec(dataset.original_character_set or dataset._character_set) if fast else None
-    for tag in sorted(elements):
+    for tag, element in sorted(elements.items(), key=_tag_number):
         if top_level and tag >> 16 == 0x0002:
             continue
-        key = _key(tag)
-        element = elements[tag]
-        if fast and type(element) is RawDataElement:
-            document = _raw_json(element, prefix + key, bulkdata_uri, threshold, codec)
+        key = _key(int(tag))
+        if fast:
+            if type(element) is RawDataElement:
+                document = _raw_json(element, prefix + key, bulkdata_uri, threshold, codec)
+            else:
+                document = rawjson.converted_json(element)
             if document is not None:
                 result[key] = document
                 continue
@@ -124,12 +126,18 @@ def _raw_json(
     return rawjson.element_json(vr, raw, codec)
 
 
+def _tag_number(item: tuple[BaseTag, object]) -> int:
+    # Sorting BaseTags themselves calls their Python __lt__ for every comparison.
+    return int(item[0])
+
+
 _KEYS: dict[int, str] = {}
 _MAX_KEYS = 20_000  # private tags make the set open-ended: stop caching past this many
 
 
 def _key(tag: int) -> str:
-    """``"0020000D"`` for a tag (formatting it costs more than a dictionary look-up)."""
+    """``"0020000D"`` for a tag number (a plain int: a BaseTag key would compare through its
+    Python ``__eq__``); formatting it costs more than the look-up."""
     key = _KEYS.get(tag)
     if key is None:
         key = f"{tag:08X}"

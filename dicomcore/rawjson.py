@@ -26,8 +26,9 @@ from typing import Any
 
 from pydicom import config, hooks
 from pydicom.datadict import DicomDictionary
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.tag import _LUT_DESCRIPTOR_TAGS
+from pydicom.uid import UID
 
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW"})
 """Binary VRs whose value is bytes, inlined or made a BulkDataURI by the caller. (UN is
@@ -37,12 +38,19 @@ not here: pydicom replaces it by the dictionary's VR, so it takes pydicom's path
 # escape sequences decodes as ``bytes.decode(codec)`` alone: default, ISO_IR 100, ISO_IR 192.
 _TEXT_CODECS = frozenset({"iso8859", "latin_1", "UTF8"})
 _ESC = b"\x1b"
+# Plain ints: ``in`` on pydicom's tuple of tags calls BaseTag.__eq__ (Python) for each.
+_LUT_DESCRIPTORS = frozenset(int(tag) for tag in _LUT_DESCRIPTOR_TAGS)
 _NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
 _NUMBER_SIZES = {vr: struct.calcsize("=" + code) for vr, code in _NUMBER_FORMATS.items()}
 # Integers pydicom's IS keeps as int: digits only, and few enough that float(text) == int(text)
 # (longer ones turn into ISfloat); DS as Python's float() reads them, minus "nan", "inf", "1_0".
 _IS_TEXT = re.compile(r" *[+-]?[0-9]{1,15} *")
 _DS_TEXT = re.compile(r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *")
+
+
+_CONVERTED_INT_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
+_CONVERTED_FLOAT_VRS = frozenset({"FL", "FD"})
+_CONVERTED_STR_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI", "UR", "SH", "LO", "UC", "ST", "LT", "UT"})
 
 
 def pydicom_defaults() -> bool:
@@ -92,12 +100,25 @@ def binary_json(vr: str, value: bytes) -> dict[str, Any]:
     return {"vr": vr, "InlineBinary": b64encode(value).decode()}
 
 
+def converted_json(element: DataElement) -> dict[str, Any] | None:
+    """The DICOM JSON of an element pydicom has already converted (reading the header touches
+    a few: Rows, SOP Instance UID, ...) when its value is one plain number or string, else
+    ``None``. What ``to_json_dict`` gives, without its VM and type dispatch."""
+    vr, value = element.VR, element.value
+    kind = type(value)
+    if (kind is int and vr in _CONVERTED_INT_VRS) or (kind is float and vr in _CONVERTED_FLOAT_VRS):
+        return {"vr": vr, "Value": [value]}
+    if (kind is str or kind is UID) and vr in _CONVERTED_STR_VRS:
+        return {"vr": vr, "Value": [value]} if value else {"vr": vr}
+    return None
+
+
 def element_json(vr: str, raw: RawDataElement, codec: str | None) -> dict[str, Any] | None:
     """The DICOM JSON of a non-binary, non-sequence ``raw`` element of VR ``vr`` (from
     :func:`raw_vr`), or ``None`` where pydicom's path must decide. ``codec`` is the
     dataset's :func:`text_codec`."""
     value = raw.value
-    if value is None or raw.tag in _LUT_DESCRIPTOR_TAGS:
+    if value is None or int(raw.tag) in _LUT_DESCRIPTORS:
         return None  # a deferred read, or a value pydicom patches
     if raw.length == 0:
         return {"vr": vr}
