@@ -86,7 +86,7 @@ def _dataset_json(
             continue
         key = _key(int(tag))
         if fast:
-            if type(element) is RawDataElement:
+            if isinstance(element, RawDataElement):
                 document = _raw_json(element, prefix + key, bulkdata_uri, threshold, codec)
             else:
                 document = rawjson.converted_json(element)
