@@ -9,6 +9,10 @@ the bulk data endpoint turns back into the element (:func:`element_at_path`):
   the pattern, ``"00400275/1/0040A043/0/00080100"``.
 
 Paths hold only tags and indexes, never values, so they are safe to put in URLs.
+
+Elements still in their raw form go through :mod:`dicomcore.rawjson` (bytes to JSON in one
+step, for the common VRs); the rest, and whatever it declines, through pydicom
+(``Dataset[tag]`` and ``DataElement.to_json_dict``), which gives the same JSON at ~5× the CPU.
 """
 
 from __future__ import annotations
