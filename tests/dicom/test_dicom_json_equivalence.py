@@ -4,7 +4,8 @@ Each case parses the same bytes twice and builds the DICOM JSON once with the fa
 once with it switched off (every element through ``Dataset[tag]`` and ``to_json_dict``, the
 builder as it was before); the two must serialise to the same text (so 1 and 1.0 differ, and
 NaN compares), or both must fail with the same exception type. The corpus: every file of
-pydicom's test, character set and palette data, the test builders, the bench's CT, multi-frame and WSI instances, and
+pydicom's test, character set and palette data, the test builders, the bench's CT and
+multi-frame instances, the WSI data (bench.wsi_data, dicomweb.demo.wsi_generate), and
 hand-made elements with bad or unusual values and encodings.
 """
 
@@ -29,6 +30,7 @@ from bench import datagen, wsi_data
 from dicomcore import dicomjson, rawjson
 from dicomcore.frames import FrameIndex
 from dicomcore.instance import InvalidInstanceError, read_instance
+from dicomweb.demo.wsi_generate import generate_pyramid
 from tests.support import builders
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
@@ -107,6 +109,7 @@ def test_already_converted_elements_mix_with_raw_ones(monkeypatch: pytest.Monkey
 
 def test_builders_and_bench_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     slide = wsi_data.write_native_slide(tmp_path / "slide.dcm", target_bytes=200_000, tile=64)
+    levels = generate_pyramid(tmp_path / "jpeg", width=128, height=64, tile=32, levels=2, codec="jpeg", workers=1)
     instances = [
         builders.to_bytes(builders.make_dataset()),
         builders.to_bytes(builders.make_dataset(frames=3, patient_name="Müller^Jürgen")),
@@ -116,6 +119,7 @@ def test_builders_and_bench_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         datagen.MultiFrameSpec("equivalence", "native", 2, 16).build(),
         datagen.MultiFrameSpec("equivalence", "jpeg", 2, 16).build(),
         slide.path.read_bytes(),
+        *(level.read_bytes() for level in levels),
     ]
     for data in instances:
         assert "raised" not in assert_same(data, monkeypatch)
