@@ -24,17 +24,16 @@ from bench import datagen, wsi_data
 from dicomcore.dicomjson import to_dicom_json
 from dicomcore.instance import read_instance
 
+INSTANCE_NAMES = ("CT 512x512 (bench)", "WSI JPEG level (wsi_generate)", "WSI native (wsi_data)")
+
 
 def instances(folder: Path) -> dict[str, bytes]:
     from dicomweb.demo.wsi_generate import generate_pyramid
 
     slide = generate_pyramid(folder / "jpeg", width=64, height=64, tile=32, levels=1, codec="jpeg", workers=1)[0]
     native = wsi_data.write_native_slide(folder / "native.dcm", target_bytes=16 * 16 * 3, tile=16)
-    return {
-        "CT 512x512 (bench)": next(iter(datagen.SeriesSpec("dicomjson-bench", 0, 1, 1).instances())),
-        "WSI JPEG level (wsi_generate)": slide.read_bytes(),
-        "WSI native (wsi_data)": native.path.read_bytes(),
-    }
+    ct = next(iter(datagen.SeriesSpec("dicomjson-bench", 0, 1, 1).instances()))
+    return dict(zip(INSTANCE_NAMES, (ct, slide.read_bytes(), native.path.read_bytes()), strict=True))
 
 
 def time_builds(data: bytes, repeat: int) -> list[float]:
