@@ -69,6 +69,8 @@ JOIN study AS s ON s.pk = i.study_pk
 _HEADER_SQL = "json_remove(json_extract(ij.record, '$.attributes'), {})".format(
     ", ".join(f"'$.\"{tag}\"'" for tag in ADDED_TO_HEADER))
 """The header's JSON text (:func:`indexing.records.header_of`), from the stored record."""
+_KEYS_PER_QUERY = 500
+"""Instance keys per ``IN (...)`` lookup (well under SQLite's bound on parameters)."""
 _INSTANCE_ORDER = " ORDER BY i.series_pk, i.instance_number IS NULL, i.instance_number, i.sop_uid"
 
 
@@ -90,12 +92,14 @@ class SqliteIndexStore:
 
     # -- the port -----------------------------------------------------------------------
 
-    async def add_instance(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
-        return await self._run_write(self._add, record, fresh)
+    async def add_instance(self, record: InstanceRecord, *, fresh: bool = True, frames: str | None = None) -> bool:
+        """``frames``: the instance's frame index, committed with the record
+        (``indexing.port.FrameIndexHolder``)."""
+        return await self._run_write(self._add, record, fresh, frames)
 
-    def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
+    def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True, frames: str | None = None) -> bool:
         """:meth:`add_instance` in the calling thread (``indexing.port.BlockingIndexWrites``)."""
-        return self._with_write_lock(self._add, record, fresh)
+        return self._with_write_lock(self._add, record, fresh, frames)
 
     async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
         records = await self._run(self._list, study_uid, series_uid, sop_uid)
@@ -173,13 +177,24 @@ class SqliteIndexStore:
 
         await self._run_write(update)
 
-    async def add_instances(self, records: list[InstanceRecord]) -> list[bool]:
-        return await self._run_write(self._add_many, records)
+    async def add_instances(self, records: list[InstanceRecord], frames: list[str] | None = None) -> list[bool]:
+        return await self._run_write(self._add_many, records, frames)
 
-    def _add_many(self, connection: sqlite3.Connection, records: list[InstanceRecord]) -> list[bool]:
+    def _add_many(self, connection: sqlite3.Connection, records: list[InstanceRecord],
+                  frames: list[str] | None = None) -> list[bool]:
         # One transaction (each _add joins it): one commit and one trip for a whole batch.
+        each: list[str | None] = list(frames) if frames is not None else [None] * len(records)
         with write_transaction(connection):
-            return [self._add(connection, record, True) for record in records]
+            return [self._add(connection, record, True, index) for record, index in zip(records, each, strict=True)]
+
+    async def frame_index(self, instance_key: str) -> str | None:
+        row = await self._run(lambda c: c.execute(
+            "SELECT f.frames FROM instance AS i JOIN instance_frames AS f ON f.pk = i.pk WHERE i.instance_key = ?",
+            (instance_key,)).fetchone())
+        return row[0] if row else None
+
+    async def headers_by_key(self, instance_keys: list[str]) -> list[str | None]:
+        return await self._run(self._headers_by_key, instance_keys)
 
     async def reconcile_entries(self, *, repair: bool) -> int:
         # The scan reads every record (minutes at a million instances): it runs without the
@@ -335,7 +350,8 @@ class SqliteIndexStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _add(self, connection: sqlite3.Connection, record: InstanceRecord, fresh: bool) -> bool:
+    def _add(self, connection: sqlite3.Connection, record: InstanceRecord, fresh: bool,
+             frames: str | None = None) -> bool:
         dataset = with_identity(record)
         with write_transaction(connection):
             self._read_extended_tags(connection)
@@ -354,7 +370,7 @@ class SqliteIndexStore:
                 record.sop_uid,
             ):
                 return False  # same UIDs stored under another key: already indexed
-            self._insert_instance(connection, study_pk, series_pk, record, dataset)
+            self._insert_instance(connection, study_pk, series_pk, record, dataset, frames)
             self._record_value_errors(connection, record)
             _add_to_count(connection, "series", "instance_count", series_pk, 1)
             _add_to_count(connection, "study", "instance_count", study_pk, 1)
@@ -401,6 +417,7 @@ class SqliteIndexStore:
         series_pk: int,
         record: InstanceRecord,
         dataset: DicomJson,
+        frames: str | None = None,
     ) -> None:
         pk = connection.execute(
             "INSERT INTO instance (study_pk, series_pk, sop_uid, sop_class_uid, instance_key, instance_number)"
@@ -412,6 +429,8 @@ class SqliteIndexStore:
             "INSERT INTO instance_json (pk, attributes, record) VALUES (?, ?, ?)",
             (pk, _dumps(level_json(self._table, Level.INSTANCE, dataset)), _dumps(vars(record))),
         )
+        if frames is not None:
+            connection.execute("INSERT OR REPLACE INTO instance_frames (pk, frames) VALUES (?, ?)", (pk, frames))
         self._index_values(connection, Level.INSTANCE, pk, dataset)
 
     def _index_values(self, connection: sqlite3.Connection, level: Level, pk: int, dataset: DicomJson) -> None:
@@ -543,6 +562,16 @@ class SqliteIndexStore:
             f" {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
         return [InstanceHeader(key, incarnation, header) for key, incarnation, header in rows]
 
+    def _headers_by_key(self, connection: sqlite3.Connection, instance_keys: list[str]) -> list[str | None]:
+        found: dict[str, str] = {}
+        for start in range(0, len(instance_keys), _KEYS_PER_QUERY):
+            chunk = instance_keys[start:start + _KEYS_PER_QUERY]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(connection.execute(
+                f"SELECT i.instance_key, {_HEADER_SQL} FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk"
+                f" WHERE i.instance_key IN ({marks})", chunk).fetchall())
+        return [found.get(key) for key in instance_keys]
+
     def _by_key(self, connection: sqlite3.Connection, instance_key: str) -> InstanceRecord | None:
         row = connection.execute(
             "SELECT ij.record FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk WHERE i.instance_key = ?",
@@ -621,6 +650,7 @@ def _delete_entities(connection: sqlite3.Connection, level: Level, pks: list[int
     connection.executemany(f"DELETE FROM {level.value} WHERE pk = ?", rows)
     if level is Level.INSTANCE:
         connection.executemany("DELETE FROM instance_json WHERE pk = ?", rows)
+        connection.executemany("DELETE FROM instance_frames WHERE pk = ?", rows)
 
 
 def _count_by(keys: Any) -> dict[int, int]:
