@@ -11,6 +11,7 @@ frame index in the index: what an older version left) as on a store made now.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
@@ -25,11 +26,18 @@ from dicomweb.app import create_app
 from dicomweb.settings import Settings
 from dicomweb.usecases.sidecars import SidecarFiles
 from tests.support.builders import DICOM, make_dataset, multipart_body, parse_multipart, to_bytes
+from tests.support.import_area import put_import_files, wait_for_operation
 
 pytestmark = pytest.mark.both_backends
 
 NATIVE_LE = "1.2.840.10008.1.2.1"
 SIDECAR_NAMES = ("metadata.json", "frames.json")
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # A fresh import container per Azure test (the embedded one is under the test's folder).
+    return settings.with_(import_container=f"import-{uuid.uuid4().hex[:12]}")
+
 
 Answer = tuple[int, str, object]
 """Status, media type (boundary left out), body (multipart bodies as their parts)."""
@@ -140,6 +148,7 @@ def test_every_reader_answers_alike_on_a_store_made_before(client: TestClient, s
     assert frame == native.PixelData[size: 2 * size]
     if settings.index_store == "sqlite":
         assert _sidecar_files(settings) == []  # STOW wrote the instance files only; reading wrote nothing
+        assert _frame_indexes_held(settings) == 3
     else:  # Blob Storage keeps sidecars
         blobs = client.app.state.services.blobs
         assert all(client.portal.call(blobs.size, layout.frames_name(key)) > 0 for key in _keys(native, second, jpeg))
@@ -173,7 +182,30 @@ def test_a_deleted_instance_leaves_no_derived_data(client: TestClient, settings:
     assert client.get(_instance_url(native) + "/metadata").status_code == 404
     feed = client.get("/v1/changefeed?includeMetadata=true").json()
     assert [entry["metadata"] for entry in feed if entry["sopInstanceUid"] == native.SOPInstanceUID] == [None, None]
+    if settings.index_store == "sqlite":  # the other two instances'; the deleted one's went with its record
+        assert _frame_indexes_held(settings) == 2
+
+
+def test_imported_instances_have_their_derived_data(client: TestClient, settings: Settings) -> None:
+    """Bulk import commits a batch's records with their frame indexes (embedded) or writes
+    their sidecars (Azure); either way frames and metadata come back."""
+    first = make_dataset(rows=8, columns=8, frames=2)
+    datasets = [first, *(make_dataset(study=first.StudyInstanceUID, rows=8, columns=8, frames=2,
+                                      instance_number=i + 2) for i in range(5))]
+    put_import_files(settings, {f"derived/{i}.dcm": to_bytes(ds) for i, ds in enumerate(datasets)})
+    started = client.post("/v1/import", json={"source": {"prefix": "derived/"}})
+    assert started.status_code == 202, started.text
+    assert wait_for_operation(client.get, started.json()["href"])["results"]["imported"] == len(datasets)
+    for ds in datasets:
+        frame = client.get(_instance_url(ds) + "/frames/2", headers={"Accept": "application/octet-stream"})
+        assert frame.content == ds.PixelData[8 * 8 * 2:]
+        assert client.get(_instance_url(ds) + "/metadata").json()[0]["00080018"]["Value"] == [ds.SOPInstanceUID]
     if settings.index_store == "sqlite":
-        with sqlite3.connect(settings.data_dir / "index.sqlite") as connection:
-            (held,) = connection.execute("SELECT COUNT(*) FROM instance_frames").fetchone()
-        assert held == 2  # the other two instances' frame indexes; the deleted one's went with its record
+        assert _sidecar_files(settings) == []
+        assert _frame_indexes_held(settings) == len(datasets)
+
+
+def _frame_indexes_held(settings: Settings) -> int:
+    with sqlite3.connect(settings.data_dir / "index.sqlite") as connection:
+        (held,) = connection.execute("SELECT COUNT(*) FROM instance_frames").fetchone()
+    return int(held)
