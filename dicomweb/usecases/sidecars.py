@@ -52,15 +52,10 @@ def derive(parsed: ParsedInstance, uids: InstanceUids, bulkdata_threshold: int) 
     """Metadata (BulkDataURIs under :data:`ROOT_TOKEN`) and the frame index of a parsed file."""
     base = f"{ROOT_TOKEN}/studies/{uids.study}/series/{uids.series}/instances/{uids.sop}/bulkdata/"
     attributes = to_dicom_json(parsed.dataset, lambda path: base + path, bulkdata_threshold, pixel_data=parsed.frames)
-    return Derived(attributes=attributes, frames=frames_json(parsed))
+    return Derived(attributes=attributes, frames=json.dumps(parsed.frames.to_json(), separators=(",", ":")))
 
 
-def frames_json(parsed: ParsedInstance) -> str:
-    """The frame index of a parsed file as JSON text."""
-    return json.dumps(parsed.frames.to_json(), separators=(",", ":"))
-
-
-def whole_json_object(raw: bytes) -> bool:
+def _whole_json_object(raw: bytes) -> bool:
     # A sidecar cut short by a crash is empty or lacks its closing brace.
     stripped = raw.strip()
     return stripped.startswith(b"{") and stripped.endswith(b"}")
@@ -79,6 +74,7 @@ class SidecarFiles:
         return await self.index.add_instance(record, fresh=fresh)
 
     def add_instance_blocking(self, record: InstanceRecord, derived: Derived, *, fresh: bool = True) -> bool:
+        # Called only on the one-trip STOW path, which StoreInstance takes with a local index.
         return cast(BlockingIndexWrites, self.index).add_instance_blocking(record, fresh=fresh)
 
     async def add_instances(self, records: list[InstanceRecord], derived: list[Derived]) -> list[bool]:
@@ -118,7 +114,7 @@ class SidecarFiles:
         short. Raises :class:`BlobNotFoundError` when the instance file itself is gone."""
         try:
             raw = await self.blobs.get_bytes(layout.metadata_name(key))
-            if whole_json_object(raw):
+            if _whole_json_object(raw):
                 return raw
         except BlobNotFoundError:
             pass
@@ -127,7 +123,7 @@ class SidecarFiles:
     async def read_metadata_many(self, keys: list[str]) -> list[bytes]:
         """:meth:`read_metadata` for many instances, read in one batch."""
         found = await self.blobs.get_many([layout.metadata_name(key) for key in keys])
-        return [raw if raw is not None and whole_json_object(raw) else await self.read_metadata(key)
+        return [raw if raw is not None and _whole_json_object(raw) else await self.read_metadata(key)
                 for key, raw in zip(keys, found, strict=True)]
 
     async def read_frames(self, key: str) -> dict[str, Any]:
