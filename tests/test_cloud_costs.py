@@ -76,6 +76,41 @@ def test_stow_into_an_existing_series_costs_two_cosmos_writes_and_no_query(
             assert _series_count(other, first) == 4 and _study_count(other, first) == 4
 
 
+def _cosmos_calls_of_one_stow(client: TestClient, log: Path, *datasets: Any) -> list[dict[str, Any]]:
+    time.sleep(0.3)  # background work of the previous STOW (the publisher) settles
+    start = _lines(log)
+    _store(client, *datasets)
+    time.sleep(0.3)  # and anything this one leaves running is charged to it
+    return [call for call in _calls(log, start) if call["service"] == "cosmos"]
+
+
+def test_stow_of_a_new_study_or_series_costs_two_cosmos_writes_and_no_query(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv(CALL_LOG_ENV, str(log))
+    first = make_dataset(modality="CT")
+    other_series = make_dataset(study=first.StudyInstanceUID, modality="MR", series_number=2)
+    with TestClient(create_app(settings), base_url="http://testserver") as client, \
+            TestClient(create_app(settings), base_url="http://testserver") as other:
+        _store(client, make_dataset())  # the first call of a process also creates the containers
+        for ds in (first, other_series):
+            cosmos = _cosmos_calls_of_one_stow(client, log, ds)
+            writes = [call["container"] for call in cosmos if call["kind"] in ("write", "delete")]
+            # One transactional batch (study, series and instance documents) and the feed entry.
+            assert sorted(writes) == ["changefeed", "index"], cosmos
+            assert [call for call in cosmos if call["kind"] in ("query", "list")] == []
+        # Counted before STOW answered: another process finds both at once, with the
+        # study's summaries (no batch recount was left pending to bring them).
+        response = other.get("/v1/studies", params={"StudyInstanceUID": first.StudyInstanceUID})
+        (study,) = response.json()
+        assert study["00201206"]["Value"] == [2] and study["00201208"]["Value"] == [2]
+        assert study["00080061"]["Value"] == ["CT", "MR"]
+        found = other.get("/v1/studies", params={"ModalitiesInStudy": "MR", "PatientID": "PAT-1"}).json()
+        assert first.StudyInstanceUID in [s["0020000D"]["Value"][0] for s in found]
+        series = other.get(f"/v1/studies/{first.StudyInstanceUID}/series").json()
+        assert sorted(int(s["00201209"]["Value"][0]) for s in series) == [1, 1]
+
+
 def test_counts_reach_other_processes_without_their_searching_the_writer(settings: Settings) -> None:
     first = make_dataset()
     second = make_dataset(study=first.StudyInstanceUID, series=first.SeriesInstanceUID, instance_number=2)
