@@ -93,11 +93,13 @@ def test_stow_of_a_new_study_or_series_costs_two_cosmos_writes_and_no_query(
     with TestClient(create_app(settings), base_url="http://testserver") as client, \
             TestClient(create_app(settings), base_url="http://testserver") as other:
         _store(client, make_dataset())  # the first call of a process also creates the containers
-        for ds in (first, other_series):
+        for ds, study_write in ((first, "create"), (other_series, "replace")):
             cosmos = _cosmos_calls_of_one_stow(client, log, ds)
             writes = [call["container"] for call in cosmos if call["kind"] in ("write", "delete")]
             # One transactional batch (study, series and instance documents) and the feed entry.
             assert sorted(writes) == ["changefeed", "index"], cosmos
+            (batch,) = [call for call in cosmos if call.get("op") == "batch"]
+            assert [op for op, _size in batch["operations"]] == [study_write, "create", "create"]
             assert [call for call in cosmos if call["kind"] in ("query", "list")] == []
         # Counted before STOW answered: another process finds both at once, with the
         # study's summaries (no batch recount was left pending to bring them).
