@@ -14,9 +14,11 @@ import pytest
 from azure.cosmos import CosmosClient
 from starlette.testclient import TestClient
 
+from dicomcore import layout
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
 from dicomweb.storage.call_log import CALL_LOG_ENV
+from dicomweb.usecases.blob_created import Outcome
 from indexing.cosmos import summary_refresher
 from tests.conftest import AZURE
 from tests.support.builders import make_dataset, multipart_body, to_bytes
@@ -111,6 +113,32 @@ def test_stow_of_a_new_study_or_series_costs_two_cosmos_writes_and_no_query(
         assert first.StudyInstanceUID in [s["0020000D"]["Value"][0] for s in found]
         series = other.get(f"/v1/studies/{first.StudyInstanceUID}/series").json()
         assert sorted(int(s["00201209"]["Value"][0]) for s in series) == [1, 1]
+
+
+def test_the_event_of_an_indexed_instance_costs_one_query_returning_the_record_only(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv(CALL_LOG_ENV, str(log))
+    ds = make_dataset()
+    key = layout.instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    event = {"eventType": "Microsoft.Storage.BlobCreated", "eventTime": "2026-01-01T00:00:00Z",
+             "subject": f"/blobServices/default/containers/{settings.blob_container}/blobs/{layout.file_name(key)}"}
+    with TestClient(create_app(settings), base_url="http://testserver") as client:
+        _store(client, ds)
+        time.sleep(0.3)
+        start = _lines(log)
+        services = client.app.state.services  # type: ignore[attr-defined]
+        outcome = client.portal.call(lambda: services.blob_created.handle_event(event))  # type: ignore[union-attr]
+        assert outcome is Outcome.ALREADY_INDEXED
+        cosmos = [call for call in _calls(log, start) if call["service"] == "cosmos"]
+        (query,) = cosmos  # no write, no other call
+        assert query["kind"] == "query" and query["cross_partition"]
+        # A query is charged by what it returns: the record, not the whole document.
+        index = CosmosClient(settings.cosmos_endpoint, settings.cosmos_key, connection_verify=False) \
+            .get_database_client(settings.cosmos_database).get_container_client("index")
+        document = index.read_item(f"instance:{ds.SeriesInstanceUID}:{ds.SOPInstanceUID}",
+                                   partition_key=ds.StudyInstanceUID)
+        assert 0 < query["received"] < len(json.dumps(document)) * 0.75
 
 
 def test_counts_reach_other_processes_without_their_searching_the_writer(settings: Settings) -> None:

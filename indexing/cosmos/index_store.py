@@ -365,11 +365,13 @@ class CosmosIndexStore:
     async def get_instance_by_key(self, instance_key: str) -> InstanceRecord | None:
         container = await self._container()
         items = container.query_items(  # across studies: the key does not name its study
-            "SELECT * FROM c WHERE c.type = 'instance' AND c.instance_key = @key",
+            # Only the record: a query is charged by the size of what it returns, and the
+            # document's attributes and match keys would double it (docs/performance.md).
+            "SELECT VALUE c.record FROM c WHERE c.type = 'instance' AND c.instance_key = @key",
             parameters=[{"name": "@key", "value": instance_key}],
         )
-        async for document in items:
-            return _record(document)
+        async for record in items:
+            return record_from_json(record)
         return None
 
     async def list_instances(
@@ -466,11 +468,6 @@ class CosmosIndexStore:
         documents = await self._tombstones(sql, parameters, study_uid)
         return sorted((_record(document) for document in documents), key=lambda record: record.instance_key)
 
-    async def _tombstone_by_key(self, instance_key: str) -> dict[str, Any] | None:
-        rows = await self._tombstones("SELECT * FROM c WHERE c.type = 'tombstone' AND c.instance_key = @key",
-                                      {"@key": instance_key})
-        return rows[0] if rows else None
-
     async def _tombstone_of(self, record: InstanceRecord) -> dict[str, Any] | None:
         """The record's tombstone: a point read in its study's partition (1 RU)."""
         return await _read(await self._container(), schema.tombstone_id(record.series_uid, record.sop_uid),
@@ -496,7 +493,11 @@ class CosmosIndexStore:
                 patch_operations=[{"op": "set", "path": "/state", "value": "done"}])
 
     async def is_deleted(self, instance_key: str) -> bool:
-        return await self._tombstone_by_key(instance_key) is not None
+        # Whether one exists, not the tombstone itself (its record): a query's charge
+        # grows with what it returns.
+        rows = await self._tombstones("SELECT TOP 1 VALUE c.id FROM c WHERE c.type = 'tombstone'"
+                                      " AND c.instance_key = @key", {"@key": instance_key})
+        return bool(rows)
 
     async def records_after(self, instance_key: str, limit: int) -> list[InstanceRecord]:
         rows = await self._tombstones(
