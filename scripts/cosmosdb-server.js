@@ -27,7 +27,9 @@ readDocument.default = (account, req, res, params) => {
 };
 
 // A transactional batch names its partition in the request header (as the SDKs send it);
-// the server's batch handler looks for it in each operation, so copy it there.
+// the server's batch handler looks for it in each operation, so copy it there. (Its
+// batches are not atomic: operations before a failing one stay applied, where Azure rolls
+// them back. The index store's fallback after a failed batch copes with both.)
 const json = require("@vercel/cosmosdb-server/lib/json");
 const originalJson = json.default;
 json.default = async (req) => {

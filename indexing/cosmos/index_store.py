@@ -3,25 +3,30 @@
 Documents and partitioning: :mod:`indexing.cosmos.schema`; searching:
 :mod:`indexing.cosmos.search`.
 
-Adding an instance: the study and series documents are read (and created if missing,
-a lost creation race reads the winner's), then the instance document is created; its
-id is made of the UIDs, so a second add of the same instance fails atomically (409) and
-is reported as already indexed.
+Adding an instance: the study and series documents are read, then the instance document
+is created; its id is made of the UIDs, so a second add of the same instance fails
+atomically (409) and is reported as already indexed. The first instance of a series is
+one transactional batch in the study's partition: the series document and the study's
+(created, or replaced under its ETag) already counting it, and the instance document; a
+batch that lost a race (the series was made or the study changed meanwhile) writes
+nothing, and the add goes the way below (missing documents created one by one, a lost
+creation race reading the winner's, the new series recounted before the add returns).
 
 Summaries (counts, Modalities and SOP Classes in Study) are *recomputed* from the
-study's own partition and written with an ETag precondition, retried on 412, never
-incremented. Each writer recomputes after its own instance exists, and a write based
+study's own partition and written with an ETag precondition, retried on 412 (the one
+increment, the first-of-series batch's, is written under the ETag of the study it read,
+atomically with the documents it counts). Each writer recomputes after its own instance exists, and a write based
 on a stale read fails its precondition, so the last write to succeed counted every
 instance then present: parallel adds to one study cannot lose an update. Recomputing is
 idempotent, so an add interrupted before the summaries were written is finished by
 running it again (the indexer's repair and the blob event do): the repeated add finds
 the instance and refreshes the summaries anyway. The first instance of a series is
-recounted before the add returns (so a new study or series is found at once); later
-ones are recounted in batches by :mod:`indexing.cosmos.summary_refresher`, which the
-store settles before every search.
+counted before the add returns (so a new study or series is found at once, in every
+process); later ones are recounted in batches by :mod:`indexing.cosmos.summary_refresher`,
+which the store settles before every search.
 
-The record and its feed entry (no transaction spans two containers, and the test server
-has no batches): the instance document is created carrying its create entry
+The record and its feed entry (no transaction spans two containers): the instance
+document is created carrying its create entry
 (``entry``, kept); the entry is appended to the feed after. A reader may see the record
 before the entry, never the entry without the record, and a crash in between leaves a
 document whose entry the feed lacks, which :meth:`reconcile_entries` finds by checking
