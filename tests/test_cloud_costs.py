@@ -19,7 +19,7 @@ from dicomweb.app import create_app
 from dicomweb.settings import Settings
 from dicomweb.storage.call_log import CALL_LOG_ENV
 from dicomweb.usecases.blob_created import Outcome
-from indexing.cosmos import summary_refresher
+from indexing.cosmos import index_store, summary_refresher
 from tests.conftest import AZURE
 from tests.support.builders import make_dataset, multipart_body, to_bytes
 
@@ -113,6 +113,36 @@ def test_stow_of_a_new_study_or_series_costs_two_cosmos_writes_and_no_query(
         assert first.StudyInstanceUID in [s["0020000D"]["Value"][0] for s in found]
         series = other.get(f"/v1/studies/{first.StudyInstanceUID}/series").json()
         assert sorted(int(s["00201209"]["Value"][0]) for s in series) == [1, 1]
+
+
+def test_a_first_instance_whose_batch_lost_a_race_is_added_the_older_way(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv(CALL_LOG_ENV, str(log))
+    first = make_dataset(modality="CT")
+    other_series = make_dataset(study=first.StudyInstanceUID, modality="MR", series_number=2)
+    real_read = index_store._read
+    stale: list[bool] = []
+
+    async def stale_study(container: Any, item: str, study_uid: str) -> dict[str, Any] | None:
+        document = await real_read(container, item, study_uid)
+        if item == "study" and document is not None and not stale:  # as if another add changed it meanwhile
+            stale.append(True)
+            return {**document, "_etag": '"changed-meanwhile"'}
+        return document
+
+    with TestClient(create_app(settings), base_url="http://testserver") as client, \
+            TestClient(create_app(settings), base_url="http://testserver") as other:
+        _store(client, first)
+        monkeypatch.setattr(index_store, "_read", stale_study)
+        cosmos = _cosmos_calls_of_one_stow(client, log, other_series)  # the batch's study replace fails its ETag
+        monkeypatch.setattr(index_store, "_read", real_read)
+        assert stale, "the add did not read its study"
+        index_writes = [call.get("op") for call in cosmos if call["kind"] == "write" and call["container"] == "index"]
+        assert index_writes[0] == "batch" and index_writes[1:3] == ["create", "create"], index_writes
+        (study,) = other.get("/v1/studies", params={"StudyInstanceUID": first.StudyInstanceUID}).json()
+        assert study["00201206"]["Value"] == [2] and study["00201208"]["Value"] == [2]
+        assert study["00080061"]["Value"] == ["CT", "MR"]
 
 
 def test_the_event_of_an_indexed_instance_costs_one_query_returning_the_record_only(
