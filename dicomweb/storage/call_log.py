@@ -28,7 +28,10 @@ def call_logger(path: Path, service: str) -> Callable[[Any], None]:
     def hook(response: Any) -> None:
         request = response.http_request
         body = _request_body(request)
-        line = json.dumps({"service": service, **describe(request.method, request.headers, request.url),
+        kind = describe(request.method, request.headers, request.url)
+        if service != "cosmos":
+            kind.pop("op", None)  # Cosmos's write verbs; a blob write is one kind of operation
+        line = json.dumps({"service": service, **kind,
                            "container": _container(request.url),
                            "status": response.http_response.status_code,
                            "charge": _charge(response.http_response.headers),
