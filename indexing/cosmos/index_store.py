@@ -15,9 +15,10 @@ creation race reading the winner's, the new series recounted before the add retu
 Summaries (counts, Modalities and SOP Classes in Study) are *recomputed* from the
 study's own partition and written with an ETag precondition, retried on 412 (the one
 increment, the first-of-series batch's, is written under the ETag of the study it read,
-atomically with the documents it counts). Each writer recomputes after its own instance exists, and a write based
-on a stale read fails its precondition, so the last write to succeed counted every
-instance then present: parallel adds to one study cannot lose an update. Recomputing is
+atomically with the documents it counts). Each writer recomputes after its own instance
+exists, and a write based on a stale read fails its precondition, so the last write to
+succeed counted every instance then present: parallel adds to one study cannot lose an
+update. Recomputing is
 idempotent, so an add interrupted before the summaries were written is finished by
 running it again (the indexer's repair and the blob event do): the repeated add finds
 the instance and refreshes the summaries anyway. The first instance of a series is
