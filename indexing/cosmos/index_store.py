@@ -191,18 +191,16 @@ class CosmosIndexStore:
         pos = f"{utc_now()}|"
         extended = self._extended
         used, table, tags = extended.tags, extended.combined, extended.table  # one consistent snapshot
-        study, series = await asyncio.gather(
-            _read(container, schema.STUDY_ID, record.study_uid),
-            _read(container, schema.series_id(record.series_uid), record.study_uid),
-        )
+        study, series = await self._study_and_series(container, record)
         entry = change_entry(record, Action.CREATE)
-        if series is None and await self._add_first_of_series(container, record, dataset, pos, study, entry,
-                                                               table, tags):
-            await extended.after_add(container, record, used)  # after the write: see reindex.py
-            await self._feed.append(entry)
-            return True
-        # An instance into an existing series, or a first instance whose batch lost a race
-        # (a concurrent add made the series, or changed the study): one document at a time.
+        if series is None:
+            if await self._add_first_of_series(container, record, dataset, pos, study, entry, table, tags):
+                await extended.after_add(container, record, used)  # after the write: see reindex.py
+                await self._feed.append(entry)
+                return True
+            # The batch lost a race (a concurrent add made the series, or changed or removed
+            # the study): read them again and add one document at a time, as below.
+            study, series = await self._study_and_series(container, record)
         if study is None:
             study = await _create_or_read(container, with_extended_keys(
                 schema.study_document(table, record, dataset, pos + record.study_uid), tags, Level.STUDY, dataset))
@@ -234,6 +232,15 @@ class CosmosIndexStore:
             self._refresher().touch(record.study_uid, record.series_uid, record.sop_class_uid)
         return True
 
+    @staticmethod
+    async def _study_and_series(container: Any, record: InstanceRecord
+                                ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        study, series = await asyncio.gather(
+            _read(container, schema.STUDY_ID, record.study_uid),
+            _read(container, schema.series_id(record.series_uid), record.study_uid),
+        )
+        return study, series
+
     async def _add_first_of_series(self, container: Any, record: InstanceRecord, dataset: DicomJson, pos: str,
                                    study: dict[str, Any] | None, entry: ChangeEntry,
                                    table: AttributeTable, tags: AttributeTable) -> bool:
@@ -261,8 +268,9 @@ class CosmosIndexStore:
         operations += [("create", (series,)), ("create", (document,))]
         try:
             await container.execute_item_batch(operations, partition_key=record.study_uid)
-        except (CosmosBatchOperationError, CosmosResourceExistsError, CosmosAccessConditionFailedError):
-            return False
+        except (CosmosBatchOperationError, CosmosResourceExistsError, CosmosAccessConditionFailedError,
+                CosmosResourceNotFoundError):
+            return False  # Azure answers a failed batch with the failing operation's status
         return True
 
     def _counted_study(self, study: dict[str, Any], dataset: DicomJson, sop_class_uid: str) -> dict[str, Any]:
