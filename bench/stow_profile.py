@@ -133,14 +133,15 @@ def main() -> int:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     instances = list(datagen.SeriesSpec(f"profile-{time.time_ns()}", 1, 1, args.instances).instances())
     bodies = [multipart(instances[i:i + args.per_request]) for i in range(0, len(instances), args.per_request)]
-    with tempfile.TemporaryDirectory(prefix="stow-profile-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="stow-profile-") as tmp, open(Path(tmp) / "server.log", "w+") as server_log:
         port = _free_port()
         server = subprocess.Popen([sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1",
                                    "--port", str(port), "--data", str(Path(tmp) / "store"),
                                    "--workers", str(args.workers)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=server_log)
         spy = None
         gil = ["--gil"] if args.gil else []
+        gil += ["--subprocesses"] if args.workers > 1 else []  # uvicorn's workers, not only its supervisor
         try:
             _wait(port, server)
             raw = Path(tmp) / "profile.txt"
@@ -183,6 +184,10 @@ def main() -> int:
                 spy.kill()
             server.terminate()
             server.wait(timeout=30)
+            server_log.seek(0)
+            for line in server_log:  # each process's index writer waits (indexing/sqlite/writer_waits.py)
+                if "index writes:" in line:
+                    print(line.strip())
     return 0
 
 

@@ -117,6 +117,9 @@ def _logging_config() -> dict[str, Any]:
     config["handlers"]["requests"] = {"formatter": "requests", "class": "logging.StreamHandler",
                                       "stream": "ext://sys.stdout"}
     config["loggers"]["dicomweb.requests"] = {"handlers": ["requests"], "level": "INFO", "propagate": False}
+    # One line per process at shutdown: how long its index writers waited for each other
+    # (indexing/sqlite/writer_waits.py), what decides whether --workers N scales.
+    config["loggers"]["dicomweb.writers"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
 
 

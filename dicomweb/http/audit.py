@@ -110,6 +110,11 @@ class _OwnerOnlyRotatingFile(logging.handlers.RotatingFileHandler):
         return self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
 
 
+class _LineQueue(logging.handlers.QueueHandler):
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record  # the message is the finished line: nothing to format, no copy to make
+
+
 class AuditSink:
     """Where the lines go: a rotated file (embedded) or the ``dicomweb.audit`` logger.
 
@@ -119,7 +124,7 @@ class AuditSink:
     it runs at the app's shutdown and, for a sink never closed, at the interpreter's exit."""
 
     def __init__(self, path: Path | None) -> None:
-        self._queue: logging.handlers.QueueHandler | None = None
+        self._queue: _LineQueue | None = None
         self._listener: logging.handlers.QueueListener | None = None
         self._started = threading.Lock()
         self._path = path
@@ -135,7 +140,7 @@ class AuditSink:
         handler = self._queue or self._start()
         handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO, "levelname": "INFO"}))
 
-    def _start(self) -> logging.handlers.QueueHandler:
+    def _start(self) -> _LineQueue:
         """The file's writer thread, started by the first line (no thread for an app that
         never serves a request)."""
         assert self._path is not None
@@ -147,7 +152,7 @@ class AuditSink:
                 self._listener = logging.handlers.QueueListener(lines, file)
                 self._listener.start()
                 atexit.register(self.close)
-                self._queue = logging.handlers.QueueHandler(lines)
+                self._queue = _LineQueue(lines)
             return self._queue
 
     def close(self) -> None:

@@ -47,6 +47,7 @@ class RequestTelemetry:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        instruments.refresh()  # built at the app's first request: a provider set up before it counts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not instruments.recording():

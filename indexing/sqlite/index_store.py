@@ -44,6 +44,7 @@ from indexing.sqlite.feed_store import append_entry
 from indexing.sqlite.number_keys import migrate_number_keys
 from indexing.sqlite.schema import connect, create_schema, value_table, word_table, write_transaction
 from indexing.sqlite.search import search
+from indexing.sqlite.writer_waits import WriterWaits
 from indexing.summaries import (
     MODALITIES_IN_STUDY_TAG,
     SOP_CLASSES_IN_STUDY_TAG,
@@ -87,6 +88,7 @@ class SqliteIndexStore:
         self._extended_bodies: tuple[str, ...] = ()
         self._extended_tags: list[ExtendedTag] = []
         self._writer_lock_fd: int | None = None
+        self.writer_waits = WriterWaits()
 
     # -- the port -----------------------------------------------------------------------
 
@@ -254,6 +256,7 @@ class SqliteIndexStore:
             os.close(lock_fd)
         for connection in idle:
             connection.close()
+        self.writer_waits.log()
 
     # -- connections --------------------------------------------------------------------
 
@@ -267,13 +270,20 @@ class SqliteIndexStore:
         # Writers of this process queue here rather than on SQLite's lock: its busy
         # handler sleeps in steps of up to 100 ms, which made concurrent adds crawl.
         # Other processes still meet at BEGIN IMMEDIATE and wait via busy_timeout.
-        with self._write_lock, self._other_processes_writing():
-            try:
-                return self._with_connection(work, *args)
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode == _SQLITE_FULL:
-                    raise InsufficientStorageError(exc.sqlite_errorcode, "the index database's disk is full") from exc
-                raise
+        asked = time.perf_counter()
+        with self._write_lock:
+            queued = time.perf_counter()
+            with self._other_processes_writing():
+                locked = time.perf_counter()
+                try:
+                    return self._with_connection(work, *args)
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode == _SQLITE_FULL:
+                        raise InsufficientStorageError(exc.sqlite_errorcode,
+                                                       "the index database's disk is full") from exc
+                    raise
+                finally:
+                    self.writer_waits.note(queued - asked, locked - queued, time.perf_counter() - locked)
 
     @contextlib.contextmanager
     def _other_processes_writing(self) -> Iterator[None]:
