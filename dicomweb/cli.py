@@ -54,8 +54,8 @@ def _access_decision(host: str, authority: str, allow_anonymous: bool) -> tuple[
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
+    from dicomweb.accept_turns import TurnTakingSupervisor
     from dicomweb.serving import GuardedProtocol
     from dicomweb.settings import Settings
 
@@ -99,10 +99,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Several processes share one SQLite database (WAL, one writer at a time) and one folder.
         sock = config.bind_socket()
-        print(f"DICOMweb service root: {root}  (data: {Path(args.data).resolve()}, {args.workers} workers)",
-              flush=True)
-        print(f"Start page: {start_page}  (viewer, API docs, examples)", flush=True)
-        Multiprocess(config, sockets=[sock]).run()
+
+        def announce() -> None:  # once every worker serves
+            print(f"DICOMweb service root: {root}  (data: {Path(args.data).resolve()}, {args.workers} workers)",
+                  flush=True)
+            print(f"Start page: {start_page}  (viewer, API docs, examples)", flush=True)
+
+        # The workers take turns accepting connections (dicomweb/accept_turns.py).
+        TurnTakingSupervisor(config, sockets=[sock], on_ready=announce).run()
         return 0
     server.run()
     return 0
