@@ -266,7 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
     serve.add_argument("--data", default=os.environ.get("DICOMWEB_DATA_DIR", "data"),
                        help="folder of the embedded store (default ./data)")
-    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the store (default 1): they take turns accepting "
+                            "connections and queue their index writes on a lock file; every worker runs "
+                            "the background work too, so run DICOMcast beside it (docs/performance.md)")
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--quiet", action="store_true",
                        help="no request log (by default: one line per request, path without its query)")
