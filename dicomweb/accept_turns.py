@@ -30,12 +30,14 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from uvicorn.config import Config
 from uvicorn.server import Server
 from uvicorn.supervisors import multiprocess
 
+ACCEPT_RETRY_SECONDS = 0.05
 READY_SECONDS = 120.0
 """How long to wait for a worker's start-up before announcing the service anyway."""
 
@@ -67,8 +69,13 @@ class TurnTakingServer(Server):
         while not self.should_exit:
             try:
                 connection, _ = sock.accept()
-            except OSError:  # the socket closed under the thread: the worker is stopping
-                return
+            except OSError:
+                if self.should_exit or sock.fileno() == -1:  # the worker is stopping
+                    return
+                # Out of file descriptors or memory, or a connection reset before its
+                # accept: the next one may succeed (uvicorn's loop would carry on too).
+                time.sleep(ACCEPT_RETRY_SECONDS)
+                continue
             try:
                 loop.call_soon_threadsafe(self._adopt, connection)
             except RuntimeError:  # the loop has closed: the worker is gone

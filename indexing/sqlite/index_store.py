@@ -283,9 +283,10 @@ class SqliteIndexStore:
     def _checkpoint_when_due(self) -> None:
         """Every ``_CHECKPOINT_EVERY`` writes, copy the WAL into the database, with no lock
         held: SQLite's automatic checkpoint ran inside the commit that crossed 1,000 pages,
-        fsyncs included, while this process held the writers' lock file, and the other
-        processes' writers waited 30-40 ms for it (docs/performance.md). A passive
-        checkpoint never blocks a writer; one that could not finish is simply run again."""
+        fsyncs included, while this process held the writers' lock file, so every other
+        writer waited for those fsyncs (docs/performance.md). A passive checkpoint never
+        blocks a writer; one that could not finish is simply run again. Never raises: the
+        write it follows has its own outcome."""
         with self._lock:
             self._writes_since_checkpoint += 1
             if self._writes_since_checkpoint < _CHECKPOINT_EVERY or self._closed:
@@ -293,7 +294,7 @@ class SqliteIndexStore:
             self._writes_since_checkpoint = 0
         try:
             self._with_connection(_checkpoint)
-        except sqlite3.Error:  # the write is committed; the next checkpoint catches up
+        except (sqlite3.Error, RuntimeError):  # (RuntimeError: closed meanwhile) the next one catches up
             log.debug("WAL checkpoint failed", exc_info=True)
 
     def _locked_write(self, work: Callable[..., T], *args: Any) -> T:
