@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -44,6 +45,7 @@ from indexing.sqlite.feed_store import append_entry
 from indexing.sqlite.number_keys import migrate_number_keys
 from indexing.sqlite.schema import connect, create_schema, value_table, word_table, write_transaction
 from indexing.sqlite.search import search
+from indexing.sqlite.writer_waits import WriterWaits
 from indexing.summaries import (
     MODALITIES_IN_STUDY_TAG,
     SOP_CLASSES_IN_STUDY_TAG,
@@ -53,9 +55,15 @@ from indexing.summaries import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _SQLITE_FULL = 13
 """SQLite's result code for "database or disk is full"."""
+
+_CHECKPOINT_EVERY = 25
+"""Writes of one process between the WAL checkpoints it runs: SQLite's automatic one came
+every 1,000 WAL pages, and a STOW commit adds ~35-40 (measured: 450 instances of one series,
+the WAL file's size every 50)."""
 
 _IDLE_CONNECTIONS = 8
 """Connections kept open between calls; more are opened under load and closed after."""
@@ -89,6 +97,8 @@ class SqliteIndexStore:
         self._extended_bodies: tuple[str, ...] = ()
         self._extended_tags: list[ExtendedTag] = []
         self._writer_lock_fd: int | None = None
+        self.writer_waits = WriterWaits()
+        self._writes_since_checkpoint = 0
 
     # -- the port -----------------------------------------------------------------------
 
@@ -269,6 +279,7 @@ class SqliteIndexStore:
             os.close(lock_fd)
         for connection in idle:
             connection.close()
+        self.writer_waits.log()
 
     # -- connections --------------------------------------------------------------------
 
@@ -279,16 +290,46 @@ class SqliteIndexStore:
         return await in_thread(self._with_write_lock, work, *args)
 
     def _with_write_lock(self, work: Callable[..., T], *args: Any) -> T:
+        try:
+            return self._locked_write(work, *args)
+        finally:
+            self._checkpoint_when_due()
+
+    def _checkpoint_when_due(self) -> None:
+        """Every ``_CHECKPOINT_EVERY`` writes, copy the WAL into the database, with no lock
+        held: SQLite's automatic checkpoint ran inside the commit that crossed 1,000 pages,
+        fsyncs included, while this process held the writers' lock file, so every other
+        writer waited for those fsyncs (docs/performance.md). A passive checkpoint never
+        blocks a writer; one that could not finish is simply run again. Never raises: the
+        write it follows has its own outcome."""
+        with self._lock:
+            self._writes_since_checkpoint += 1
+            if self._writes_since_checkpoint < _CHECKPOINT_EVERY or self._closed:
+                return
+            self._writes_since_checkpoint = 0
+        try:
+            self._with_connection(_checkpoint)
+        except (sqlite3.Error, RuntimeError):  # (RuntimeError: closed meanwhile) the next one catches up
+            log.debug("WAL checkpoint failed", exc_info=True)
+
+    def _locked_write(self, work: Callable[..., T], *args: Any) -> T:
         # Writers of this process queue here rather than on SQLite's lock: its busy
         # handler sleeps in steps of up to 100 ms, which made concurrent adds crawl.
         # Other processes still meet at BEGIN IMMEDIATE and wait via busy_timeout.
-        with self._write_lock, self._other_processes_writing():
-            try:
-                return self._with_connection(work, *args)
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode == _SQLITE_FULL:
-                    raise InsufficientStorageError(exc.sqlite_errorcode, "the index database's disk is full") from exc
-                raise
+        asked = time.perf_counter()
+        with self._write_lock:
+            queued = time.perf_counter()
+            with self._other_processes_writing():
+                locked = time.perf_counter()
+                try:
+                    return self._with_connection(work, *args)
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode == _SQLITE_FULL:
+                        raise InsufficientStorageError(exc.sqlite_errorcode,
+                                                       "the index database's disk is full") from exc
+                    raise
+                finally:
+                    self.writer_waits.note(queued - asked, locked - queued, time.perf_counter() - locked)
 
     @contextlib.contextmanager
     def _other_processes_writing(self) -> Iterator[None]:
@@ -331,6 +372,7 @@ class SqliteIndexStore:
             if self._idle:
                 return self._idle.pop()
         connection = connect(self._database)
+        connection.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints off the writers' lock: _checkpoint_when_due
         with self._lock:
             if not self._schema_ready:
                 create_schema(connection)
@@ -578,6 +620,10 @@ class SqliteIndexStore:
             (instance_key,),
         ).fetchone()
         return _record(row[0]) if row else None
+
+
+def _checkpoint(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _bury(connection: sqlite3.Connection, removed: list[InstanceRecord], owner: str) -> None:
