@@ -50,20 +50,31 @@ def valid_boundary(boundary: str) -> bool:
 
 @dataclass
 class SpooledPart:
-    """One part of a multipart body, its bytes in a local file."""
+    """One part of a multipart body: its bytes in memory (:attr:`data`, a part up to the
+    in-memory limit) or spooled to a local file (:attr:`path`, a larger one)."""
 
     headers: dict[str, str]
     path: Path
+    """The part's staging path: its spool file, or where a part held in memory is staged
+    when it is stored (nothing is written there while it is received)."""
     size: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
     """SHA-256 of the bytes spooled so far: the stored file's checksum, taken on the way in
-    (no second read of the file)."""
+    (no second read of the file). Not taken for a part held in memory: its store hashes the
+    whole buffer in its worker thread (hashlib releases the GIL there)."""
     number: int = 0
     """Its place in the body, from 1."""
+    data: bytes | None = None
+    """The whole part, when it was held in memory (set when the part ends)."""
+    held: list[bytes] = field(default_factory=list)
+    """Bytes received so far of a part still held in memory."""
+    spooled: bool = False
+    """The part outgrew the in-memory limit: its bytes go to :attr:`path`."""
 
     @property
     def sha256(self) -> str:
-        return str(self.digest.hexdigest())
+        """The spooled file's SHA-256; empty for a part held in memory (not hashed yet)."""
+        return "" if self.data is not None else str(self.digest.hexdigest())
 
     @property
     def content_type(self) -> str | None:
@@ -72,12 +83,19 @@ class SpooledPart:
 
 @dataclass
 class _PartCollector:
-    """python-multipart callbacks, collecting one part at a time (callbacks are synchronous)."""
+    """python-multipart callbacks, collecting one part at a time (callbacks are synchronous).
+
+    A part is held in memory while it is at most ``memory_limit`` bytes: receiving it then
+    costs no worker-thread trip and no file write (its store writes it to disk once). A part
+    that grows past the limit is spooled from then on, so memory stays bounded whatever the
+    request holds.
+    """
 
     new_path: Callable[[], Path]
+    memory_limit: int = 0
     done: list[SpooledPart] = field(default_factory=list)
     pending: list[tuple[SpooledPart, bytes | None]] = field(default_factory=list)
-    """Data of parts in arrival order; ``None`` marks a part's end."""
+    """Data to spool and part ends, in arrival order; ``None`` marks a part's end."""
     pending_bytes: int = 0
     part_ended: bool = False
     """A part's end is pending: flush now, so its caller gets it without waiting for more."""
@@ -111,14 +129,34 @@ class _PartCollector:
         self.header_value.clear()
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
-        if end > start and self.current is not None:
-            self.pending.append((self.current, bytes(data[start:end])))
-            self.pending_bytes += end - start
+        part = self.current
+        if end <= start or part is None:
+            return
+        chunk = data[start:end]  # the received chunk itself (no copy) when the part spans it whole
+        if not part.spooled and part.size + len(chunk) <= self.memory_limit:
+            part.held.append(chunk)
+            part.size += len(chunk)
+            return
+        if not part.spooled:  # outgrew the limit: what it held goes to its file first
+            part.spooled, part.size = True, 0  # (the spool's writes count the size from here)
+            self._spool(part, b"".join(part.held))
+            part.held.clear()
+        self._spool(part, chunk)
+
+    def _spool(self, part: SpooledPart, chunk: bytes) -> None:
+        if chunk:
+            self.pending.append((part, chunk))
+            self.pending_bytes += len(chunk)
 
     def part_end(self) -> None:
-        if self.current is not None:
-            self.pending.append((self.current, None))
-            self.part_ended = True
+        part = self.current
+        if part is None:
+            return
+        if not part.spooled:
+            part.data = b"".join(part.held)
+            part.held.clear()
+        self.pending.append((part, None))
+        self.part_ended = True
 
     def should_flush(self) -> bool:
         # Writing each received chunk (often 64 KB) cost a worker-thread trip each, ~8 per
@@ -141,9 +179,10 @@ async def _write(path: Path, chunks: list[bytes], digest: Any) -> int:
 
 async def read_parts(
     body: AsyncIterable[bytes], boundary: str, new_path: Callable[[], Path], *, max_bytes: int,
-    max_parts: int | None = None,
+    max_parts: int | None = None, memory_part_bytes: int = 0,
 ) -> AsyncIterator[SpooledPart]:
-    """Yield each part as soon as it is complete, spooled to ``new_path()``.
+    """Yield each part as soon as it is complete: held in memory when it is at most
+    ``memory_part_bytes``, else spooled to ``new_path()``.
 
     The caller processes a part before the next is read (back-pressure). Raises
     :class:`MultipartError` for a malformed or truncated body and
@@ -151,7 +190,7 @@ async def read_parts(
     beyond ``max_parts`` begins (once the parts before it are yielded).
     Files of parts not yet yielded are removed on error; the caller owns (and removes) yielded files.
     """
-    collector = _PartCollector(new_path)
+    collector = _PartCollector(new_path, memory_part_bytes)
     parser = MultipartParser(boundary, collector.callbacks(), max_header_count=16)  # type: ignore[arg-type]
     received = 0
     part_limit = max_parts if max_parts is not None else float("inf")
@@ -179,12 +218,15 @@ async def read_parts(
             )
     finally:
         current = collector.current
-        if current is not None and current not in collector.done and current.path.exists():
-            os.unlink(current.path)
+        if current is not None and current not in collector.done:
+            current.held.clear()
+            if current.spooled and current.path.exists():
+                os.unlink(current.path)
 
 
 async def _flush(collector: _PartCollector) -> list[SpooledPart]:
-    """Write buffered part data to the parts' files; return the parts that ended."""
+    """Write buffered part data to the parts' files; return the parts that ended (a part
+    held in memory ends without a write)."""
     completed: list[SpooledPart] = []
     batch: list[bytes] = []
     for index, (part, data) in enumerate(collector.pending):

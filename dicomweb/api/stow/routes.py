@@ -64,7 +64,9 @@ def _check_size(request: Request, limit: int) -> None:
 
 PARTS_AHEAD = 2
 """Received parts waiting for the store while the next part is read: receiving part N+1
-overlaps storing part N (its fsyncs and index commit), with spooled files, not memory."""
+overlaps storing part N (its fsyncs and index commit). A part is held in memory only up to
+``DICOMWEB_STOW_MEMORY_PART_BYTES`` (larger ones are spooled), so a request holds at most
+PARTS_AHEAD + 2 such parts (waiting, being stored, being received)."""
 
 
 async def _store_multipart(
@@ -73,7 +75,8 @@ async def _store_multipart(
     outcomes: list[Outcome] = []
     limit = services.settings.max_parts
     parts = read_parts(request.stream(), boundary, services.blobs.new_staging_path,
-                       max_bytes=services.settings.max_request_bytes, max_parts=limit)
+                       max_bytes=services.settings.max_request_bytes, max_parts=limit,
+                       memory_part_bytes=services.settings.stow_memory_part_bytes)
     queued: deque[asyncio.Task[Outcome]] = deque()
     previous: asyncio.Task[Outcome] | None = None
     try:
@@ -115,7 +118,7 @@ async def _store_part(services: Services, part: SpooledPart, root_type: str, stu
     if part.size == 0:
         part.path.unlink(missing_ok=True)
         return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE, message="part is empty")
-    return await store_upload(services.store, part.path, study, part.sha256)
+    return await store_upload(services.store, part.path, study, part.sha256, part.data)
 
 
 async def _store_single(request: Request, services: Services, study: str | None) -> list[Outcome]:
