@@ -1,6 +1,7 @@
 """The embedded blob store: a local folder.
 
-Durability: a blob is written under a temporary name, fsynced, then linked (exclusive)
+Durability: a blob is written under a temporary name (or, for a new file from bytes in
+memory, as an unnamed file: ``storage/new_files.py``), fsynced, then linked (exclusive)
 or renamed (replace) into place, and the folder is fsynced; a reader never sees a partial
 file and a crash never leaves one under a real name.
 
@@ -32,6 +33,7 @@ from typing import BinaryIO
 
 from dicomcore import layout
 from dicomcore.threads import in_thread
+from dicomweb.storage.new_files import NameTakenError, write_staged, write_unnamed
 from dicomweb.storage.port import (
     BlobChangedError,
     BlobChangingError,
@@ -135,32 +137,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    """A new owner-only file at ``path`` holding ``data``, on disk when this returns."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _link_new(path: Path, target: Path, name: str) -> None:
-    """Give ``path`` the name ``target`` too, atomically and only if it is free. The folder
-    is created when missing, after a first link fails for want of it (the link mostly finds
-    it: a syscall saved per file)."""
-    try:
-        try:
-            os.link(path, target)
-        except FileNotFoundError:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(path, target)
-    except FileExistsError as exc:
-        raise BlobExistsError(name) from exc
-
-
 BlobCreatedHook = Callable[[str, int], None]
 """Called on the event loop with a new blob's name and size."""
 
@@ -260,18 +236,15 @@ class FilesystemBlobStore:
         self._announce(name, len(data))
 
     def put_new_bytes_blocking(self, name: str, data: bytes) -> None:
-        """See ``storage.port.BlockingBlobWrites``: the bytes are written once, to a staging
-        file created owner-only and fsynced on the descriptor that wrote it (no reopen, no
-        chmod), then linked into place exclusively and the folder fsynced, as
-        :meth:`put_file` does for a spooled upload."""
+        """See ``storage.port.BlockingBlobWrites``: the bytes are written once, to an unnamed
+        file in the target folder where the filesystem has them, else to a staging file
+        (``storage/new_files.py``), fsynced, linked into place exclusively, the folder fsynced."""
         target = self._path(name)
-        staged = self.new_staging_path()
         try:
-            _write_durably(staged, data)
-            _link_new(staged, target, name)
-        finally:
-            staged.unlink(missing_ok=True)
-        _fsync_dir(target.parent)
+            if not write_unnamed(target.parent, target.name, data):
+                write_staged(self.new_staging_path(), target, data)
+        except NameTakenError as exc:
+            raise BlobExistsError(name) from exc
         self._announce(name, len(data))
 
     def _move(self, source: str, target: str) -> int:
