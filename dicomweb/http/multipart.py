@@ -263,6 +263,45 @@ async def spool_body(body: AsyncIterable[bytes], path: Path, *, max_bytes: int) 
     return size, digest.hexdigest()
 
 
+async def receive_body(body: AsyncIterable[bytes], path: Path, *, max_bytes: int, memory_bytes: int
+                       ) -> SpooledPart:
+    """A single-part body: held in memory while it is at most ``memory_bytes`` (as a part
+    of a multipart body is), else spooled to ``path``."""
+    chunks = aiter(body)
+    held: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        held.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLargeError(f"request body is larger than the {max_bytes}-byte limit")
+        if size > memory_bytes:
+            break
+    else:
+        return SpooledPart({}, path, size, data=b"".join(held))
+    part = SpooledPart({}, path, spooled=True)
+    part.size, sha256 = await spool_body(_prefixed(held, chunks), path, max_bytes=max_bytes)
+    part.digest = _Digest(sha256)
+    return part
+
+
+async def _prefixed(first: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in first:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+
+
+@dataclass(frozen=True)
+class _Digest:
+    """A digest already taken (what :attr:`SpooledPart.digest` holds after spooling)."""
+
+    value: str
+
+    def hexdigest(self) -> str:
+        return self.value
+
+
 # -- writing ----------------------------------------------------------------------------
 
 

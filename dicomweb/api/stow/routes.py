@@ -30,7 +30,7 @@ from dicomweb.http.multipart import (
     SpooledPart,
     TooManyPartsError,
     read_parts,
-    spool_body,
+    receive_body,
     valid_boundary,
 )
 from dicomweb.http.urls import service_root, study_url
@@ -124,14 +124,15 @@ async def _store_part(services: Services, part: SpooledPart, root_type: str, stu
 async def _store_single(request: Request, services: Services, study: str | None) -> list[Outcome]:
     path = services.blobs.new_staging_path()
     try:
-        size, sha256 = await spool_body(request.stream(), path, max_bytes=services.settings.max_request_bytes)
+        body = await receive_body(request.stream(), path, max_bytes=services.settings.max_request_bytes,
+                                  memory_bytes=services.settings.stow_memory_part_bytes)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    if size == 0:
+    if body.size == 0:
         path.unlink(missing_ok=True)
         raise bad_request("request body is empty")
-    return [await store_upload(services.store, path, study, sha256)]
+    return [await store_upload(services.store, path, study, body.sha256, body.data)]
 
 
 async def _receive(request: Request, services: Services, study: str | None) -> list[Outcome]:
