@@ -35,13 +35,16 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def open_folder(folder: Path) -> int:
-    """A descriptor of ``folder``, created when missing (opened first: it mostly exists)."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    """A descriptor of ``folder``, created when missing. Made first: each instance has a
+    folder of its own (``dicomcore/layout.py``), so it is mostly new, and one ``mkdir`` is
+    the cheapest way to learn so."""
     try:
-        return os.open(folder, flags)
+        os.mkdir(folder)
+    except FileExistsError:
+        pass
     except FileNotFoundError:
         folder.mkdir(parents=True, exist_ok=True)
-        return os.open(folder, flags)
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def write_unnamed(folder: Path, file_name: str, data: bytes) -> bool:

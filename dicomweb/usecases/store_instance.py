@@ -24,7 +24,6 @@ is indexed again only from a freshly placed file, never by repair (docs/architec
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import uuid
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from typing import Protocol
 from dicomcore import layout
 from dicomcore.capacity import is_out_of_space
 from dicomcore.faults import crash_point
-from dicomcore.instance import InvalidInstanceError, ParsedInstance, read_instance
+from dicomcore.instance import InvalidInstanceError, ParsedInstance, read_instance, read_instance_bytes
 from dicomcore.redact import error_summary
 from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, ValidationError, validate_instance
@@ -346,7 +345,7 @@ def _read_and_store_buffered_blocking(use_case: StoreInstance, data: bytes, path
     buffer (no file read back), hashed whole here (hashlib releases the GIL), written once.
     When it is not stored now (a network store, its name taken) it is staged at ``path``
     for the async path, unless its study does not match (then nothing is written)."""
-    instance = prepare(read_instance(io.BytesIO(data)), use_case.sidecars.bulkdata_threshold)
+    instance = prepare(read_instance_bytes(data), use_case.sidecars.bulkdata_threshold)
     staged = StagedFile(path, hashlib.sha256(data).hexdigest())
     if not _study_matches(instance, study_in_path):
         return instance, False, staged
