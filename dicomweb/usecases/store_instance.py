@@ -316,13 +316,23 @@ async def store_upload(use_case: StoreInstance, path: Path, study_in_path: str |
 
     Never raises for a bad instance: each part fails alone, so the rest of a request is stored.
     """
+    staging = _Staging(path, may_exist=data is None)
     try:
-        return await _store_upload(use_case, path, study_in_path, sha256, data)
+        return await _store_upload(use_case, staging, study_in_path, sha256, data)
     except Exception as exc:  # an unexpected fault fails this instance, not the request
         log.error("storing an instance failed (%s)", error_summary(exc))  # no message: it may quote values
         return Outcome(None, None, failure=FailureReason.PROCESSING_FAILURE, message=f"processing failure: {exc}")
     finally:
-        path.unlink(missing_ok=True)
+        if staging.may_exist:  # (an unlink that fails costs an exception, on the event loop)
+            path.unlink(missing_ok=True)
+
+
+@dataclass
+class _Staging:
+    """An upload's staging path, and whether a file may be there to remove."""
+
+    path: Path
+    may_exist: bool
 
 
 def _study_matches(instance: Prepared, study_in_path: str | None) -> bool:
@@ -339,35 +349,36 @@ def _read_and_store_blocking(use_case: StoreInstance, staged: StagedFile, study_
     return instance, use_case.store_staged_blocking(staged, instance)
 
 
-def _read_and_store_buffered_blocking(use_case: StoreInstance, data: bytes, path: Path, study_in_path: str | None
-                                      ) -> tuple[Prepared, bool, StagedFile]:
+def _read_and_store_buffered_blocking(use_case: StoreInstance, data: bytes, staging: _Staging,
+                                      study_in_path: str | None) -> tuple[Prepared, bool, StagedFile]:
     """:func:`_read_and_store_blocking` for an upload received in memory: parsed from the
     buffer (no file read back), hashed whole here (hashlib releases the GIL), written once.
     When it is not stored now (a network store, its name taken) it is staged at ``path``
     for the async path, unless its study does not match (then nothing is written)."""
     instance = prepare(read_instance_bytes(data), use_case.sidecars.bulkdata_threshold)
-    staged = StagedFile(path, hashlib.sha256(data).hexdigest())
+    staged = StagedFile(staging.path, hashlib.sha256(data).hexdigest())
     if not _study_matches(instance, study_in_path):
         return instance, False, staged
     if use_case.blocking is not None and use_case.store_staged_blocking(staged, instance, data):
         return instance, True, staged
+    staging.may_exist = True
     try:
-        with open(path, "xb") as out:  # the async path places a file (put_file fsyncs it)
+        with open(staging.path, "xb") as out:  # the async path places a file (put_file fsyncs it)
             out.write(data)
     except OSError as exc:  # e.g. a full disk: this instance fails with a 272 saying so
         raise StoreStepError(instance, exc, None) from exc
     return instance, False, staged
 
 
-async def _store_upload(use_case: StoreInstance, path: Path, study_in_path: str | None, sha256: str,
+async def _store_upload(use_case: StoreInstance, staging: _Staging, study_in_path: str | None, sha256: str,
                         data: bytes | None) -> Outcome:
-    staged = StagedFile(path, sha256)
+    staged = StagedFile(staging.path, sha256)
     try:
         if data is None:
             instance, stored_now = await in_thread(_read_and_store_blocking, use_case, staged, study_in_path)
         else:
             instance, stored_now, staged = await in_thread(
-                _read_and_store_buffered_blocking, use_case, data, path, study_in_path)
+                _read_and_store_buffered_blocking, use_case, data, staging, study_in_path)
     except InvalidInstanceError as exc:
         return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE, message=str(exc))
     except ValidationError as exc:
