@@ -6,9 +6,9 @@ first copy wins, across processes), fsync the folder. With ``O_TMPFILE`` the byt
 written to an *unnamed* file in the target folder, linked in with ``linkat`` through
 ``/proc/self/fd`` (the way open(2) documents it): no staging name, no unlink, and nothing
 left behind by a crash (the kernel frees an unlinked inode). Measured on this machine's
-ext4: 0.8 against 1.3 ms of CPU and 3–6 against 8–14 ms of wall time per 513 KB file,
-against a named staging file (docs/stow-receive.md). Python has no wrapper for it, hence
-these few calls by hand.
+ext4 with a new folder per file, as instances have: median 1.27 against 1.59 ms of CPU per
+513 KB file, wall time equal within the noise (docs/stow-receive.md). Python has no
+wrapper for it, hence these few calls by hand.
 
 Where the filesystem or the platform has no unnamed files (``O_TMPFILE`` unsupported, no
 ``/proc``), :func:`write_unnamed` says so and the caller stages a named file instead.
