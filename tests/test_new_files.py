@@ -5,13 +5,14 @@ taken name, and leaves nothing behind, with unnamed files (``O_TMPFILE``) or wit
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from dicomweb.http.multipart import read_parts
+from dicomweb.http.multipart import BodyTooLargeError, read_parts, receive_body
 from dicomweb.storage import new_files
 from dicomweb.storage.filesystem import FilesystemBlobStore
 from dicomweb.storage.port import BlobExistsError
@@ -106,3 +107,17 @@ async def test_the_reader_holds_parts_up_to_the_limit_and_spools_larger_ones(tmp
     assert received[1].path.read_bytes() == DATA[:1001] and received[3].path.read_bytes() == DATA
     assert received[0].sha256 == "" and len(received[3].sha256) == 64
     assert sorted(os.listdir(tmp_path)) == ["1", "3"]  # nothing written for the parts held in memory
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_single_part_body_is_held_up_to_the_limit_then_spooled(tmp_path: Path, anyio_backend: str) -> None:
+    held = await receive_body(_body(DATA[:1000], 333), tmp_path / "held", max_bytes=10**6, memory_bytes=1000)
+    assert (held.data, held.size, held.sha256) == (DATA[:1000], 1000, "")
+    assert not (tmp_path / "held").exists()
+    spooled = await receive_body(_body(DATA[:1001], 333), tmp_path / "spooled", max_bytes=10**6, memory_bytes=1000)
+    assert spooled.data is None and spooled.size == 1001
+    assert spooled.sha256 == hashlib.sha256(DATA[:1001]).hexdigest()
+    assert (tmp_path / "spooled").read_bytes() == DATA[:1001]
+    with pytest.raises(BodyTooLargeError):  # the size limit holds while the body is held in memory
+        await receive_body(_body(DATA[:1000], 333), tmp_path / "big", max_bytes=999, memory_bytes=1000)
