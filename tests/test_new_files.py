@@ -1,7 +1,7 @@
 """A STOW part received in memory, from the multipart reader to its file (docs/stow-receive.md):
 the reader holds a part up to the limit and spools a larger one; the embedded store writes the
 bytes once, fsyncs them before they get their name and the name before it returns, refuses a
-taken name, and leaves nothing behind, with unnamed files (``O_TMPFILE``) or without."""
+taken name, and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -13,22 +13,13 @@ from pathlib import Path
 import pytest
 
 from dicomweb.http.multipart import BodyTooLargeError, read_parts, receive_body
-from dicomweb.storage import new_files
 from dicomweb.storage.filesystem import FilesystemBlobStore
 from dicomweb.storage.port import BlobExistsError
 
 DATA = os.urandom(300_000)
 
 
-@pytest.fixture(params=["unnamed", "staged"])
-def unnamed(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    """Run with unnamed files, and as on a filesystem without them."""
-    if request.param == "staged":
-        monkeypatch.delattr(os, "O_TMPFILE", raising=False)
-    return request.param == "unnamed"
-
-
-def test_new_bytes_are_stored_once_and_nothing_is_left(tmp_path: Path, unnamed: bool) -> None:
+def test_new_bytes_are_stored_once_and_nothing_is_left(tmp_path: Path) -> None:
     store = FilesystemBlobStore(tmp_path / "blobs")
     store.put_new_bytes_blocking("s/e/one.dcm", DATA)  # its folders do not exist yet
     store.put_new_bytes_blocking("s/e/two.dcm", DATA[:10])
@@ -38,7 +29,7 @@ def test_new_bytes_are_stored_once_and_nothing_is_left(tmp_path: Path, unnamed: 
     assert list(store.staging_dir.iterdir()) == []
 
 
-def test_a_taken_name_is_refused_and_keeps_the_first_copy(tmp_path: Path, unnamed: bool) -> None:
+def test_a_taken_name_is_refused_and_keeps_the_first_copy(tmp_path: Path) -> None:
     store = FilesystemBlobStore(tmp_path / "blobs")
     store.put_new_bytes_blocking("s/one.dcm", b"first")
     with pytest.raises(BlobExistsError):
@@ -48,8 +39,7 @@ def test_a_taken_name_is_refused_and_keeps_the_first_copy(tmp_path: Path, unname
     assert list(store.staging_dir.iterdir()) == []
 
 
-def test_the_bytes_are_fsynced_before_they_are_named(tmp_path: Path, unnamed: bool,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_bytes_are_fsynced_before_they_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash (kill -9, power loss) never leaves a partial file under the instance's name,
     and the name is on disk before the store returns (before STOW answers 200)."""
     calls: list[str] = []
@@ -69,23 +59,6 @@ def test_the_bytes_are_fsynced_before_they_are_named(tmp_path: Path, unnamed: bo
     store.put_new_bytes_blocking("s/one.dcm", DATA)
     assert calls == ["fsync file", "link", "fsync folder"]
     assert (tmp_path / "blobs/s/one.dcm").read_bytes() == DATA
-
-
-def test_without_proc_the_unnamed_file_falls_back_to_a_staged_one(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    real_link = os.link
-
-    def link(source: str, *args: object, **kwargs: object) -> None:
-        if str(source).startswith("/proc/"):
-            raise FileNotFoundError(2, "no /proc here")
-        real_link(source, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "link", link)
-    assert not new_files.write_unnamed(tmp_path, "one.dcm", DATA)
-    store = FilesystemBlobStore(tmp_path / "blobs")
-    store.put_new_bytes_blocking("s/one.dcm", DATA)
-    assert (tmp_path / "blobs/s/one.dcm").read_bytes() == DATA
-    assert list(store.staging_dir.iterdir()) == []
 
 
 async def _body(data: bytes, size: int) -> AsyncIterator[bytes]:

@@ -1,7 +1,6 @@
 """The embedded blob store: a local folder.
 
-Durability: a blob is written under a temporary name (or, for a new file from bytes in
-memory, as an unnamed file: ``storage/new_files.py``), fsynced, then linked (exclusive)
+Durability: a blob is written under a temporary name, fsynced, then linked (exclusive)
 or renamed (replace) into place, and the folder is fsynced; a reader never sees a partial
 file and a crash never leaves one under a real name.
 
@@ -33,7 +32,7 @@ from typing import BinaryIO
 
 from dicomcore import layout
 from dicomcore.threads import in_thread
-from dicomweb.storage.new_files import NameTakenError, write_staged, write_unnamed
+from dicomweb.storage.new_files import NameTakenError, write_staged
 from dicomweb.storage.port import (
     BlobChangedError,
     BlobChangingError,
@@ -236,13 +235,11 @@ class FilesystemBlobStore:
         self._announce(name, len(data))
 
     def put_new_bytes_blocking(self, name: str, data: bytes) -> None:
-        """See ``storage.port.BlockingBlobWrites``: the bytes are written once, to an unnamed
-        file in the target folder where the filesystem has them, else to a staging file
-        (``storage/new_files.py``), fsynced, linked into place exclusively, the folder fsynced."""
-        target = self._path(name)
+        """See ``storage.port.BlockingBlobWrites``: the bytes are written once, to a staging
+        file, fsynced, linked into place exclusively, the folder fsynced
+        (``storage/new_files.py``)."""
         try:
-            if not write_unnamed(target.parent, target.name, data):
-                write_staged(self.new_staging_path(), target, data)
+            write_staged(self.new_staging_path(), self._path(name), data)
         except NameTakenError as exc:
             raise BlobExistsError(name) from exc
         self._announce(name, len(data))
