@@ -31,7 +31,7 @@ LARGER = to_bytes(make_dataset(study=STUDY, rows=64, columns=64))
 ALL = [*SAME_SIZE, LARGER]
 
 
-@pytest.fixture(params=[N, N - 1, 0], ids=["parts-at-the-limit", "parts-a-byte-over", "spool-every-part"])
+@pytest.fixture(params=[N, N - 1], ids=["parts-at-the-limit", "parts-a-byte-over"])
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     return settings.with_(stow_memory_part_bytes=request.param)
 
