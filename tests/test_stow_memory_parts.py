@@ -6,8 +6,8 @@ and a part that is refused leaves nothing behind (docs/stow-receive.md)."""
 from __future__ import annotations
 
 import hashlib
-from io import BytesIO
 from collections.abc import Iterator
+from io import BytesIO
 from typing import Any
 
 import pytest
