@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from bench.cloud_prices import dollars_per_million, estimated_ru
 from bench.datagen import MultiFrameSpec, Population, SeriesSpec, patient_for
 from tests.support.builders import multipart_body
 
@@ -49,10 +50,14 @@ class Counts:
     detail: collections.Counter[str] = field(default_factory=collections.Counter)
     """Calls by service, kind and Cosmos container: where an operation's calls go."""
 
+    estimated_ru: float = 0.0
+    """Request units as Azure would charge them (bench.cloud_prices: estimated on the test server)."""
+
     def add(self, call: dict[str, Any], *, after: bool = False) -> None:
         kind = call["kind"]
         if call["service"] == "cosmos":
             self.request_units += call.get("charge", 0.0)
+            self.estimated_ru += estimated_ru(call)
             if kind == "query" or kind == "list":
                 self.cosmos_queries += 1
                 self.cosmos_queries_after += after
@@ -71,6 +76,15 @@ class Counts:
             self.blob_lists += 1
         else:
             self.blob_deletes += 1
+
+
+    @property
+    def dollars_per_million(self) -> float:
+        """USD per million of this operation at the list prices of bench.cloud_prices."""
+        # Blob listings are left out: they are the server's background scan (about one a
+        # second whatever the traffic), a fixed cost, not the operation's.
+        return dollars_per_million(self.estimated_ru, {
+            "write": self.blob_writes, "read": self.blob_reads, "other": self.blob_deletes})
 
 
 def _calls_of(log: Path, operation: Callable[[], None]) -> Counts:
@@ -146,17 +160,18 @@ def measure_costs(root: str, log: Path) -> dict[str, Counts]:
 
 
 def cost_table(results: dict[str, Counts]) -> str:
-    header = ("| operation | Cosmos reads | writes (in request + after) | queries (after; cross-partition) | RU "
-              "| Blob reads (ranged) | writes | lists | deletes |")
-    rows = [header, "|" + "---|" * 9]
+    header = ("| operation | Cosmos reads | writes (in request + after) | queries (after; cross-partition) "
+              "| RU (estimated) | Blob reads (ranged) | writes | lists | deletes | $ per million |")
+    rows = [header, "|" + "---|" * 10]
     for name, c in results.items():
         writes = f"{c.cosmos_writes - c.cosmos_writes_after} + {c.cosmos_writes_after}"
         queries = f"{c.cosmos_queries} ({c.cosmos_queries_after}; {c.cross_partition})"
         rows.append(f"| {name} | {c.cosmos_reads} | {writes} | {queries} "
-                    f"| {c.request_units:.1f} | {c.blob_reads} ({c.blob_ranged}) | {c.blob_writes} | {c.blob_lists} "
-                    f"| {c.blob_deletes} |")
+                    f"| {c.estimated_ru:.1f} | {c.blob_reads} ({c.blob_ranged}) | {c.blob_writes} | {c.blob_lists} "
+                    f"| {c.blob_deletes} | {c.dollars_per_million:.2f} |")
     return "\n".join(rows)
 
 
 def tally(results: dict[str, Counts]) -> dict[str, dict[str, Any]]:
-    return {name: {**vars(counts), "detail": dict(counts.detail)} for name, counts in results.items()}
+    return {name: {**vars(counts), "detail": dict(counts.detail), "dollars_per_million": counts.dollars_per_million}
+            for name, counts in results.items()}

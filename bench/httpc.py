@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from dataclasses import dataclass, field
 
 BUFFER_BYTES = 1 << 20
@@ -37,6 +38,7 @@ class Response:
     headers: dict[str, str]
     body: bytes = b""
     length: int = 0  # body bytes received, even when the body was not kept
+    head_at: float = 0.0  # time.perf_counter() when the status line and headers had arrived
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -212,6 +214,7 @@ class Connection:
 
     async def _read_response(self, receiver: _Receiver, method: str, keep_body: bool) -> Response:
         raw = await receiver.readuntil(b"\r\n\r\n")
+        head_at = time.perf_counter()
         status_line, *header_lines = raw.decode("latin-1").split("\r\n")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/"):
@@ -223,11 +226,11 @@ class Connection:
                 headers[name.strip().lower()] = value.strip()
         status = int(parts[1])
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-            return Response(status, headers)
+            return Response(status, headers, head_at=head_at)
         # An error's body is kept anyway: it is small, and it says what went wrong.
         keep = keep_body or not 200 <= status < 300
         pieces, length = await self._read_body(receiver, headers, keep)
-        return Response(status, headers, b"".join(pieces) if keep else b"", length)
+        return Response(status, headers, b"".join(pieces) if keep else b"", length, head_at)
 
     async def _read_body(self, receiver: _Receiver, headers: dict[str, str], keep_body: bool
                          ) -> tuple[list[bytes], int]:

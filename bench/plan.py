@@ -91,6 +91,7 @@ METADATA_STUDY, RETRIEVE_STUDY = 1, 2
 STOW_BATCH = 20
 STOW_CLIENTS = 4
 FRAME_CLIENTS = 8
+RETRIEVE_CLIENTS = 4
 
 
 def series_spec(spec: datagen.SeriesSpec) -> dict[str, Any]:
@@ -222,22 +223,29 @@ def read_workloads(profile: Profile) -> list[Workload]:
             lambda t, r: _get(t, [t.root + meta_path], t.accept["metadata"], profile.metadata_requests, 120),
         )
     )
+    out += retrieve_workloads(profile)
+    return out
+
+
+def retrieve_workloads(profile: Profile) -> list[Workload]:
+    """The study retrieve by one client, and by :data:`RETRIEVE_CLIENTS` at once (aggregate
+    MB/s: one client alone is bounded by the client's own receiving, see ``bench.echo``)."""
     study = retrieve_series(profile)
     mb = round(study.count * 0.525)
-    out.append(
+    row = f"Study retrieve multipart ({study.count} inst, {mb} MB)"
+
+    def command(target: Target, clients: int) -> dict[str, Any]:
+        path = f"{target.root}/studies/{study.study.study_uid}"
+        return _get(target, [path], target.accept["retrieve"], profile.retrieve_requests * clients, 120, clients)
+
+    return [
+        Workload("retrieve", (Metric(row, "MB/s", "higher", _mb_per_s),), lambda t, r: command(t, 1)),
         Workload(
-            "retrieve",
-            (Metric(f"Study retrieve multipart ({study.count} inst, {mb} MB)", "MB/s", "higher", _mb_per_s),),
-            lambda t, r: _get(
-                t,
-                [f"{t.root}/studies/{study.study.study_uid}"],
-                t.accept["retrieve"],
-                profile.retrieve_requests,
-                120,
-            ),
-        )
-    )
-    return out
+            f"retrieve-{RETRIEVE_CLIENTS}",
+            (Metric(f"{row}, {RETRIEVE_CLIENTS} clients", "MB/s", "higher", _mb_per_s),),
+            lambda t, r: command(t, RETRIEVE_CLIENTS),
+        ),
+    ]
 
 
 def _mb_per_s(answer: dict[str, Any]) -> float:
@@ -324,6 +332,25 @@ def qido_workloads(profile: Profile, level: int) -> list[Workload]:
 
 def _count_label(count: int) -> str:
     return f"{count // 1000}k" if count % 1000 == 0 else str(count)
+
+
+def retrieve_bytes(profile: Profile) -> int:
+    """About the bytes of the retrieve study's body (for the client's ceiling, ``bench.echo``)."""
+    return retrieve_series(profile).count * 525_000
+
+
+def echo_retrieve_command(port: int, profile: Profile, clients: int) -> dict[str, Any]:
+    """The retrieve workload's requests against ``bench.echo``'s prebuilt study body."""
+    return {
+        "op": "get",
+        "host": HOST,
+        "port": port,
+        "paths": ["/study"],
+        "headers": {},
+        "requests": max(10, profile.retrieve_requests * clients * 2),
+        "concurrency": clients,
+        "max_seconds": profile.time_cap_s,
+    }
 
 
 def echo_command(port: int, profile: Profile, clients: int) -> dict[str, Any]:

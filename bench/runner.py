@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import plan
-from bench.noise import NoiseMeter
+from bench.noise import NoiseMeter, groups_cpu_seconds
 from bench.procs import ClientProcess, ManagedProcess, Namespace
 from bench.report import SERVER_KEYS, Journal, Results, machine_info, table
 from bench.servers import HOST, ServerUnavailable, Target, start_orthanc, start_ours
@@ -119,7 +119,8 @@ def start_targets(run: Run, stack: contextlib.ExitStack, prefix: list[str] | Non
 def calibrate(run: Run, prefix: list[str] | None, workdir: Path, stack: contextlib.ExitStack) -> None:
     """How fast the client goes against a server that does nothing (its ceiling)."""
     port = NS_PORTS["echo"] if prefix is not None else free_port()
-    argv = [*(prefix or []), sys.executable, "-m", "bench.echo", str(port), str(ECHO_BODY_BYTES)]
+    argv = [*(prefix or []), sys.executable, "-m", "bench.echo", str(port), str(ECHO_BODY_BYTES),
+            str(plan.retrieve_bytes(run.profile))]
     echo = ManagedProcess("echo", argv, workdir / "echo.log")
     stack.callback(echo.stop)
     run.noise.watch(echo.proc.pid)
@@ -129,6 +130,7 @@ def calibrate(run: Run, prefix: list[str] | None, workdir: Path, stack: contextl
     for clients in (1, plan.FRAME_CLIENTS):
         answer = run.call(**plan.echo_command(port, run.profile, clients))
         run.calibration[f"{clients}_clients"] = answer
+    calibrate_retrieve(run, port, echo.proc.pid)
     echo.stop()
     run.log(
         "client ceiling: "
@@ -136,6 +138,29 @@ def calibrate(run: Run, prefix: list[str] | None, workdir: Path, stack: contextl
             f"{k}: {v['req_per_s']:.0f} req/s" for k, v in run.calibration.items() if "req_per_s" in v
         )
     )
+
+
+def calibrate_retrieve(run: Run, port: int, echo_pid: int) -> None:
+    """The client's MB/s for a study-retrieve body from a server that only sendfiles it:
+    what the retrieve rows cannot exceed, whichever server answers; and that server's CPU
+    per request, the kernel's share (sendfile and loopback TCP) no server can avoid."""
+    for clients in (1, plan.RETRIEVE_CLIENTS):
+        cpu = groups_cpu_seconds({echo_pid})
+        answer = run.call(**plan.echo_retrieve_command(port, run.profile, clients))
+        cpu = groups_cpu_seconds({echo_pid}) - cpu
+        if answer.get("requests"):
+            answer["server_cpu_ms_per_request"] = cpu * 1000 / answer["requests"]
+        run.calibration[f"retrieve_{clients}_clients"] = answer
+
+
+def retrieve_ceiling_line(run: Run) -> str:
+    rates = [
+        f"{key.split('_')[1]} client(s) {answer['bytes_in'] / answer['wall_s'] / 1e6:,.0f} MB/s "
+        f"(server CPU {answer.get('server_cpu_ms_per_request', 0):.1f} ms/request)"
+        for key, answer in run.calibration.items()
+        if key.startswith("retrieve_") and answer.get("succeeded") and answer.get("wall_s")
+    ]
+    return f"client ceiling (trivial server, study-retrieve body by sendfile): {', '.join(rates)}" if rates else ""
 
 
 def load(
@@ -225,7 +250,9 @@ def run_workload(run: Run, workload: plan.Workload, target: Target, repeat: int)
             run.results.error(metric.row, metric.unit, metric.better, target.key, f"skipped: no {missing}")
         return
     before = run.noise.start()
+    server_cpu = groups_cpu_seconds({target.process.proc.pid})
     answer = run.call(**command)
+    server_cpu = groups_cpu_seconds({target.process.proc.pid}) - server_cpu
     foreign = run.noise.foreign_cores(before)
     run.runs.append(
         {
@@ -233,6 +260,9 @@ def run_workload(run: Run, workload: plan.Workload, target: Target, repeat: int)
             "server": target.key,
             "repeat": repeat + 1,
             "foreign_cores": foreign,
+            # The server's CPU (user + system, every process of its group) per request: moves
+            # far less than a rate when other processes load the machine.
+            "server_cpu_ms_per_request": server_cpu * 1000 / answer["requests"] if answer.get("requests") else None,
             **answer,
         }
     )
@@ -255,7 +285,9 @@ def run_workload(run: Run, workload: plan.Workload, target: Target, repeat: int)
         if answer.get("succeeded")
         else ""
     )
-    run.log(f"  r{repeat + 1} {target.label:7} {workload.key}: {shown}")
+    cpu = run.runs[-1]["server_cpu_ms_per_request"]
+    run.log(f"  r{repeat + 1} {target.label:7} {workload.key}: {shown}"
+            + (f" (server CPU {cpu:.1f} ms/request)" if cpu is not None else ""))
     if not target.process.alive():
         run.note(f"{target.label} exited during {workload.key}:\n{target.process.tail()}")
         run.ours_failed |= target.key == "ours"
@@ -455,8 +487,11 @@ def print_summary(run: Run) -> None:
         rates = ", ".join(
             f"{k.split('_')[0]} client(s) {v.get('req_per_s', 0):,.0f} req/s"
             for k, v in run.calibration.items()
+            if not k.startswith("retrieve_")
         )
         print(f"client ceiling (trivial server, 64 KB GET): {rates}")
+        if line := retrieve_ceiling_line(run):
+            print(line)
     print("(!) = some requests failed, ERR = all failed; details in the JSON 'errors' and notes")
     for note in run.notes:
         print(f"note: {note}")

@@ -39,7 +39,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait(port: int, process: subprocess.Popen[bytes]) -> None:
+def _announced(process: subprocess.Popen[str]) -> None:
+    """Read the server's output until it announces its service root (with ``--workers``: once
+    every worker serves), then keep reading it so a full pipe never blocks the server."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "service root" in line:
+            break
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+
+
+def _wait(port: int, process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -54,8 +64,16 @@ def _wait(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the server did not answer")
 
 
-def _send(port: int, bodies: list[bytes], failures: list[int]) -> None:
+def _connect(port: int) -> http.client.HTTPConnection:
+    """A kept-alive connection, made (and used once) now: the clients connect one after
+    another, as real ones do, not all in the same instant (dicomweb/accept_turns.py)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    connection.request("GET", f"{ROOT}/health")
+    connection.getresponse().read()
+    return connection
+
+
+def _send(connection: http.client.HTTPConnection, bodies: list[bytes], failures: list[int]) -> None:
     for body in bodies:
         connection.request("POST", f"{ROOT}/studies", body, {"Content-Type": STOW_CONTENT_TYPE,
                                                       "Accept": "application/dicom+json"})
@@ -133,15 +151,17 @@ def main() -> int:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     instances = list(datagen.SeriesSpec(f"profile-{time.time_ns()}", 1, 1, args.instances).instances())
     bodies = [multipart(instances[i:i + args.per_request]) for i in range(0, len(instances), args.per_request)]
-    with tempfile.TemporaryDirectory(prefix="stow-profile-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="stow-profile-") as tmp, open(Path(tmp) / "server.log", "w+") as server_log:
         port = _free_port()
         server = subprocess.Popen([sys.executable, "-m", "dicomweb", "serve", "--host", "127.0.0.1",
                                    "--port", str(port), "--data", str(Path(tmp) / "store"),
                                    "--workers", str(args.workers)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.PIPE, stderr=server_log, text=True)
         spy = None
         gil = ["--gil"] if args.gil else []
+        gil += ["--subprocesses"] if args.workers > 1 else []  # uvicorn's workers, not only its supervisor
         try:
+            _announced(server)
             _wait(port, server)
             raw = Path(tmp) / "profile.txt"
             if not args.no_profile:
@@ -150,7 +170,7 @@ def main() -> int:
                                        stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
             failures: list[int] = []
-            threads = [threading.Thread(target=_send, args=(port, bodies[c::args.clients], failures))
+            threads = [threading.Thread(target=_send, args=(_connect(port), bodies[c::args.clients], failures))
                        for c in range(args.clients)]
             cpu_before = _cpu_seconds(server.pid)
             started = time.perf_counter()
@@ -183,6 +203,10 @@ def main() -> int:
                 spy.kill()
             server.terminate()
             server.wait(timeout=30)
+            server_log.seek(0)
+            for line in server_log:  # each process's index writer waits (indexing/sqlite/writer_waits.py)
+                if "index writes:" in line:
+                    print(line.strip())
     return 0
 
 

@@ -9,6 +9,10 @@ the bulk data endpoint turns back into the element (:func:`element_at_path`):
   the pattern, ``"00400275/1/0040A043/0/00080100"``.
 
 Paths hold only tags and indexes, never values, so they are safe to put in URLs.
+
+Elements still in their raw form go through :mod:`dicomcore.rawjson` (bytes to JSON in one
+step, for the common VRs); the rest, and whatever it declines, through pydicom
+(``Dataset[tag]`` and ``DataElement.to_json_dict``), which gives the same JSON at ~5× the CPU.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from collections.abc import Callable
 from typing import Any
 
 from pydicom import Dataset
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.tag import BaseTag
 
+from dicomcore import rawjson
 from dicomcore.frames import FrameIndex
 
 _log = logging.getLogger(__name__)
@@ -77,19 +82,72 @@ def _dataset_json(
     dataset: Dataset, prefix: str, bulkdata_uri: Callable[[str], str], threshold: int, top_level: bool
 ) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for tag in sorted(dataset.keys()):
-        if top_level and tag.group == 0x0002:
+    elements = dataset._dict  # read without converting: see dicomcore.rawjson
+    fast = rawjson.pydicom_defaults()
+    codec = rawjson.text_codec(dataset.original_character_set or dataset._character_set) if fast else None
+    for tag, element in sorted(elements.items(), key=_tag_number):
+        if top_level and tag >> 16 == 0x0002:
             continue
-        path = f"{prefix}{tag:08X}"
+        key = _key(int(tag))
+        if fast:
+            if isinstance(element, RawDataElement):
+                document = _raw_json(element, prefix + key, bulkdata_uri, threshold, codec)
+            else:
+                document = rawjson.converted_json(element)
+            if document is not None:
+                result[key] = document
+                continue
+        path = prefix + key
         try:
-            element = dataset[tag]  # converts the raw value and resolves an ambiguous VR
-            result[f"{tag:08X}"] = _element_json(element, path, bulkdata_uri, threshold)
+            converted = dataset[tag]  # converts the raw value and resolves an ambiguous VR
+            result[key] = _element_json(converted, path, bulkdata_uri, threshold)
         except (ValueError, TypeError, OverflowError) as exc:
             # A value the JSON model cannot hold (e.g. IS "1A"): leave the element out rather
             # than fail the whole instance's metadata, as pydicom's suppress_invalid_tags does.
             # The exception's text quotes the value (patient data): its type says enough.
             _log.warning("left %s out of DICOM JSON: invalid value (%s)", path, type(exc).__name__)
     return result
+
+
+def _raw_json(
+    raw: RawDataElement,
+    path: str,
+    bulkdata_uri: Callable[[str], str],
+    threshold: int,
+    codec: str | None,
+) -> dict[str, Any] | None:
+    """The element's JSON straight from its bytes, or ``None`` for pydicom's path."""
+    vr = rawjson.raw_vr(raw)
+    if vr is None:
+        return None
+    if vr in rawjson.BINARY_VRS:
+        value = raw.value
+        if value is None:
+            return None  # a deferred read
+        if len(value) > threshold:
+            return {"vr": vr, "BulkDataURI": bulkdata_uri(path)}
+        return rawjson.binary_json(vr, value)
+    return rawjson.element_json(vr, raw, codec)
+
+
+def _tag_number(item: tuple[BaseTag, object]) -> int:
+    # Sorting BaseTags themselves calls their Python __lt__ for every comparison.
+    return int(item[0])
+
+
+_KEYS: dict[int, str] = {}
+_MAX_KEYS = 20_000  # private tags make the set open-ended: stop caching past this many
+
+
+def _key(tag: int) -> str:
+    """``"0020000D"`` for a tag number (a plain int: a BaseTag key would compare through its
+    Python ``__eq__``); formatting it costs more than the look-up."""
+    key = _KEYS.get(tag)
+    if key is None:
+        key = f"{tag:08X}"
+        if len(_KEYS) < _MAX_KEYS:
+            _KEYS[tag] = key
+    return key
 
 
 def _element_json(

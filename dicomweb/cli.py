@@ -54,8 +54,8 @@ def _access_decision(host: str, authority: str, allow_anonymous: bool) -> tuple[
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
+    from dicomweb.accept_turns import TurnTakingSupervisor
     from dicomweb.serving import GuardedProtocol
     from dicomweb.settings import Settings
 
@@ -99,10 +99,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Several processes share one SQLite database (WAL, one writer at a time) and one folder.
         sock = config.bind_socket()
-        print(f"DICOMweb service root: {root}  (data: {Path(args.data).resolve()}, {args.workers} workers)",
-              flush=True)
-        print(f"Start page: {start_page}  (viewer, API docs, examples)", flush=True)
-        Multiprocess(config, sockets=[sock]).run()
+
+        def announce() -> None:  # once every worker serves
+            print(f"DICOMweb service root: {root}  (data: {Path(args.data).resolve()}, {args.workers} workers)",
+                  flush=True)
+            print(f"Start page: {start_page}  (viewer, API docs, examples)", flush=True)
+
+        # The workers take turns accepting connections (dicomweb/accept_turns.py).
+        TurnTakingSupervisor(config, sockets=[sock], on_ready=announce).run()
         return 0
     server.run()
     return 0
@@ -117,6 +121,9 @@ def _logging_config() -> dict[str, Any]:
     config["handlers"]["requests"] = {"formatter": "requests", "class": "logging.StreamHandler",
                                       "stream": "ext://sys.stdout"}
     config["loggers"]["dicomweb.requests"] = {"handlers": ["requests"], "level": "INFO", "propagate": False}
+    # One line per process at shutdown: how long its index writers waited for each other
+    # (indexing/sqlite/writer_waits.py), what decides whether --workers N scales.
+    config["loggers"]["dicomweb.writers"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
 
 
@@ -259,7 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
     serve.add_argument("--data", default=os.environ.get("DICOMWEB_DATA_DIR", "data"),
                        help="folder of the embedded store (default ./data)")
-    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing the store (default 1): they take turns accepting "
+                            "connections and queue their index writes on a lock file; every worker runs "
+                            "the background work too, so run DICOMcast beside it (docs/performance.md)")
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--quiet", action="store_true",
                        help="no request log (by default: one line per request, path without its query)")

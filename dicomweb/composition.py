@@ -25,6 +25,8 @@ from dicomweb.usecases.cast.ports import FeedSource, FhirClient, StudySource
 from dicomweb.usecases.cast.state import BlobState, JsonFileState
 from dicomweb.usecases.cast.sync import CastRunner, CastSync
 from dicomweb.usecases.delete_instances import DeleteInstances
+from dicomweb.usecases.derived_in_index import DerivedInIndexStore
+from dicomweb.usecases.derived_store import DerivedStore
 from dicomweb.usecases.extended_query_tags import ExtendedIndex, ExtendedQueryTags, ReindexTags
 from dicomweb.usecases.import_files import ImportFiles
 from dicomweb.usecases.operations.lifecycle import OperationStarter
@@ -37,7 +39,7 @@ from dicomweb.usecases.store_instance import StoreInstance
 from dicomweb.usecases.upload_sessions import UploadSessions
 from indexing.extended_tag_store import ExtendedTagStore
 from indexing.operation_store import OperationStore
-from indexing.port import IndexStore
+from indexing.port import FrameIndexHolder, IndexStore
 
 
 def build_services(settings: Settings) -> Services:
@@ -56,7 +58,7 @@ def build_services(settings: Settings) -> Services:
     feed = traced(feed, "feed")
     events = traced(MeasuredEventSink(_event_sink(settings)), "events")
     publisher = FeedPublisher(feed, events, blobs)
-    sidecars = SidecarFiles(blobs, settings.bulkdata_threshold)
+    sidecars = _derived_store(settings, blobs, index)
     store = StoreInstance(blobs, index, sidecars, on_change=publisher.kick,
                           delete_lease_seconds=settings.delete_lease_seconds)
     delete = DeleteInstances(blobs, index, on_change=publisher.kick, lease_seconds=settings.delete_lease_seconds)
@@ -96,6 +98,15 @@ def build_services(settings: Settings) -> Services:
                  extended_tags.tags],
         cast=cast,
     )
+
+
+def _derived_store(settings: Settings, blobs: BlobStore, index: IndexStore) -> DerivedStore:
+    """Where each instance's metadata and frame index live (docs/architecture.md, "Derived
+    data: where it lives"): in the SQLite index, committed with the record, or in sidecar
+    files beside the instance file (Cosmos DB, whose documents stay small)."""
+    if settings.index_store == "sqlite":
+        return DerivedInIndexStore(blobs, cast(FrameIndexHolder, index), settings.bulkdata_threshold)
+    return SidecarFiles(blobs, index, settings.bulkdata_threshold)
 
 
 class _ImportAreas:

@@ -180,3 +180,31 @@ class BlockingIndexWrites(Protocol):
 
     def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
         ...
+
+
+class FrameIndexHolder(Protocol):
+    """An index that keeps each instance's frame index with its record (SQLite), so the
+    embedded store writes no file beside an instance (docs/architecture.md, "Derived data:
+    where it lives"). The adds are :class:`IndexStore`'s and
+    :class:`BlockingIndexWrites`' with the records' frame indexes (JSON text,
+    :meth:`dicomcore.frames.FrameIndex.to_json`), committed in the records' transaction."""
+
+    async def add_instance(self, record: InstanceRecord, *, fresh: bool = True, frames: str | None = None) -> bool:
+        ...
+
+    def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True, frames: str | None = None) -> bool:
+        ...
+
+    async def add_instances(self, records: list[InstanceRecord], frames: list[str] | None = None) -> list[bool]:
+        ...
+
+    async def frame_index(self, instance_key: str) -> str | None:
+        """The frame index committed with the instance's record; ``None`` when the instance
+        is not indexed, or was indexed before frame indexes were kept (its sidecar file
+        holds it then)."""
+        ...
+
+    async def headers_by_key(self, instance_keys: list[str]) -> list[str | None]:
+        """The header JSON text of each instance (as :attr:`InstanceHeader.json`), in
+        ``instance_keys`` order; ``None`` for an instance not indexed."""
+        ...

@@ -2,8 +2,9 @@
 // Starts the Cosmos DB test server (npm @vercel/cosmosdb-server) for tests and local runs.
 //
 // Why not its own CLI: it has no keep-alive option (every SDK call then opens a new TLS
-// connection, ~60 ms each), and its read-document handler throws on a missing item, so
-// the client gets 500 where real Cosmos answers 404. Both are fixed here, in one place
+// connection, ~60 ms each), its read-document handler throws on a missing item, so the
+// client gets 500 where real Cosmos answers 404, and its batch handler wants the partition
+// key in each operation rather than the header. All are fixed here, in one place
 // that the test set-up and `scripts/emulators.sh` share, never by editing node_modules.
 //
 // Usage: node scripts/cosmosdb-server.js [--host 127.0.0.1] [--port 0]
@@ -23,6 +24,23 @@ readDocument.default = (account, req, res, params) => {
     res.statusCode = 404;
     return { code: "NotFound", message: "Entity with the specified id does not exist in the system." };
   }
+};
+
+// A transactional batch names its partition in the request header (as the SDKs send it);
+// the server's batch handler looks for it in each operation, so copy it there. (Its
+// batches are not atomic: operations before a failing one stay applied, where Azure rolls
+// them back. The index store's fallback after a failed batch copes with both.)
+const json = require("@vercel/cosmosdb-server/lib/json");
+const originalJson = json.default;
+json.default = async (req) => {
+  const body = await originalJson(req);
+  const partition = req.headers["x-ms-documentdb-partitionkey"];
+  if (req.headers["x-ms-cosmos-is-batch-request"] && Array.isArray(body) && partition) {
+    for (const operation of body) {
+      if (operation && operation.partitionKey === undefined) operation.partitionKey = partition;
+    }
+  }
+  return body;
 };
 
 const { createHttpsServer } = require("@vercel/cosmosdb-server");

@@ -14,10 +14,12 @@ import pytest
 from azure.cosmos import CosmosClient
 from starlette.testclient import TestClient
 
+from dicomcore import layout
 from dicomweb.app import create_app
 from dicomweb.settings import Settings
 from dicomweb.storage.call_log import CALL_LOG_ENV
-from indexing.cosmos import summary_refresher
+from dicomweb.usecases.blob_created import Outcome
+from indexing.cosmos import index_store, summary_refresher
 from tests.conftest import AZURE
 from tests.support.builders import make_dataset, multipart_body, to_bytes
 
@@ -74,6 +76,99 @@ def test_stow_into_an_existing_series_costs_two_cosmos_writes_and_no_query(
         with TestClient(create_app(settings), base_url="http://testserver") as other:
             assert _series_count(client, first) == 4 and _study_count(client, first) == 4
             assert _series_count(other, first) == 4 and _study_count(other, first) == 4
+
+
+def _cosmos_calls_of_one_stow(client: TestClient, log: Path, *datasets: Any) -> list[dict[str, Any]]:
+    time.sleep(0.3)  # background work of the previous STOW (the publisher) settles
+    start = _lines(log)
+    _store(client, *datasets)
+    time.sleep(0.3)  # and anything this one leaves running is charged to it
+    return [call for call in _calls(log, start) if call["service"] == "cosmos"]
+
+
+def test_stow_of_a_new_study_or_series_costs_two_cosmos_writes_and_no_query(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv(CALL_LOG_ENV, str(log))
+    first = make_dataset(modality="CT")
+    other_series = make_dataset(study=first.StudyInstanceUID, modality="MR", series_number=2)
+    with TestClient(create_app(settings), base_url="http://testserver") as client, \
+            TestClient(create_app(settings), base_url="http://testserver") as other:
+        _store(client, make_dataset())  # the first call of a process also creates the containers
+        for ds, study_write in ((first, "create"), (other_series, "replace")):
+            cosmos = _cosmos_calls_of_one_stow(client, log, ds)
+            writes = [call["container"] for call in cosmos if call["kind"] in ("write", "delete")]
+            # One transactional batch (study, series and instance documents) and the feed entry.
+            assert sorted(writes) == ["changefeed", "index"], cosmos
+            (batch,) = [call for call in cosmos if call.get("op") == "batch"]
+            assert [op for op, _size in batch["operations"]] == [study_write, "create", "create"]
+            assert [call for call in cosmos if call["kind"] in ("query", "list")] == []
+        # Counted before STOW answered: another process finds both at once, with the
+        # study's summaries (no batch recount was left pending to bring them).
+        response = other.get("/v1/studies", params={"StudyInstanceUID": first.StudyInstanceUID})
+        (study,) = response.json()
+        assert study["00201206"]["Value"] == [2] and study["00201208"]["Value"] == [2]
+        assert study["00080061"]["Value"] == ["CT", "MR"]
+        found = other.get("/v1/studies", params={"ModalitiesInStudy": "MR", "PatientID": "PAT-1"}).json()
+        assert first.StudyInstanceUID in [s["0020000D"]["Value"][0] for s in found]
+        series = other.get(f"/v1/studies/{first.StudyInstanceUID}/series").json()
+        assert sorted(int(s["00201209"]["Value"][0]) for s in series) == [1, 1]
+
+
+def test_a_first_instance_whose_batch_lost_a_race_is_added_the_older_way(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv(CALL_LOG_ENV, str(log))
+    first = make_dataset(modality="CT")
+    other_series = make_dataset(study=first.StudyInstanceUID, modality="MR", series_number=2)
+    real_read = index_store._read
+    stale: list[bool] = []
+
+    async def stale_study(container: Any, item: str, study_uid: str) -> dict[str, Any] | None:
+        document = await real_read(container, item, study_uid)
+        if item == "study" and document is not None and not stale:  # as if another add changed it meanwhile
+            stale.append(True)
+            return {**document, "_etag": '"changed-meanwhile"'}
+        return document
+
+    with TestClient(create_app(settings), base_url="http://testserver") as client, \
+            TestClient(create_app(settings), base_url="http://testserver") as other:
+        _store(client, first)
+        monkeypatch.setattr(index_store, "_read", stale_study)
+        cosmos = _cosmos_calls_of_one_stow(client, log, other_series)  # the batch's study replace fails its ETag
+        monkeypatch.setattr(index_store, "_read", real_read)
+        assert stale, "the add did not read its study"
+        index_writes = [call.get("op") for call in cosmos if call["kind"] == "write" and call["container"] == "index"]
+        assert index_writes[0] == "batch" and index_writes[1:3] == ["create", "create"], index_writes
+        (study,) = other.get("/v1/studies", params={"StudyInstanceUID": first.StudyInstanceUID}).json()
+        assert study["00201206"]["Value"] == [2] and study["00201208"]["Value"] == [2]
+        assert study["00080061"]["Value"] == ["CT", "MR"]
+
+
+def test_the_event_of_an_indexed_instance_costs_one_query_returning_the_record_only(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv(CALL_LOG_ENV, str(log))
+    ds = make_dataset()
+    key = layout.instance_key(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    event = {"eventType": "Microsoft.Storage.BlobCreated", "eventTime": "2026-01-01T00:00:00Z",
+             "subject": f"/blobServices/default/containers/{settings.blob_container}/blobs/{layout.file_name(key)}"}
+    with TestClient(create_app(settings), base_url="http://testserver") as client:
+        _store(client, ds)
+        time.sleep(0.3)
+        start = _lines(log)
+        services = client.app.state.services  # type: ignore[attr-defined]
+        outcome = client.portal.call(lambda: services.blob_created.handle_event(event))  # type: ignore[union-attr]
+        assert outcome is Outcome.ALREADY_INDEXED
+        cosmos = [call for call in _calls(log, start) if call["service"] == "cosmos"]
+        (query,) = cosmos  # no write, no other call
+        assert query["kind"] == "query" and query["cross_partition"]
+        # A query is charged by what it returns: the record, not the whole document.
+        index = CosmosClient(settings.cosmos_endpoint, settings.cosmos_key, connection_verify=False) \
+            .get_database_client(settings.cosmos_database).get_container_client("index")
+        document = index.read_item(f"instance:{ds.SeriesInstanceUID}:{ds.SOPInstanceUID}",
+                                   partition_key=ds.StudyInstanceUID)
+        assert 0 < query["received"] < len(json.dumps(document)) * 0.75
 
 
 def test_counts_reach_other_processes_without_their_searching_the_writer(settings: Settings) -> None:

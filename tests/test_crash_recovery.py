@@ -127,6 +127,10 @@ def test_kill_after_index_commit_keeps_record_and_entry_together(start: Callable
     creates = [entry for entry in _feed(server.root) if entry["action"] == "create"]
     assert [entry["sopInstanceUid"] for entry in creates] == [ds.SOPInstanceUID]
     url = f"{server.root}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
-    assert httpx.get(url + "/metadata", timeout=30).status_code == 200  # sidecars rebuilt from the file
+    assert httpx.get(url + "/metadata", timeout=30).status_code == 200
+    frame = httpx.get(url + "/frames/1", headers={"Accept": "application/octet-stream"}, timeout=30)
+    assert frame.status_code == 200 and frame.content == ds.PixelData  # its frame index committed with the record
+    if settings.index_store == "sqlite":  # no sidecar file written (on Blob Storage they were rebuilt)
+        assert stored_names(settings, "instances/") == _instance_files(settings)
     response = httpx.get(url, headers={"Accept": "application/dicom"}, timeout=30)
     assert response.status_code == 200 and response.content == to_bytes(ds)

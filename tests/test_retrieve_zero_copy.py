@@ -174,3 +174,32 @@ def test_a_stalled_reader_is_cut_off_after_the_body_timeout(tmp_path: Path) -> N
         assert server.process.poll() is None
     finally:
         server.stop()
+
+
+def test_more_stalled_readers_than_worker_threads_leave_the_server_answering(study) -> None:
+    # The sending thread waits for a full socket only briefly (zero_copy.THREAD_WAIT_MS), then
+    # hands the wait to the event loop: clients that read nothing never hold the thread pool
+    # (40 threads), so a retrieve and a query, which need threads, are still answered at once.
+    server, _, study_uid, files, _ = study
+    stalled = []
+    try:
+        for _ in range(48):
+            reader = socket.socket()
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.connect(("127.0.0.1", server.port))
+            reader.sendall(f"GET /v1/studies/{study_uid} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                           f"Accept: {DICOM_PART}\r\n\r\n".encode())
+            stalled.append(reader)
+        time.sleep(1.0)
+        with httpx.Client(timeout=10) as http:
+            started = time.monotonic()
+            retrieved = http.get(f"{server.root}/studies/{study_uid}", headers={"Accept": DICOM_PART})
+            found = http.get(f"{server.root}/studies/{study_uid}/instances")
+            elapsed = time.monotonic() - started
+        assert retrieved.status_code == 200 and found.status_code == 200
+        assert len(parse_multipart(retrieved.content, retrieved.headers["content-type"])) == len(files)
+        assert elapsed < 5
+    finally:
+        for reader in stalled:
+            reader.close()
+    assert server.process.poll() is None

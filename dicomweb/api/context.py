@@ -19,6 +19,7 @@ from dicomweb.storage.port import BlobStore
 from dicomweb.usecases.blob_created import BlobCreatedHandler
 from dicomweb.usecases.cast.sync import CastRunner
 from dicomweb.usecases.delete_instances import DeleteInstances
+from dicomweb.usecases.derived_store import DerivedStore
 from dicomweb.usecases.extended_query_tags import ExtendedQueryTags
 from dicomweb.usecases.import_files import ImportAreas
 from dicomweb.usecases.operations.lifecycle import OperationStarter
@@ -26,7 +27,6 @@ from dicomweb.usecases.operations.local_runner import LocalRunner
 from dicomweb.usecases.operations.steps import OperationKind
 from dicomweb.usecases.publish_events import FeedPublisher
 from dicomweb.usecases.reconcile import Reconcile
-from dicomweb.usecases.sidecars import SidecarFiles
 from dicomweb.usecases.store_instance import StoreInstance
 from dicomweb.usecases.upload_sessions import UploadSessions
 from indexing.operation_store import OperationStore
@@ -45,7 +45,8 @@ class Services:
     feed: ChangeFeedStore
     events: EventSink
     publisher: FeedPublisher
-    sidecars: SidecarFiles
+    sidecars: DerivedStore
+    """Where each instance's metadata and frame index are read: sidecar files or the index."""
     store: StoreInstance
     delete: DeleteInstances
     blob_created: BlobCreatedHandler

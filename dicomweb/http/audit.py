@@ -9,16 +9,20 @@ template, never the path: the template carries no values), ``studies``/``series`
 never query strings (a search may name a patient).
 
 Embedded: appended to ``DATA/audit.log`` (``DICOMWEB_AUDIT_LOG`` for another path),
-rotated at 10 MB, 10 files kept, file mode 0600. Azure: the same line through the
+rotated at 10 MB, 10 files kept, file mode 0600, by a writer thread off the event loop
+(every line queued before a clean shutdown reaches the file). Azure: the same line through the
 ``dicomweb.audit`` logger, which the Functions host sends to Application Insights.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import logging.handlers
 import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -90,31 +94,77 @@ def note_stored(scope: Scope, study: str, series: str, sop: str) -> None:
         record.add_uid("instances", sop)
 
 
+class _OwnerOnlyRotatingFile(logging.handlers.RotatingFileHandler):
+    """A rotated file created with mode 0600 (each new file after a rotation too), which is
+    only ever a regular file of ours: no ``stat`` of the path per line, only the stream's
+    position, to decide a rotation."""
+
+    def _open(self) -> Any:
+        descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.chmod(self.baseFilename, 0o600)  # a file made before, under another umask
+        return open(descriptor, "a", encoding=self.encoding)  # noqa: SIM115 - the handler owns and closes it
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 - the logging API's name
+        if self.stream is None:
+            self.stream = self._open()
+        return self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
+
+
+class _LineQueue(logging.handlers.QueueHandler):
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record  # the message is the finished line: nothing to format, no copy to make
+
+
 class AuditSink:
-    """Where the lines go: a rotated file (embedded) or the ``dicomweb.audit`` logger."""
+    """Where the lines go: a rotated file (embedded) or the ``dicomweb.audit`` logger.
+
+    The file is written by a :class:`logging.handlers.QueueListener` thread: the request
+    only puts its line on a queue (a write, a flush and a rotation check per line cost the
+    event loop ~3% of its time in a STOW run). :meth:`close` drains the queue into the file;
+    it runs at the app's shutdown and, for a sink never closed, at the interpreter's exit."""
 
     def __init__(self, path: Path | None) -> None:
-        self._handler: logging.Handler | None = None
+        self._queue: _LineQueue | None = None
+        self._listener: logging.handlers.QueueListener | None = None
+        self._started = threading.Lock()
+        self._path = path
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600, exist_ok=True)
-            self._handler = logging.handlers.RotatingFileHandler(
-                path, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP, encoding="utf-8")
         self._logger = logging.getLogger("dicomweb.audit")
 
     def write(self, line: str) -> None:
-        if self._handler is None:
+        if self._path is None:
             self._logger.info(line)
             return
-        record = logging.makeLogRecord({"msg": line, "levelno": logging.INFO, "levelname": "INFO"})
-        self._handler.handle(record)
-        path = getattr(self._handler, "baseFilename", "")
-        if path and os.stat(path).st_mode & 0o077:  # a rotation made a new file
-            os.chmod(path, 0o600)
+        handler = self._queue or self._start()
+        handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO, "levelname": "INFO"}))
+
+    def _start(self) -> _LineQueue:
+        """The file's writer thread, started by the first line (no thread for an app that
+        never serves a request)."""
+        assert self._path is not None
+        with self._started:
+            if self._queue is None:
+                lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+                file = _OwnerOnlyRotatingFile(self._path, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP,
+                                              encoding="utf-8")
+                self._listener = logging.handlers.QueueListener(lines, file)
+                self._listener.start()
+                atexit.register(self.close)
+                self._queue = _LineQueue(lines)
+            return self._queue
 
     def close(self) -> None:
-        if self._handler is not None:
-            self._handler.close()
+        """Write every queued line to the file and close it (a later line starts a new writer)."""
+        with self._started:
+            listener, self._listener, self._queue = self._listener, None, None
+        if listener is None:
+            return
+        atexit.unregister(self.close)
+        listener.stop()  # the lines queued so far, then the writer thread ends
+        for handler in listener.handlers:
+            handler.close()
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -42,12 +42,16 @@ def route_of(path: str) -> str:
 
 
 class RequestTelemetry:
+    """A server span and the latency metrics per request, while telemetry is on (else a
+    pass-through: :func:`dicomweb.telemetry.instruments.recording`)."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        instruments.refresh()  # built at the app's first request: a provider set up before it counts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or not instruments.recording():
+            await self.app(scope, receive, send)  # telemetry off: no span, no metric, nothing made
             return
         method = scope["method"]
         route = route_of(scope["path"])

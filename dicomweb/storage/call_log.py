@@ -4,8 +4,10 @@
 the composition root then gives the Blob and Cosmos clients :func:`call_logger`'s hook
 (azure-core's ``raw_response_hook``, which both SDKs run after every HTTP response,
 retries included) and the bench counts the lines each operation adds. A line holds the
-service, the HTTP method, what kind of call it was and the request charge Cosmos reported:
-never a URL, a document or a value (no patient data).
+service, the HTTP method, what kind of call it was, the request charge Cosmos reported and
+the sizes the bench estimates request units from (the document written or returned, and
+for a transactional batch each operation's type and document size): never a URL, a
+document or a value (no patient data).
 """
 
 from __future__ import annotations
@@ -25,10 +27,16 @@ def call_logger(path: Path, service: str) -> Callable[[Any], None]:
 
     def hook(response: Any) -> None:
         request = response.http_request
-        line = json.dumps({"service": service, **describe(request.method, request.headers, request.url),
+        body = _request_body(request)
+        kind = describe(request.method, request.headers, request.url)
+        if service != "cosmos":
+            kind.pop("op", None)  # Cosmos's write verbs; a blob write is one kind of operation
+        line = json.dumps({"service": service, **kind,
                            "container": _container(request.url),
                            "status": response.http_response.status_code,
-                           "charge": _charge(response.http_response.headers)})
+                           "charge": _charge(response.http_response.headers),
+                           "sent": len(body), "received": _received(response.http_response),
+                           **_batch(request.headers, body)})
         with lock, open(path, "a", encoding="utf-8") as out:
             out.write(line + "\n")
 
@@ -49,7 +57,40 @@ def describe(method: str, headers: Any, url: str) -> dict[str, Any]:
         return {"method": method, "kind": "list" if listing else "read", "ranged": ranged}
     if method == "DELETE":
         return {"method": method, "kind": "delete"}
-    return {"method": method, "kind": "write"}
+    if "x-ms-cosmos-is-batch-request" in lowered:
+        return {"method": method, "kind": "write", "op": "batch"}
+    upsert = lowered.get("x-ms-documentdb-is-upsert", "").lower() == "true"
+    op = {"PUT": "replace", "PATCH": "patch"}.get(method, "upsert" if upsert else "create")
+    return {"method": method, "kind": "write", "op": op}
+
+
+def _request_body(request: Any) -> bytes:
+    body = getattr(request, "body", None) or getattr(request, "content", None) or b""
+    return body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else b""
+
+
+def _received(response: Any) -> int:
+    """The response body's size: Content-Length, else the body the SDK read."""
+    length = response.headers.get("content-length")
+    if length is not None and str(length).isdigit():
+        return int(length)
+    try:
+        return len(response.body())
+    except Exception:  # a streamed body not read yet: size unknown  # noqa: BLE001
+        return 0
+
+
+def _batch(headers: Any, body: bytes) -> dict[str, Any]:
+    """A transactional batch's operations, as [type, size of the document sent]."""
+    if not any(key.lower() == "x-ms-cosmos-is-batch-request" for key in headers):
+        return {}
+    try:
+        operations = json.loads(body)
+    except ValueError:
+        return {}
+    return {"operations": [[str(op.get("operationType", "")).lower(),
+                            len(json.dumps(op.get("resourceBody") or {}, separators=(",", ":")))]
+                           for op in operations if isinstance(op, dict)]}
 
 
 def _container(url: str) -> str:

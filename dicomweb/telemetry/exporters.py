@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from dicomweb.settings import Settings
+from dicomweb.telemetry import instruments
 
 SERVICE_NAME = "dicomweb"
 _configured = threading.Lock()
@@ -43,6 +44,7 @@ def configure_telemetry(settings: Settings) -> str:
         elif choice == "console":
             _sdk(ConsoleSpanExporter(), ConsoleMetricExporter())
         _done = bool(choice)
+        instruments.refresh()  # the request middleware and the port proxies make spans from now on
         return choice
 
 

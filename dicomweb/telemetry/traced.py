@@ -30,29 +30,44 @@ class _Traced:
         self._target = target
         self._component = component
         self._observers = observers
+        self._wrappers: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._target, name)
         if name.startswith("_") or not callable(attribute):
             return attribute
-        span_name = f"{self._component}.{name}"
         observer = self._observers.get(name)
-        if inspect.isasyncgenfunction(attribute):
-            return _traced_generator(attribute, span_name)
-        if inspect.iscoroutinefunction(attribute):
-            return _traced_coroutine(attribute, span_name, observer)
-        return _traced_call(attribute, span_name, observer)
+        if observer is None and not instruments.recording():
+            return attribute  # telemetry off: the adapter's own method, no span, no wrapper
+        # One wrapper per method, made once: functools.wraps and the inspect checks cost
+        # more than the call they wrap.
+        wrapper = self._wrappers.get(name)
+        if wrapper is None:
+            wrapper = self._wrappers[name] = _wrap(attribute, f"{self._component}.{name}", observer)
+        return wrapper
+
+
+def _wrap(method: Callable[..., Any], span_name: str, observer: Observer | None) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(method):
+        return _traced_generator(method, span_name)
+    if inspect.iscoroutinefunction(method):
+        return _traced_coroutine(method, span_name, observer)
+    return _traced_call(method, span_name, observer)
 
 
 def traced(port: Port, component: str, observers: Mapping[str, Observer] | None = None) -> Port:
-    """``port`` with a span around every public method call (typed as the port it wraps)."""
+    """``port`` with a span around every public method call while telemetry is on (typed as
+    the port it wraps); while it is off, calls go straight to the port's own methods."""
     return cast(Port, _Traced(port, component, observers or {}))
 
 
 def _traced_coroutine(method: Callable[..., Any], span_name: str, observer: Observer | None) -> Callable[..., Any]:
     @functools.wraps(method)
     async def call(*args: Any, **kwargs: Any) -> Any:
-        with instruments.tracer.start_as_current_span(span_name, kind=SpanKind.CLIENT):
+        if instruments.recording():
+            with instruments.tracer.start_as_current_span(span_name, kind=SpanKind.CLIENT):
+                result = await method(*args, **kwargs)
+        else:
             result = await method(*args, **kwargs)
         if observer is not None:
             observer(result, *args, **kwargs)
@@ -74,7 +89,10 @@ def _traced_generator(method: Callable[..., AsyncIterator[Any]], span_name: str)
 def _traced_call(method: Callable[..., Any], span_name: str, observer: Observer | None) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
-        with instruments.tracer.start_as_current_span(span_name, kind=SpanKind.CLIENT):
+        if instruments.recording():
+            with instruments.tracer.start_as_current_span(span_name, kind=SpanKind.CLIENT):
+                result = method(*args, **kwargs)
+        else:
             result = method(*args, **kwargs)
         if observer is not None:
             observer(result, *args, **kwargs)

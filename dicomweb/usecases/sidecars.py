@@ -1,9 +1,14 @@
-"""The files kept beside an instance file: its metadata (DICOM JSON) and its frame index.
+"""What parsing an instance file derives (its metadata and frame index), and the sidecar
+files that keep it beside the instance file on Blob Storage.
 
-They are a cache of what parsing the file gives. STOW makes only the instance file and the
-index durable before answering; sidecars are written without fsync and rebuilt from the
-file whenever one is missing or unreadable (after a crash, or if someone removed them), so
-a reader never depends on them surviving.
+:func:`derive` makes the derived data of every store. :class:`SidecarFiles` is the
+:class:`~dicomweb.usecases.derived_store.DerivedStore` of Blob Storage with Cosmos DB: two
+files beside each instance file, a cache of what parsing the file gives. STOW makes only
+the instance file and the index durable before answering; sidecars are written without
+fsync and rebuilt from the file whenever one is missing or unreadable (after a crash, or if
+someone removed them), so a reader never depends on them surviving. The embedded store
+writes none (:mod:`dicomweb.usecases.derived_in_index`), but reads those an older version
+wrote.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, cast
 
 from dicomcore import layout
 from dicomcore.dicomjson import to_dicom_json
@@ -19,6 +25,7 @@ from dicomcore.instance import ParsedInstance, read_instance
 from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, validate_instance
 from dicomweb.storage.port import BlobNotFoundError, BlobStore, BlockingBlobWrites
+from indexing.port import BlockingIndexWrites, IndexStore, InstanceRecord
 
 ROOT_TOKEN = "{{service-root}}"
 """Stands for the service root in stored metadata; replaced per request, since the root
@@ -27,22 +34,25 @@ a client sees (host, port, proxy) is known only then."""
 
 @dataclass(frozen=True)
 class Derived:
-    """What parsing an instance file gives: its sidecars' bytes and its header as DICOM JSON."""
+    """What parsing an instance file gives: its header as DICOM JSON and its frame index."""
 
-    metadata: bytes
-    frames: bytes
     attributes: dict[str, Any]
+    """The metadata: the header as DICOM JSON, BulkDataURIs under :data:`ROOT_TOKEN`."""
+    frames: str
+    """The frame index as JSON text (:meth:`dicomcore.frames.FrameIndex.to_json`)."""
+
+    @cached_property
+    def metadata(self) -> bytes:
+        """The metadata sidecar's bytes; serialized only where sidecars are written (the
+        embedded store keeps the attributes in its index record instead)."""
+        return json.dumps(self.attributes, separators=(",", ":")).encode()
 
 
 def derive(parsed: ParsedInstance, uids: InstanceUids, bulkdata_threshold: int) -> Derived:
     """Metadata (BulkDataURIs under :data:`ROOT_TOKEN`) and the frame index of a parsed file."""
     base = f"{ROOT_TOKEN}/studies/{uids.study}/series/{uids.series}/instances/{uids.sop}/bulkdata/"
     attributes = to_dicom_json(parsed.dataset, lambda path: base + path, bulkdata_threshold, pixel_data=parsed.frames)
-    return Derived(
-        metadata=json.dumps(attributes, separators=(",", ":")).encode(),
-        frames=json.dumps(parsed.frames.to_json(), separators=(",", ":")).encode(),
-        attributes=attributes,
-    )
+    return Derived(attributes=attributes, frames=json.dumps(parsed.frames.to_json(), separators=(",", ":")))
 
 
 def _whole_json_object(raw: bytes) -> bool:
@@ -52,23 +62,35 @@ def _whole_json_object(raw: bytes) -> bool:
 
 
 class SidecarFiles:
-    """Reading and writing the sidecars of stored instances in ``blobs``."""
+    """Reading and writing the sidecars of stored instances in ``blobs``; records are
+    added to ``index`` as they are (the sidecars are written after the commit)."""
 
-    def __init__(self, blobs: BlobStore, bulkdata_threshold: int) -> None:
+    def __init__(self, blobs: BlobStore, index: IndexStore, bulkdata_threshold: int) -> None:
         self.blobs = blobs
+        self.index = index
         self.bulkdata_threshold = bulkdata_threshold
+
+    async def add_instance(self, record: InstanceRecord, derived: Derived, *, fresh: bool = True) -> bool:
+        return await self.index.add_instance(record, fresh=fresh)
+
+    def add_instance_blocking(self, record: InstanceRecord, derived: Derived, *, fresh: bool = True) -> bool:
+        # Called only on the one-trip STOW path, which StoreInstance takes with a local index.
+        return cast(BlockingIndexWrites, self.index).add_instance_blocking(record, fresh=fresh)
+
+    async def add_instances(self, records: list[InstanceRecord], derived: list[Derived]) -> list[bool]:
+        return await self.index.add_instances(records)
 
     async def write(self, key: str, derived: Derived) -> None:
         # Side by side: two worker threads locally, two uploads in flight on Blob Storage.
         await asyncio.gather(self.blobs.put_bytes(layout.metadata_name(key), derived.metadata, durable=False),
-                             self.blobs.put_bytes(layout.frames_name(key), derived.frames, durable=False))
+                             self.blobs.put_bytes(layout.frames_name(key), derived.frames.encode(), durable=False))
 
     @staticmethod
     def write_blocking(blobs: BlockingBlobWrites, key: str, derived: Derived) -> None:
         """:meth:`write` in the calling thread, through the store's blocking writes (the
         one-trip STOW path of :class:`~dicomweb.usecases.store_instance.StoreInstance`)."""
         blobs.put_bytes_blocking(layout.metadata_name(key), derived.metadata, durable=False)
-        blobs.put_bytes_blocking(layout.frames_name(key), derived.frames, durable=False)
+        blobs.put_bytes_blocking(layout.frames_name(key), derived.frames.encode(), durable=False)
 
     async def parse_stored(self, key: str) -> tuple[ParsedInstance, InstanceUids]:
         """Parse a stored instance file (header and item headers only) and validate it."""
@@ -110,4 +132,5 @@ class SidecarFiles:
             frames: dict[str, Any] = json.loads(await self.blobs.get_bytes(layout.frames_name(key)))
             return frames
         except (BlobNotFoundError, ValueError):
-            return json.loads((await self.rebuild(key)).frames)
+            rebuilt: dict[str, Any] = json.loads((await self.rebuild(key)).frames)
+            return rebuilt

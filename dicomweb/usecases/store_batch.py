@@ -10,7 +10,8 @@ costs paid per file become costs paid per batch (docs/operations.md, "Import spe
    transaction (``IndexStore.add_instances``); if that fails, the files placed in step 1
    whose record did not commit are removed again (as :meth:`StoreInstance.store` does for
    one) and the error raised;
-3. sidecars are written, the event publisher is nudged once.
+3. sidecars are written where the derived data lives in files (Blob Storage; the embedded
+   index holds it, committed in step 2), the event publisher is nudged once.
 
 A file whose name is taken (already stored, a copy left by a crash or a delete, a
 duplicate within the batch) is handed to :meth:`StoreInstance.store` after the batch, which
@@ -71,7 +72,7 @@ async def _commit(store: StoreInstance, items: list[BatchItem]) -> list[bool]:
     records = [new_record(item.instance.parsed, item.instance.uids, item.instance.key, uuid.uuid4().hex,
                           item.instance.derived.attributes, item.source.sha256) for item in items]
     try:
-        added = await store.index.add_instances(records)
+        added = await store.sidecars.add_instances(records, [item.instance.derived for item in items])
     except BaseException:
         await _undo_placements(store, items)
         raise

@@ -7,11 +7,13 @@ STOW (a spooled upload), the drop-zone import (a file dropped into ``incoming/``
    processes): STOW's upload is linked in, a dropped file is moved without being read, a
    stored file is already there;
 2. its index record and its create entry are committed, as one unit
-   (``IndexStore.add_instance``); if that fails (a full disk, the database unreachable)
+   (``IndexStore.add_instance``, through the derived store, which adds the frame index to
+   the commit where the index holds it: SQLite); if that fails (a full disk, the database unreachable)
    the file placed in step 1 is removed again, so a client told "failed" never leaves a
    stored file behind, and its retry is stored fresh;
-3. its sidecars (metadata, frame index) are written: a cache, rebuilt from the file when
-   missing, so failing to write them fails nothing;
+3. where the derived data lives in files beside the instance (Blob Storage), its sidecars
+   (metadata, frame index) are written: a cache, rebuilt from the file when missing, so
+   failing to write them fails nothing (:mod:`dicomweb.usecases.derived_store`);
 4. the event publisher is nudged.
 
 Each step is idempotent, so running it again after a crash, or for a repeated event,
@@ -40,7 +42,8 @@ from dicomcore.redact import error_summary
 from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, ValidationError, validate_instance
 from dicomweb.storage.port import BlobExistsError, BlobStore, BlockingBlobWrites
-from dicomweb.usecases.sidecars import Derived, SidecarFiles, derive
+from dicomweb.usecases.derived_store import DerivedStore
+from dicomweb.usecases.sidecars import Derived, derive
 from indexing.port import BlockingIndexWrites, IndexStore, InstanceRecord
 from indexing.records import new_record
 
@@ -123,11 +126,12 @@ class StoreStepError(Exception):
 class StoreInstance:
     """The use case; built once with the ports it needs (see :mod:`dicomweb.composition`)."""
 
-    def __init__(self, blobs: BlobStore, index: IndexStore, sidecars: SidecarFiles,
+    def __init__(self, blobs: BlobStore, index: IndexStore, sidecars: DerivedStore,
                  on_change: Callable[[], None], delete_lease_seconds: float = 10.0) -> None:
         self.blobs = blobs
         self.index = index
         self.sidecars = sidecars
+        """Where the derived data (metadata, frame index) lives: sidecar files, or the index."""
         self.on_change = on_change
         """Called after each committed change (nudges the event publisher)."""
         self.delete_lease_seconds = delete_lease_seconds
@@ -169,7 +173,7 @@ class StoreInstance:
         :class:`StoreStepError` when placing or indexing failed. The caller calls
         :attr:`on_change` after (on the event loop). Requires :attr:`blocking`."""
         assert self.blocking is not None
-        blobs, index = self.blocking
+        blobs, _ = self.blocking
         key = instance.key
         try:
             if data is None:
@@ -182,7 +186,7 @@ class StoreInstance:
             raise StoreStepError(instance, exc, None) from exc
         record = self._record(key, instance, staged.sha256)
         try:
-            index.add_instance_blocking(record, fresh=True)
+            self.sidecars.add_instance_blocking(record, instance.derived, fresh=True)
         except Exception as exc:
             raise StoreStepError(instance, exc, record) from exc
         crash_point("after-index-commit")
@@ -240,7 +244,7 @@ class StoreInstance:
     async def _commit(self, key: str, instance: Prepared, *, sha256: str, fresh: bool) -> bool:
         record = self._record(key, instance, sha256)
         try:
-            added = await self.index.add_instance(record, fresh=fresh)
+            added = await self.sidecars.add_instance(record, instance.derived, fresh=fresh)
         except BaseException as exc:
             if fresh:
                 await self._undo_placement(record, exc)

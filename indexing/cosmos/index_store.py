@@ -3,25 +3,31 @@
 Documents and partitioning: :mod:`indexing.cosmos.schema`; searching:
 :mod:`indexing.cosmos.search`.
 
-Adding an instance: the study and series documents are read (and created if missing,
-a lost creation race reads the winner's), then the instance document is created; its
-id is made of the UIDs, so a second add of the same instance fails atomically (409) and
-is reported as already indexed.
+Adding an instance: the study and series documents are read, then the instance document
+is created; its id is made of the UIDs, so a second add of the same instance fails
+atomically (409) and is reported as already indexed. The first instance of a series is
+one transactional batch in the study's partition: the series document and the study's
+(created, or replaced under its ETag) already counting it, and the instance document; a
+batch that lost a race (the series was made or the study changed meanwhile) writes
+nothing, and the add goes the way below (missing documents created one by one, a lost
+creation race reading the winner's, the new series recounted before the add returns).
 
 Summaries (counts, Modalities and SOP Classes in Study) are *recomputed* from the
-study's own partition and written with an ETag precondition, retried on 412, never
-incremented. Each writer recomputes after its own instance exists, and a write based
-on a stale read fails its precondition, so the last write to succeed counted every
-instance then present: parallel adds to one study cannot lose an update. Recomputing is
+study's own partition and written with an ETag precondition, retried on 412 (the one
+increment, the first-of-series batch's, is written under the ETag of the study it read,
+atomically with the documents it counts). Each writer recomputes after its own instance
+exists, and a write based on a stale read fails its precondition, so the last write to
+succeed counted every instance then present: parallel adds to one study cannot lose an
+update. Recomputing is
 idempotent, so an add interrupted before the summaries were written is finished by
 running it again (the indexer's repair and the blob event do): the repeated add finds
 the instance and refreshes the summaries anyway. The first instance of a series is
-recounted before the add returns (so a new study or series is found at once); later
-ones are recounted in batches by :mod:`indexing.cosmos.summary_refresher`, which the
-store settles before every search.
+counted before the add returns (so a new study or series is found at once, in every
+process); later ones are recounted in batches by :mod:`indexing.cosmos.summary_refresher`,
+which the store settles before every search.
 
-The record and its feed entry (no transaction spans two containers, and the test server
-has no batches): the instance document is created carrying its create entry
+The record and its feed entry (no transaction spans two containers): the instance
+document is created carrying its create entry
 (``entry``, kept); the entry is appended to the feed after. A reader may see the record
 before the entry, never the entry without the record, and a crash in between leaves a
 document whose entry the feed lacks, which :meth:`reconcile_entries` finds by checking
@@ -49,6 +55,7 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
+    CosmosBatchOperationError,
     CosmosHttpResponseError,
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
@@ -68,7 +75,14 @@ from indexing.cosmos.search import CosmosQuery, compile_filter
 from indexing.cosmos.summary_refresher import SummaryRefresher
 from indexing.port import DicomJson, InstanceHeader, InstanceRecord, StoreCounts
 from indexing.query import Match, Query
-from indexing.records import change_entry, header_of, instance_order, record_from_json, with_identity
+from indexing.records import (
+    change_entry,
+    header_of,
+    instance_order,
+    record_from_json,
+    series_modality,
+    with_identity,
+)
 from indexing.results import compose_result
 from indexing.summaries import (
     MODALITIES_IN_STUDY_TAG,
@@ -86,6 +100,15 @@ _RETRIES = 100
 
 _RECONCILE_PAGE = 100
 """Instance documents whose entries reconciliation looks up in the feed with one query."""
+
+# What queries return: a query is charged by the size of its results (about 1 RU per KB),
+# so each asks only for the fields its caller reads (docs/performance.md, "Cloud cost").
+_LISTED = "c.id, c.study_uid, c.series_uid, c.sop_uid, c.series_pos, c.instance_number, c.record"
+"""An instance listing (records, their order, what a removal deletes): not the attributes
+and match keys, which repeat most of the record."""
+_RESULT = ("c.id, c.type, c.study_uid, c.series_uid, c.pos, c.attrs, c.instance_count, c.series_count,"
+           " c.modalities, c.sop_classes")
+"""A search result: its attributes and summaries, not its record and match keys."""
 
 
 class CosmosIndexStore:
@@ -168,10 +191,16 @@ class CosmosIndexStore:
         pos = f"{utc_now()}|"
         extended = self._extended
         used, table, tags = extended.tags, extended.combined, extended.table  # one consistent snapshot
-        study, series = await asyncio.gather(
-            _read(container, schema.STUDY_ID, record.study_uid),
-            _read(container, schema.series_id(record.series_uid), record.study_uid),
-        )
+        study, series = await self._study_and_series(container, record)
+        entry = change_entry(record, Action.CREATE)
+        if series is None:
+            if await self._add_first_of_series(container, record, dataset, pos, study, entry, table, tags):
+                await extended.after_add(container, record, used)  # after the write: see reindex.py
+                await self._feed.append(entry)
+                return True
+            # The batch lost a race (a concurrent add made the series, or changed or removed
+            # the study): read them again and add one document at a time, as below.
+            study, series = await self._study_and_series(container, record)
         if study is None:
             study = await _create_or_read(container, with_extended_keys(
                 schema.study_document(table, record, dataset, pos + record.study_uid), tags, Level.STUDY, dataset))
@@ -179,7 +208,6 @@ class CosmosIndexStore:
             series = await _create_or_read(container, with_extended_keys(
                 schema.series_document(table, record, dataset, pos + record.series_uid, study),
                 tags, Level.SERIES, dataset))
-        entry = change_entry(record, Action.CREATE)
         document = with_extended_keys(
             schema.instance_document(table, record, dataset, pos + record.sop_uid, series, entry),
             tags, Level.INSTANCE, dataset)
@@ -203,6 +231,60 @@ class CosmosIndexStore:
         else:
             self._refresher().touch(record.study_uid, record.series_uid, record.sop_class_uid)
         return True
+
+    @staticmethod
+    async def _study_and_series(container: Any, record: InstanceRecord
+                                ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        study, series = await asyncio.gather(
+            _read(container, schema.STUDY_ID, record.study_uid),
+            _read(container, schema.series_id(record.series_uid), record.study_uid),
+        )
+        return study, series
+
+    async def _add_first_of_series(self, container: Any, record: InstanceRecord, dataset: DicomJson, pos: str,
+                                   study: dict[str, Any] | None, entry: ChangeEntry,
+                                   table: AttributeTable, tags: AttributeTable) -> bool:
+        """The first instance of a series: its series document, its study's (created, or
+        replaced under its ETag) and its own, in one transactional batch in the study's
+        partition, the study and series already counting it. So a new study or series is
+        found at once, counted, in every process, for one write call and no query (issue
+        17; before, 3 creates, 2 replaces and 3 COUNT queries). ``False`` when the batch
+        lost a race (the series was made, or the study changed, meanwhile): nothing was
+        written (the batch is atomic) and the caller adds the usual way."""
+        if study is None:
+            counted = self._counted_study(with_extended_keys(
+                schema.study_document(table, record, dataset, pos + record.study_uid), tags, Level.STUDY, dataset),
+                dataset, record.sop_class_uid)
+            operations: list[tuple[Any, ...]] = [("create", (counted,))]
+        else:
+            counted = self._counted_study(study, dataset, record.sop_class_uid)
+            operations = [("replace", (study["id"], counted), {"if_match_etag": study["_etag"]})]
+        series = with_extended_keys(schema.series_document(table, record, dataset, pos + record.series_uid, counted),
+                                    tags, Level.SERIES, dataset)
+        series["instance_count"] = 1
+        document = with_extended_keys(
+            schema.instance_document(table, record, dataset, pos + record.sop_uid, series, entry),
+            tags, Level.INSTANCE, dataset)
+        operations += [("create", (series,)), ("create", (document,))]
+        try:
+            await container.execute_item_batch(operations, partition_key=record.study_uid)
+        except (CosmosBatchOperationError, CosmosResourceExistsError, CosmosAccessConditionFailedError,
+                CosmosResourceNotFoundError):
+            return False  # Azure answers a failed batch with the failing operation's status
+        return True
+
+    def _counted_study(self, study: dict[str, Any], dataset: DicomJson, sop_class_uid: str) -> dict[str, Any]:
+        """``study`` with one more series (of the dataset's modality) and one more instance.
+        Exact when ``study`` was; a stale count stays stale only until the recount that
+        whoever made it stale has pending (summary_refresher.py), which then counts this
+        instance too (it is written in the same batch)."""
+        updated = dict(study)
+        updated["instance_count"] = study["instance_count"] + 1
+        updated["series_count"] = study["series_count"] + 1
+        updated["modalities"] = modalities_in_study([*study["modalities"], series_modality(dataset)])
+        updated["sop_classes"] = with_sop_class(study["sop_classes"], sop_class_uid)
+        updated["m"] = self._computed_keys(updated)
+        return updated
 
     async def _recount(self, study_uid: str, series_uids: frozenset[str], sop_classes: tuple[str, ...]) -> None:
         """Recount the summaries of these series, then of their study."""
@@ -306,11 +388,13 @@ class CosmosIndexStore:
     async def get_instance_by_key(self, instance_key: str) -> InstanceRecord | None:
         container = await self._container()
         items = container.query_items(  # across studies: the key does not name its study
-            "SELECT * FROM c WHERE c.type = 'instance' AND c.instance_key = @key",
+            # Only the record: a query is charged by the size of what it returns, and the
+            # document's attributes and match keys would double it (docs/performance.md).
+            "SELECT VALUE c.record FROM c WHERE c.type = 'instance' AND c.instance_key = @key",
             parameters=[{"name": "@key", "value": instance_key}],
         )
-        async for document in items:
-            return _record(document)
+        async for record in items:
+            return record_from_json(record)
         return None
 
     async def list_instances(
@@ -338,7 +422,7 @@ class CosmosIndexStore:
         if series_uid is not None and sop_uid is not None:  # one instance: a point read
             document = await _read(await self._container(), schema.instance_id(series_uid, sop_uid), study_uid)
             return [document] if document is not None else []
-        sql = "SELECT * FROM c WHERE c.study_uid = @study AND c.type = 'instance'"
+        sql = f"SELECT {_LISTED} FROM c WHERE c.study_uid = @study AND c.type = 'instance'"
         parameters: dict[str, Any] = {}
         if series_uid is not None:
             sql += " AND c.series_uid = @series"
@@ -407,11 +491,6 @@ class CosmosIndexStore:
         documents = await self._tombstones(sql, parameters, study_uid)
         return sorted((_record(document) for document in documents), key=lambda record: record.instance_key)
 
-    async def _tombstone_by_key(self, instance_key: str) -> dict[str, Any] | None:
-        rows = await self._tombstones("SELECT * FROM c WHERE c.type = 'tombstone' AND c.instance_key = @key",
-                                      {"@key": instance_key})
-        return rows[0] if rows else None
-
     async def _tombstone_of(self, record: InstanceRecord) -> dict[str, Any] | None:
         """The record's tombstone: a point read in its study's partition (1 RU)."""
         return await _read(await self._container(), schema.tombstone_id(record.series_uid, record.sop_uid),
@@ -437,7 +516,11 @@ class CosmosIndexStore:
                 patch_operations=[{"op": "set", "path": "/state", "value": "done"}])
 
     async def is_deleted(self, instance_key: str) -> bool:
-        return await self._tombstone_by_key(instance_key) is not None
+        # Whether one exists, not the tombstone itself (its record): a query's charge
+        # grows with what it returns.
+        rows = await self._tombstones("SELECT TOP 1 VALUE c.id FROM c WHERE c.type = 'tombstone'"
+                                      " AND c.instance_key = @key", {"@key": instance_key})
+        return bool(rows)
 
     async def records_after(self, instance_key: str, limit: int) -> list[InstanceRecord]:
         rows = await self._tombstones(
@@ -569,7 +652,8 @@ class CosmosIndexStore:
             if len(skipped) < offset:
                 return []
             where += f" AND c.pos > {compiled.parameter(skipped[-1])}"
-        return await _run(container, compiled, f"SELECT TOP {int(limit)} * FROM c WHERE {where} ORDER BY c.pos")
+        return await _run(container, compiled,
+                          f"SELECT TOP {int(limit)} {_RESULT} FROM c WHERE {where} ORDER BY c.pos")
 
     async def _results(self, container: Any, level: Level, documents: list[dict[str, Any]]) -> list[DicomJson]:
         studies = await _read_many(container, {(schema.STUDY_ID, d["study_uid"]) for d in documents}

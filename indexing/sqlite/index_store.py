@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -44,6 +45,7 @@ from indexing.sqlite.feed_store import append_entry
 from indexing.sqlite.number_keys import migrate_number_keys
 from indexing.sqlite.schema import connect, create_schema, value_table, word_table, write_transaction
 from indexing.sqlite.search import search
+from indexing.sqlite.writer_waits import WriterWaits
 from indexing.summaries import (
     MODALITIES_IN_STUDY_TAG,
     SOP_CLASSES_IN_STUDY_TAG,
@@ -53,9 +55,15 @@ from indexing.summaries import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _SQLITE_FULL = 13
 """SQLite's result code for "database or disk is full"."""
+
+_CHECKPOINT_EVERY = 25
+"""Writes of one process between the WAL checkpoints it runs: SQLite's automatic one came
+every 1,000 WAL pages, and a STOW commit adds ~35-40 (measured: 450 instances of one series,
+the WAL file's size every 50)."""
 
 _IDLE_CONNECTIONS = 8
 """Connections kept open between calls; more are opened under load and closed after."""
@@ -69,6 +77,8 @@ JOIN study AS s ON s.pk = i.study_pk
 _HEADER_SQL = "json_remove(json_extract(ij.record, '$.attributes'), {})".format(
     ", ".join(f"'$.\"{tag}\"'" for tag in ADDED_TO_HEADER))
 """The header's JSON text (:func:`indexing.records.header_of`), from the stored record."""
+_KEYS_PER_QUERY = 500
+"""Instance keys per ``IN (...)`` lookup (well under SQLite's bound on parameters)."""
 _INSTANCE_ORDER = " ORDER BY i.series_pk, i.instance_number IS NULL, i.instance_number, i.sop_uid"
 
 
@@ -87,15 +97,19 @@ class SqliteIndexStore:
         self._extended_bodies: tuple[str, ...] = ()
         self._extended_tags: list[ExtendedTag] = []
         self._writer_lock_fd: int | None = None
+        self.writer_waits = WriterWaits()
+        self._writes_since_checkpoint = 0
 
     # -- the port -----------------------------------------------------------------------
 
-    async def add_instance(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
-        return await self._run_write(self._add, record, fresh)
+    async def add_instance(self, record: InstanceRecord, *, fresh: bool = True, frames: str | None = None) -> bool:
+        """``frames``: the instance's frame index, committed with the record
+        (``indexing.port.FrameIndexHolder``)."""
+        return await self._run_write(self._add, record, fresh, frames)
 
-    def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True) -> bool:
+    def add_instance_blocking(self, record: InstanceRecord, *, fresh: bool = True, frames: str | None = None) -> bool:
         """:meth:`add_instance` in the calling thread (``indexing.port.BlockingIndexWrites``)."""
-        return self._with_write_lock(self._add, record, fresh)
+        return self._with_write_lock(self._add, record, fresh, frames)
 
     async def get_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> InstanceRecord | None:
         records = await self._run(self._list, study_uid, series_uid, sop_uid)
@@ -173,13 +187,24 @@ class SqliteIndexStore:
 
         await self._run_write(update)
 
-    async def add_instances(self, records: list[InstanceRecord]) -> list[bool]:
-        return await self._run_write(self._add_many, records)
+    async def add_instances(self, records: list[InstanceRecord], frames: list[str] | None = None) -> list[bool]:
+        return await self._run_write(self._add_many, records, frames)
 
-    def _add_many(self, connection: sqlite3.Connection, records: list[InstanceRecord]) -> list[bool]:
+    def _add_many(self, connection: sqlite3.Connection, records: list[InstanceRecord],
+                  frames: list[str] | None = None) -> list[bool]:
         # One transaction (each _add joins it): one commit and one trip for a whole batch.
+        each: list[str | None] = list(frames) if frames is not None else [None] * len(records)
         with write_transaction(connection):
-            return [self._add(connection, record, True) for record in records]
+            return [self._add(connection, record, True, index) for record, index in zip(records, each, strict=True)]
+
+    async def frame_index(self, instance_key: str) -> str | None:
+        row = await self._run(lambda c: c.execute(
+            "SELECT f.frames FROM instance AS i JOIN instance_frames AS f ON f.pk = i.pk WHERE i.instance_key = ?",
+            (instance_key,)).fetchone())
+        return row[0] if row else None
+
+    async def headers_by_key(self, instance_keys: list[str]) -> list[str | None]:
+        return await self._run(self._headers_by_key, instance_keys)
 
     async def reconcile_entries(self, *, repair: bool) -> int:
         # The scan reads every record (minutes at a million instances): it runs without the
@@ -254,6 +279,7 @@ class SqliteIndexStore:
             os.close(lock_fd)
         for connection in idle:
             connection.close()
+        self.writer_waits.log()
 
     # -- connections --------------------------------------------------------------------
 
@@ -264,16 +290,46 @@ class SqliteIndexStore:
         return await in_thread(self._with_write_lock, work, *args)
 
     def _with_write_lock(self, work: Callable[..., T], *args: Any) -> T:
+        try:
+            return self._locked_write(work, *args)
+        finally:
+            self._checkpoint_when_due()
+
+    def _checkpoint_when_due(self) -> None:
+        """Every ``_CHECKPOINT_EVERY`` writes, copy the WAL into the database, with no lock
+        held: SQLite's automatic checkpoint ran inside the commit that crossed 1,000 pages,
+        fsyncs included, while this process held the writers' lock file, so every other
+        writer waited for those fsyncs (docs/performance.md). A passive checkpoint never
+        blocks a writer; one that could not finish is simply run again. Never raises: the
+        write it follows has its own outcome."""
+        with self._lock:
+            self._writes_since_checkpoint += 1
+            if self._writes_since_checkpoint < _CHECKPOINT_EVERY or self._closed:
+                return
+            self._writes_since_checkpoint = 0
+        try:
+            self._with_connection(_checkpoint)
+        except (sqlite3.Error, RuntimeError):  # (RuntimeError: closed meanwhile) the next one catches up
+            log.debug("WAL checkpoint failed", exc_info=True)
+
+    def _locked_write(self, work: Callable[..., T], *args: Any) -> T:
         # Writers of this process queue here rather than on SQLite's lock: its busy
         # handler sleeps in steps of up to 100 ms, which made concurrent adds crawl.
         # Other processes still meet at BEGIN IMMEDIATE and wait via busy_timeout.
-        with self._write_lock, self._other_processes_writing():
-            try:
-                return self._with_connection(work, *args)
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode == _SQLITE_FULL:
-                    raise InsufficientStorageError(exc.sqlite_errorcode, "the index database's disk is full") from exc
-                raise
+        asked = time.perf_counter()
+        with self._write_lock:
+            queued = time.perf_counter()
+            with self._other_processes_writing():
+                locked = time.perf_counter()
+                try:
+                    return self._with_connection(work, *args)
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode == _SQLITE_FULL:
+                        raise InsufficientStorageError(exc.sqlite_errorcode,
+                                                       "the index database's disk is full") from exc
+                    raise
+                finally:
+                    self.writer_waits.note(queued - asked, locked - queued, time.perf_counter() - locked)
 
     @contextlib.contextmanager
     def _other_processes_writing(self) -> Iterator[None]:
@@ -316,6 +372,7 @@ class SqliteIndexStore:
             if self._idle:
                 return self._idle.pop()
         connection = connect(self._database)
+        connection.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints off the writers' lock: _checkpoint_when_due
         with self._lock:
             if not self._schema_ready:
                 create_schema(connection)
@@ -335,7 +392,8 @@ class SqliteIndexStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _add(self, connection: sqlite3.Connection, record: InstanceRecord, fresh: bool) -> bool:
+    def _add(self, connection: sqlite3.Connection, record: InstanceRecord, fresh: bool,
+             frames: str | None = None) -> bool:
         dataset = with_identity(record)
         with write_transaction(connection):
             self._read_extended_tags(connection)
@@ -354,7 +412,7 @@ class SqliteIndexStore:
                 record.sop_uid,
             ):
                 return False  # same UIDs stored under another key: already indexed
-            self._insert_instance(connection, study_pk, series_pk, record, dataset)
+            self._insert_instance(connection, study_pk, series_pk, record, dataset, frames)
             self._record_value_errors(connection, record)
             _add_to_count(connection, "series", "instance_count", series_pk, 1)
             _add_to_count(connection, "study", "instance_count", study_pk, 1)
@@ -401,6 +459,7 @@ class SqliteIndexStore:
         series_pk: int,
         record: InstanceRecord,
         dataset: DicomJson,
+        frames: str | None = None,
     ) -> None:
         pk = connection.execute(
             "INSERT INTO instance (study_pk, series_pk, sop_uid, sop_class_uid, instance_key, instance_number)"
@@ -412,6 +471,8 @@ class SqliteIndexStore:
             "INSERT INTO instance_json (pk, attributes, record) VALUES (?, ?, ?)",
             (pk, _dumps(level_json(self._table, Level.INSTANCE, dataset)), _dumps(vars(record))),
         )
+        if frames is not None:
+            connection.execute("INSERT OR REPLACE INTO instance_frames (pk, frames) VALUES (?, ?)", (pk, frames))
         self._index_values(connection, Level.INSTANCE, pk, dataset)
 
     def _index_values(self, connection: sqlite3.Connection, level: Level, pk: int, dataset: DicomJson) -> None:
@@ -543,12 +604,26 @@ class SqliteIndexStore:
             f" {_INSTANCE_FROM}{where}{_INSTANCE_ORDER}", params)
         return [InstanceHeader(key, incarnation, header) for key, incarnation, header in rows]
 
+    def _headers_by_key(self, connection: sqlite3.Connection, instance_keys: list[str]) -> list[str | None]:
+        found: dict[str, str] = {}
+        for start in range(0, len(instance_keys), _KEYS_PER_QUERY):
+            chunk = instance_keys[start:start + _KEYS_PER_QUERY]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(connection.execute(
+                f"SELECT i.instance_key, {_HEADER_SQL} FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk"
+                f" WHERE i.instance_key IN ({marks})", chunk).fetchall())
+        return [found.get(key) for key in instance_keys]
+
     def _by_key(self, connection: sqlite3.Connection, instance_key: str) -> InstanceRecord | None:
         row = connection.execute(
             "SELECT ij.record FROM instance AS i JOIN instance_json AS ij ON ij.pk = i.pk WHERE i.instance_key = ?",
             (instance_key,),
         ).fetchone()
         return _record(row[0]) if row else None
+
+
+def _checkpoint(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _bury(connection: sqlite3.Connection, removed: list[InstanceRecord], owner: str) -> None:
@@ -621,6 +696,7 @@ def _delete_entities(connection: sqlite3.Connection, level: Level, pks: list[int
     connection.executemany(f"DELETE FROM {level.value} WHERE pk = ?", rows)
     if level is Level.INSTANCE:
         connection.executemany("DELETE FROM instance_json WHERE pk = ?", rows)
+        connection.executemany("DELETE FROM instance_frames WHERE pk = ?", rows)
 
 
 def _count_by(keys: Any) -> dict[int, int]:

@@ -19,6 +19,11 @@ record and its feed entry commit in one transaction):
     searchable attribute needs no schema change.
 ``{level}_word`` (entity_pk, tag, word)
     One row per person-name component, for fuzzy matching by prefix.
+``instance_frames`` (pk, frames)
+    An instance's frame index (JSON text), inserted in the transaction that inserts its
+    record: the embedded store keeps it here rather than in a file beside the instance.
+    Instances indexed before this table existed have none (their sidecar file has it):
+    :data:`FRAME_INDEX_SCHEMA`, created by :func:`create_schema` in existing databases too.
 ``tombstone`` (instance_key, UIDs, record, state, owner, claimed_at)
     A deleted instance: ``pending`` from the moment its record is removed until its files
     are gone, then ``done``. The blob-created handler and repair never index a
@@ -134,6 +139,18 @@ CREATE INDEX IF NOT EXISTS {level}_word_owner ON {level}_word (entity_pk);
 """
 
 
+FRAME_INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instance_frames (
+    pk INTEGER PRIMARY KEY,
+    frames TEXT NOT NULL
+);
+"""
+"""Frame indexes held with their records (docs/architecture.md, "Derived data: where it
+lives"). A table of its own, not a column, so databases made before it gain it with
+``CREATE TABLE IF NOT EXISTS`` (no table rewrite), and a whole-slide level's index of
+100,000 frames never lengthens the ``instance_json`` rows searches read."""
+
+
 def value_table(level: Level) -> str:
     return f"{level.value}_value"
 
@@ -144,7 +161,7 @@ def word_table(level: Level) -> str:
 
 def _statements() -> list[str]:
     matches = "".join(_MATCH_TABLES.format(level=level.value) for level in Level)
-    script = _ENTITY_TABLES + FEED_SCHEMA + EXTENDED_TAG_SCHEMA + matches
+    script = _ENTITY_TABLES + FEED_SCHEMA + EXTENDED_TAG_SCHEMA + matches + FRAME_INDEX_SCHEMA
     return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 

@@ -213,6 +213,14 @@ async def test_missing_local_names_the_absent_or_is_none(store: BlobStore) -> No
     assert missing is None or missing == ["absent", "also/absent"]
 
 
+async def test_missing_local_refuses_a_name_outside_the_store(store: BlobStore) -> None:
+    if await store.missing_local([]) is None:
+        return  # no local files (Blob Storage): nothing is looked up
+    for name in ("../outside", "/etc/passwd", "a/../../b"):
+        with pytest.raises(ValueError, match="invalid blob name"):
+            await store.missing_local([name])
+
+
 async def test_an_empty_blob(store: BlobStore) -> None:
     await store.put_bytes("empty", b"")
     assert await store.get_bytes("empty") == b""

@@ -4,9 +4,12 @@ outcome; never a patient's name or ID."""
 from __future__ import annotations
 
 import json
+import logging.handlers
+import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.testclient import TestClient
 
 from dicomweb.app import create_app
@@ -14,6 +17,7 @@ from dicomweb.settings import Settings
 from tests.security.conftest import bearer
 from tests.support.builders import make_dataset, multipart_body, to_bytes
 from tests.support.oidc import OidcProvider
+from tests.support.servers import ServerProcess
 
 PATIENT_NAME = "SECRET^PATIENT"
 PATIENT_ID = "PID-4711-SECRET"
@@ -83,3 +87,35 @@ def test_the_audit_log_rotates_and_every_file_is_owner_only(tmp_path: Path, monk
     assert [f.name for f in files][:2] == ["audit.log", "audit.log.1"]
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in files)
     assert sum(len(lines(f)) for f in files) == 30  # nothing lost in the rotations (10 files kept)
+
+
+def test_every_line_reaches_the_file_written_off_the_event_loop_by_a_clean_shutdown(tmp_path: Path) -> None:
+    """The request only queues its line; a writer thread appends it. Whatever was answered
+    before a clean shutdown (SIGTERM) is in the file afterwards, one line per request."""
+    server = ServerProcess(tmp_path / "data")
+    try:
+        with httpx.Client(timeout=30) as http:
+            statuses = [http.get(f"{server.root}/studies", headers={"X-Request-Id": f"r{i}"}).status_code
+                        for i in range(200)]
+    finally:
+        server.stop()  # SIGTERM: uvicorn's graceful shutdown, the app's lifespan closes the sink
+    assert statuses == [200] * 200  # (uvicorn ends by re-raising SIGTERM: the exit code says nothing)
+    written = lines(tmp_path / "data" / "audit.log")
+    assert [line["correlationId"] for line in written] == [f"r{i}" for i in range(200)]
+
+
+def test_the_audit_writer_thread_starts_with_the_first_line_and_ends_with_the_app(tmp_path: Path) -> None:
+    def writers() -> list[threading.Thread]:
+        """Threads running a QueueListener (threading keeps a thread's target as ``_target``)."""
+        return [t for t in threading.enumerate()
+                if isinstance(getattr(getattr(t, "_target", None), "__self__", None), logging.handlers.QueueListener)]
+
+    before = len(writers())
+    settings = Settings(data_dir=tmp_path / "data", allowed_hosts=("testserver",))
+    with TestClient(create_app(settings), base_url="http://testserver") as client:
+        assert len(writers()) == before  # no request yet: no thread
+        client.get("/v1/studies")
+        assert len(writers()) == before + 1
+    assert len(writers()) == before  # the lifespan's end drained the queue and stopped the thread
+    (line,) = lines(tmp_path / "data" / "audit.log")
+    assert line["route"] == "/v1/studies"

@@ -8,6 +8,7 @@ Clients ``reader``, ``writer``, ``owner`` (the built-in roles), ``custom`` (role
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import httpx
@@ -24,17 +25,21 @@ class OidcProvider:
         command = ["node", str(ROOT / "tests" / "support" / "oidc_provider.mjs")]
         self.process = _NodeProcess(command, re.compile(r"listening on (http://127\.0\.0\.1:\d+)"), ROOT)
         self.issuer = self.process.url
-        self._tokens: dict[tuple[str, str], str] = {}
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
 
     def token(self, client: str, resource: str = AUDIENCE) -> str:
-        """An access token issued to ``client`` by the client-credentials grant (cached)."""
-        if (client, resource) not in self._tokens:
+        """An access token issued to ``client`` by the client-credentials grant (cached while it
+        has more than a minute left: the provider session outlives a token's 600 s on a slow run)."""
+        cached = self._tokens.get((client, resource))
+        if cached is None or cached[1] - time.monotonic() < 60:
             response = httpx.post(f"{self.issuer}/token", data={
                 "grant_type": "client_credentials", "client_id": client, "client_secret": "secret",
                 "resource": resource, "scope": "dicom"})
             response.raise_for_status()
-            self._tokens[client, resource] = response.json()["access_token"]
-        return self._tokens[client, resource]
+            body = response.json()
+            cached = (body["access_token"], time.monotonic() + float(body.get("expires_in", 600)))
+            self._tokens[client, resource] = cached
+        return cached[0]
 
     def sign(self, claims: dict[str, Any]) -> str:
         """``claims`` signed with the provider's current key (tokens its grant would never issue)."""

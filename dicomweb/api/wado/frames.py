@@ -5,8 +5,8 @@ is cached here per instance with the stored copy it describes: the index record'
 incarnation and the blob's version (ETag; a local file's inode and times). A hot GET is one
 ranged read made conditional on that version (If-Match), with no index lookup: a blob that
 was replaced or removed fails the read, and the GET falls back to the cold path (index
-record, frame index sidecar). The index is asked again once a cached entry is older than
-``DICOMWEB_FRAME_CACHE_TTL_SECONDS``, which bounds how long an instance whose delete
+record, frame index: the SQLite index's or a sidecar blob's). The index is asked again once
+a cached entry is older than ``DICOMWEB_FRAME_CACHE_TTL_SECONDS``, which bounds how long an instance whose delete
 crashed before removing its blob (tombstoned, blob still there) can be served by a process
 that cached it (docs/architecture.md, "One frame, from request to bytes").
 
@@ -105,7 +105,7 @@ def frame_indexes(services: Services) -> FrameIndexCache:
 
 async def locate(services: Services, request: Request) -> StoredCopy:
     """The stored copy the URL names: from the cache while its entry is younger than the
-    TTL (no index lookup), else from the index record and the frame index sidecar."""
+    TTL (no index lookup), else from the index record and the derived store's frame index."""
     study, series, sop = path_uids(request)
     assert series is not None and sop is not None
     cache = frame_indexes(services)

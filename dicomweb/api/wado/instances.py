@@ -61,6 +61,8 @@ async def _converted(services: Services, record: InstanceRecord) -> bytes:
 async def _check_sizes(services: Services, records: list[InstanceRecord]) -> None:
     """406 unless every instance to convert fits the limit, stored and decoded (the
     decoded size comes from the stored metadata, read in one batch)."""
+    if not records:
+        return  # nothing to convert: no sidecar read, no worker-thread trip before the first byte
     limit = services.settings.transcode_max_bytes
     advice = "; ask transfer-syntax=* for the stored bytes"
     for record in records:

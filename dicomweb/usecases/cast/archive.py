@@ -8,12 +8,12 @@ import json
 from changefeed.port import ChangeFeedStore
 from dicomweb.storage.port import BlobNotFoundError
 from dicomweb.usecases.cast.ports import ArchiveUnavailable, FeedEntry, Json
-from dicomweb.usecases.sidecars import SidecarFiles
+from dicomweb.usecases.derived_store import DerivedStore
 from indexing.port import IndexStore
 
 
 class LocalArchive:
-    def __init__(self, feed: ChangeFeedStore, index: IndexStore, sidecars: SidecarFiles, service_root: str) -> None:
+    def __init__(self, feed: ChangeFeedStore, index: IndexStore, sidecars: DerivedStore, service_root: str) -> None:
         self.changes = feed
         self.index = index
         self.sidecars = sidecars
