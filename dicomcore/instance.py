@@ -8,6 +8,7 @@ every value. The pixel data itself is never read.
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 from collections.abc import Iterator
@@ -89,9 +90,24 @@ def read_instance(fp: BinaryIO) -> ParsedInstance:
     InvalidInstanceError
         Not a Part 10 file (no 'DICM' prefix), not parseable, or truncated.
     """
+    return _read(fp, may_be_deflated=True)
+
+
+def read_instance_bytes(data: bytes) -> ParsedInstance:
+    """:func:`read_instance` of a whole instance in memory (a STOW part).
+
+    The deflated transfer syntax can only be named by its UID, literally, in the File Meta
+    Information, so where those bytes occur nowhere in ``data`` (one search at C speed) the
+    instance is not deflated and the separate File Meta read that looks for it is skipped:
+    it parsed group 0002 a second time, ~0.2 ms per instance.
+    """
+    return _read(io.BytesIO(data), may_be_deflated=DeflatedExplicitVRLittleEndian.encode() in data)
+
+
+def _read(fp: BinaryIO, *, may_be_deflated: bool) -> ParsedInstance:
     size = _file_size(fp)
     has_preamble = _check_prefix(fp)
-    if _deflated_from(fp, has_preamble) is not None:  # before pydicom would inflate it whole
+    if may_be_deflated and _deflated_from(fp, has_preamble) is not None:  # before pydicom would inflate it whole
         dataset, index = _read_deflated(fp, DeflatedExplicitVRLittleEndian)
         return ParsedInstance(dataset, DeflatedExplicitVRLittleEndian, index, size)
     reader = _ReadTracker(fp, limits.current().max_header_bytes)

@@ -159,6 +159,12 @@ class Settings:
     reindex_settle_seconds: float = 0.0
     """How long a reindex waits before its first page: Cosmos DB below Strong consistency
     (the deployment sets 5; docs/extended-query-tags.md, "the race on Cosmos")."""
+    stow_memory_part_bytes: int = 1024**2
+    """A STOW part up to this size is received in memory and written to disk once, when it
+    is stored; a larger one is spooled to a staging file as it arrives (docs/stow-receive.md)."""
+    stow_memory_total_bytes: int = 64 * 1024**2
+    """The most STOW part bytes the process holds in memory at once, over every request;
+    past it, parts are spooled (docs/stow-receive.md)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -219,6 +225,8 @@ class Settings:
             audit_log=_env("DICOMWEB_AUDIT_LOG", ""),
             frame_cache_ttl_seconds=float(_env("DICOMWEB_FRAME_CACHE_TTL_SECONDS", "10")),
             reindex_settle_seconds=float(_env("DICOMWEB_REINDEX_SETTLE_SECONDS", "0")),
+            stow_memory_part_bytes=int(_env("DICOMWEB_STOW_MEMORY_PART_BYTES", str(1024**2))),
+            stow_memory_total_bytes=int(_env("DICOMWEB_STOW_MEMORY_TOTAL_BYTES", str(64 * 1024**2))),
         )
 
     @property

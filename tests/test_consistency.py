@@ -189,10 +189,43 @@ def test_full_disk_while_spooling_is_507(client: TestClient, monkeypatch: pytest
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(multipart, "_write", full)
+    services = client.app.state.services  # type: ignore[attr-defined]
+    monkeypatch.setattr(services, "settings", services.settings.with_(stow_memory_part_bytes=0))  # spool every part
     body, content_type = multipart_body([to_bytes(make_dataset())])
     response = client.post("/v1/studies", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 507
     assert "insufficient storage" in response.json()["message"]
+
+
+def test_full_disk_while_writing_a_part_held_in_memory_is_507(client: TestClient, settings: Settings,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part received in memory is first written when it is stored (docs/stow-receive.md):
+    a full disk there fails that instance with 272 "insufficient storage" (507 when nothing
+    was stored), and nothing is left behind."""
+    import builtins
+
+    from dicomweb.storage import new_files
+
+    def full(*args: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_open = builtins.open
+
+    def open_full(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if mode == "xb":  # the staged copy the async path (Azure) places
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(new_files, "write_all", full)
+    monkeypatch.setattr(builtins, "open", open_full)
+    ds = make_dataset()
+    body, content_type = multipart_body([to_bytes(ds)])
+    response = client.post("/v1/studies", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 507, response.text
+    (failed,) = response.json()["00081198"]["Value"]
+    assert failed["00081197"]["Value"] == [272]
+    assert "insufficient storage" in str(failed)
+    assert not _exists(client, layout.file_name(_key(ds)))
 
 
 def test_resend_after_a_crash_between_link_and_index_is_stored(client: TestClient, settings: Settings) -> None:

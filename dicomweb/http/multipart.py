@@ -24,6 +24,9 @@ from starlette.concurrency import run_in_threadpool
 CRLF = b"\r\n"
 
 
+PARTS_HELD = 4
+"""Without a shared budget, the parts one reader may hold in memory at once."""
+
 SPOOL_BATCH_BYTES = 1 << 20
 """Received bytes gathered before one write to the spool file (one worker-thread trip)."""
 
@@ -49,21 +52,61 @@ def valid_boundary(boundary: str) -> bool:
 
 
 @dataclass
+class MemoryBudget:
+    """The STOW part bytes one process may hold in memory at once, over every request (used
+    on the event loop only, so no lock): a part that finds it spent is spooled, so memory
+    stays bounded whatever the number of clients."""
+
+    limit: int
+    held: int = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
+
+
+@dataclass
 class SpooledPart:
-    """One part of a multipart body, its bytes in a local file."""
+    """One part of a multipart body: its bytes in memory (:attr:`data`, a part up to the
+    in-memory limit) or spooled to a local file (:attr:`path`, a larger one)."""
 
     headers: dict[str, str]
     path: Path
+    """The part's staging path: its spool file, or where a part held in memory is staged
+    when it is stored (nothing is written there while it is received)."""
     size: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
     """SHA-256 of the bytes spooled so far: the stored file's checksum, taken on the way in
-    (no second read of the file)."""
+    (no second read of the file). Not taken for a part held in memory: its store hashes the
+    whole buffer in its worker thread (hashlib releases the GIL there)."""
     number: int = 0
     """Its place in the body, from 1."""
+    data: bytes | None = None
+    """The whole part, when it was held in memory (set when the part ends)."""
+    held: list[bytes] = field(default_factory=list)
+    """Bytes received so far of a part still held in memory."""
+    spooled: bool = False
+    """The part outgrew the in-memory limit: its bytes go to :attr:`path`."""
+    budget: MemoryBudget | None = None
+    """Where the bytes it holds in memory are counted (given back by :meth:`release`)."""
+
+    def release(self) -> None:
+        """Drop the bytes held in memory (the part is stored, or abandoned)."""
+        if self.budget is not None and not self.spooled:
+            self.budget.give_back(self.size)
+            self.budget = None
+        self.data = None
+        self.held.clear()
 
     @property
     def sha256(self) -> str:
-        return str(self.digest.hexdigest())
+        """The spooled file's SHA-256; empty for a part held in memory (not hashed yet)."""
+        return "" if self.data is not None else str(self.digest.hexdigest())
 
     @property
     def content_type(self) -> str | None:
@@ -72,12 +115,20 @@ class SpooledPart:
 
 @dataclass
 class _PartCollector:
-    """python-multipart callbacks, collecting one part at a time (callbacks are synchronous)."""
+    """python-multipart callbacks, collecting one part at a time (callbacks are synchronous).
+
+    A part is held in memory while it is at most ``memory_limit`` bytes: receiving it then
+    costs no worker-thread trip and no file write (its store writes it to disk once). A part
+    that grows past the limit is spooled from then on, so memory stays bounded whatever the
+    request holds.
+    """
 
     new_path: Callable[[], Path]
+    memory_limit: int = 0
+    budget: MemoryBudget = field(default_factory=lambda: MemoryBudget(0))
     done: list[SpooledPart] = field(default_factory=list)
     pending: list[tuple[SpooledPart, bytes | None]] = field(default_factory=list)
-    """Data of parts in arrival order; ``None`` marks a part's end."""
+    """Data to spool and part ends, in arrival order; ``None`` marks a part's end."""
     pending_bytes: int = 0
     part_ended: bool = False
     """A part's end is pending: flush now, so its caller gets it without waiting for more."""
@@ -101,7 +152,7 @@ class _PartCollector:
 
     def part_begin(self) -> None:
         self.begun += 1
-        self.current = SpooledPart(headers={}, path=self.new_path(), number=self.begun)
+        self.current = SpooledPart(headers={}, path=self.new_path(), number=self.begun, budget=self.budget)
 
     def header_end(self) -> None:
         assert self.current is not None
@@ -111,14 +162,35 @@ class _PartCollector:
         self.header_value.clear()
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
-        if end > start and self.current is not None:
-            self.pending.append((self.current, bytes(data[start:end])))
-            self.pending_bytes += end - start
+        part = self.current
+        if end <= start or part is None:
+            return
+        chunk = data[start:end]  # the received chunk itself (no copy) when the part spans it whole
+        if not part.spooled and part.size + len(chunk) <= self.memory_limit and self.budget.take(len(chunk)):
+            part.held.append(chunk)
+            part.size += len(chunk)
+            return
+        if not part.spooled:  # outgrew a limit: what it held goes to its file first
+            self.budget.give_back(part.size)
+            part.spooled, part.size = True, 0  # (the spool's writes count the size from here)
+            self._spool(part, b"".join(part.held))
+            part.held.clear()
+        self._spool(part, chunk)
+
+    def _spool(self, part: SpooledPart, chunk: bytes) -> None:
+        if chunk:
+            self.pending.append((part, chunk))
+            self.pending_bytes += len(chunk)
 
     def part_end(self) -> None:
-        if self.current is not None:
-            self.pending.append((self.current, None))
-            self.part_ended = True
+        part = self.current
+        if part is None:
+            return
+        if not part.spooled:
+            part.data = b"".join(part.held)
+            part.held.clear()
+        self.pending.append((part, None))
+        self.part_ended = True
 
     def should_flush(self) -> bool:
         # Writing each received chunk (often 64 KB) cost a worker-thread trip each, ~8 per
@@ -141,9 +213,11 @@ async def _write(path: Path, chunks: list[bytes], digest: Any) -> int:
 
 async def read_parts(
     body: AsyncIterable[bytes], boundary: str, new_path: Callable[[], Path], *, max_bytes: int,
-    max_parts: int | None = None,
+    max_parts: int | None = None, memory_part_bytes: int = 0, budget: MemoryBudget | None = None,
 ) -> AsyncIterator[SpooledPart]:
-    """Yield each part as soon as it is complete, spooled to ``new_path()``.
+    """Yield each part as soon as it is complete: held in memory when it is at most
+    ``memory_part_bytes`` and ``budget`` has room for it, else spooled to ``new_path()``.
+    The caller calls :meth:`SpooledPart.release` once it has stored a part.
 
     The caller processes a part before the next is read (back-pressure). Raises
     :class:`MultipartError` for a malformed or truncated body and
@@ -151,7 +225,8 @@ async def read_parts(
     beyond ``max_parts`` begins (once the parts before it are yielded).
     Files of parts not yet yielded are removed on error; the caller owns (and removes) yielded files.
     """
-    collector = _PartCollector(new_path)
+    budget = budget or MemoryBudget(memory_part_bytes * (PARTS_HELD + 1))
+    collector = _PartCollector(new_path, memory_part_bytes, budget)
     parser = MultipartParser(boundary, collector.callbacks(), max_header_count=16)  # type: ignore[arg-type]
     received = 0
     part_limit = max_parts if max_parts is not None else float("inf")
@@ -166,6 +241,8 @@ async def read_parts(
                 raise MultipartError(f"malformed multipart body: {exc}") from exc
             over = collector.begun > part_limit
             if over:  # the parts within the limit are handled; nothing beyond it is written
+                for part in {id(part): part for part, _ in collector.pending if part.number > part_limit}.values():
+                    part.release()
                 collector.pending = [(part, data) for part, data in collector.pending if part.number <= part_limit]
             if over or collector.should_flush():
                 for part in await _flush(collector):
@@ -178,13 +255,25 @@ async def read_parts(
                 f"or the boundary is not {boundary!r})"
             )
     finally:
-        current = collector.current
-        if current is not None and current not in collector.done and current.path.exists():
-            os.unlink(current.path)
+        for part in _not_yielded(collector):
+            part.release()
+            if part.spooled and part.path.exists():
+                os.unlink(part.path)
+
+
+def _not_yielded(collector: _PartCollector) -> list[SpooledPart]:
+    """Parts begun but never handed to the caller (a body cut short, malformed, or past the
+    parts limit): their files and held bytes are the reader's to drop."""
+    parts = {id(part): part for part, _ in collector.pending}
+    if collector.current is not None:
+        parts[id(collector.current)] = collector.current
+    yielded = {id(part) for part in collector.done}
+    return [part for key, part in parts.items() if key not in yielded]
 
 
 async def _flush(collector: _PartCollector) -> list[SpooledPart]:
-    """Write buffered part data to the parts' files; return the parts that ended."""
+    """Write buffered part data to the parts' files; return the parts that ended (a part
+    held in memory ends without a write)."""
     completed: list[SpooledPart] = []
     batch: list[bytes] = []
     for index, (part, data) in enumerate(collector.pending):
@@ -219,6 +308,52 @@ async def spool_body(body: AsyncIterable[bytes], path: Path, *, max_bytes: int) 
             batch, batched = [], 0
     await _write(path, batch, digest)
     return size, digest.hexdigest()
+
+
+async def receive_body(body: AsyncIterable[bytes], path: Path, *, max_bytes: int, memory_bytes: int,
+                       budget: MemoryBudget | None = None) -> SpooledPart:
+    """A single-part body: held in memory while it is at most ``memory_bytes`` and
+    ``budget`` has room (as a part of a multipart body is), else spooled to ``path``. The
+    caller calls :meth:`SpooledPart.release` once it has stored it."""
+    budget = budget or MemoryBudget(memory_bytes)
+    chunks = aiter(body)
+    held: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in chunks:
+            held.append(chunk)
+            if size + len(chunk) > max_bytes:
+                raise BodyTooLargeError(f"request body is larger than the {max_bytes}-byte limit")
+            if size + len(chunk) > memory_bytes or not budget.take(len(chunk)):
+                break
+            size += len(chunk)
+        else:
+            return SpooledPart({}, path, size, data=b"".join(held), budget=budget)
+    except BaseException:
+        budget.give_back(size)
+        raise
+    budget.give_back(size)
+    part = SpooledPart({}, path, spooled=True)
+    part.size, sha256 = await spool_body(_prefixed(held, chunks), path, max_bytes=max_bytes)
+    part.digest = _Digest(sha256)
+    return part
+
+
+async def _prefixed(first: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in first:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+
+
+@dataclass(frozen=True)
+class _Digest:
+    """A digest already taken (what :attr:`SpooledPart.digest` holds after spooling)."""
+
+    value: str
+
+    def hexdigest(self) -> str:
+        return self.value
 
 
 # -- writing ----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import BinaryIO
 
 from dicomcore import layout
 from dicomcore.threads import in_thread
+from dicomweb.storage.new_files import NameTakenError, write_staged
 from dicomweb.storage.port import (
     BlobChangedError,
     BlobChangingError,
@@ -236,6 +237,16 @@ class FilesystemBlobStore:
     def put_bytes_blocking(self, name: str, data: bytes, *, durable: bool = True) -> None:
         """:meth:`put_bytes` in the calling thread (``storage.port.BlockingBlobWrites``)."""
         self._put_bytes(name, data, durable)
+        self._announce(name, len(data))
+
+    def put_new_bytes_blocking(self, name: str, data: bytes) -> None:
+        """See ``storage.port.BlockingBlobWrites``: the bytes are written once, to a staging
+        file, fsynced, linked into place exclusively, the folder fsynced
+        (``storage/new_files.py``)."""
+        try:
+            write_staged(self.new_staging_path(), self._path(name), data)
+        except NameTakenError as exc:
+            raise BlobExistsError(name) from exc
         self._announce(name, len(data))
 
     def _move(self, source: str, target: str) -> int:

@@ -196,6 +196,12 @@ class BlockingBlobWrites(Protocol):
     def put_bytes_blocking(self, name: str, data: bytes, *, durable: bool = True) -> None:
         ...
 
+    def put_new_bytes_blocking(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name``, durably (on disk before it returns) and exclusively:
+        raises :class:`BlobExistsError` when ``name`` is taken (the first copy wins). A STOW
+        part received in memory is written this way, once."""
+        ...
+
 
 class ImportAreaError(ValueError):
     """A name or prefix that would reach outside the import area; the message says why."""

@@ -37,7 +37,7 @@ from typing import Protocol
 from dicomcore import layout
 from dicomcore.capacity import is_out_of_space
 from dicomcore.faults import crash_point
-from dicomcore.instance import InvalidInstanceError, ParsedInstance, read_instance
+from dicomcore.instance import InvalidInstanceError, ParsedInstance, read_instance, read_instance_bytes
 from dicomcore.redact import error_summary
 from dicomcore.threads import in_thread
 from dicomcore.validation import InstanceUids, ValidationError, validate_instance
@@ -163,9 +163,11 @@ class StoreInstance:
         await self._commit(key, instance, sha256=source.sha256, fresh=True)
         return True
 
-    def store_staged_blocking(self, staged: StagedFile, instance: Prepared) -> bool:
+    def store_staged_blocking(self, staged: StagedFile, instance: Prepared, data: bytes | None = None) -> bool:
         """:meth:`store` for a spooled upload, in the calling (worker) thread: place, index,
-        sidecars, with no trip back to the event loop between them. ``False`` when the
+        sidecars, with no trip back to the event loop between them. With ``data`` (an upload
+        received in memory, nothing at ``staged.path``) the bytes are written once, straight
+        to their place (``BlockingBlobWrites.put_new_bytes_blocking``). ``False`` when the
         instance's name is taken: the caller then runs :meth:`store`, whose rare paths
         (already stored, a copy left by a crash or a delete) need the async ports. Raises
         :class:`StoreStepError` when placing or indexing failed. The caller calls
@@ -174,7 +176,10 @@ class StoreInstance:
         blobs, _ = self.blocking
         key = instance.key
         try:
-            blobs.put_file_blocking(layout.file_name(key), staged.path, exclusive=True)
+            if data is None:
+                blobs.put_file_blocking(layout.file_name(key), staged.path, exclusive=True)
+            else:
+                blobs.put_new_bytes_blocking(layout.file_name(key), data)
         except BlobExistsError:
             return False
         except Exception as exc:
@@ -307,18 +312,31 @@ def _read_staged(path: Path, bulkdata_threshold: int) -> Prepared:
     return prepare(parsed, bulkdata_threshold)
 
 
-async def store_upload(use_case: StoreInstance, path: Path, study_in_path: str | None, sha256: str = "") -> Outcome:
-    """Store the spooled upload at ``path`` (consumed: moved into the store or removed).
+async def store_upload(use_case: StoreInstance, path: Path, study_in_path: str | None, sha256: str = "",
+                       data: bytes | None = None) -> Outcome:
+    """Store the spooled upload at ``path`` (consumed: moved into the store or removed), or,
+    with ``data``, the upload received in memory (``path`` is then where it is staged if the
+    fast path cannot place it; ``sha256`` is computed here).
 
     Never raises for a bad instance: each part fails alone, so the rest of a request is stored.
     """
+    staging = _Staging(path, may_exist=data is None)
     try:
-        return await _store_upload(use_case, path, study_in_path, sha256)
+        return await _store_upload(use_case, staging, study_in_path, sha256, data)
     except Exception as exc:  # an unexpected fault fails this instance, not the request
         log.error("storing an instance failed (%s)", error_summary(exc))  # no message: it may quote values
         return Outcome(None, None, failure=FailureReason.PROCESSING_FAILURE, message=f"processing failure: {exc}")
     finally:
-        path.unlink(missing_ok=True)
+        if staging.may_exist:  # (an unlink that fails costs an exception, on the event loop)
+            path.unlink(missing_ok=True)
+
+
+@dataclass
+class _Staging:
+    """An upload's staging path, and whether a file may be there to remove."""
+
+    path: Path
+    may_exist: bool
 
 
 def _study_matches(instance: Prepared, study_in_path: str | None) -> bool:
@@ -335,10 +353,36 @@ def _read_and_store_blocking(use_case: StoreInstance, staged: StagedFile, study_
     return instance, use_case.store_staged_blocking(staged, instance)
 
 
-async def _store_upload(use_case: StoreInstance, path: Path, study_in_path: str | None, sha256: str) -> Outcome:
-    staged = StagedFile(path, sha256)
+def _read_and_store_buffered_blocking(use_case: StoreInstance, data: bytes, staging: _Staging,
+                                      study_in_path: str | None) -> tuple[Prepared, bool, StagedFile]:
+    """:func:`_read_and_store_blocking` for an upload received in memory: parsed from the
+    buffer (no file read back), hashed whole here (hashlib releases the GIL), written once.
+    When it is not stored now (a network store, its name taken) it is staged at ``path``
+    for the async path, unless its study does not match (then nothing is written)."""
+    instance = prepare(read_instance_bytes(data), use_case.sidecars.bulkdata_threshold)
+    staged = StagedFile(staging.path, hashlib.sha256(data).hexdigest())
+    if not _study_matches(instance, study_in_path):
+        return instance, False, staged
+    if use_case.blocking is not None and use_case.store_staged_blocking(staged, instance, data):
+        return instance, True, staged
+    staging.may_exist = True
     try:
-        instance, stored_now = await in_thread(_read_and_store_blocking, use_case, staged, study_in_path)
+        with open(staging.path, "xb") as out:  # the async path places a file (put_file fsyncs it)
+            out.write(data)
+    except OSError as exc:  # e.g. a full disk: this instance fails with a 272 saying so
+        raise StoreStepError(instance, exc, None) from exc
+    return instance, False, staged
+
+
+async def _store_upload(use_case: StoreInstance, staging: _Staging, study_in_path: str | None, sha256: str,
+                        data: bytes | None) -> Outcome:
+    staged = StagedFile(staging.path, sha256)
+    try:
+        if data is None:
+            instance, stored_now = await in_thread(_read_and_store_blocking, use_case, staged, study_in_path)
+        else:
+            instance, stored_now, staged = await in_thread(
+                _read_and_store_buffered_blocking, use_case, data, staging, study_in_path)
     except InvalidInstanceError as exc:
         return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE, message=str(exc))
     except ValidationError as exc:

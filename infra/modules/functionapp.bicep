@@ -156,6 +156,9 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     DICOMWEB_FRAME_CACHE_TTL_SECONDS: '10'
     // A reindex waits this long before its first page: Cosmos reads may lag writes below Strong consistency (docs/extended-query-tags.md).
     DICOMWEB_REINDEX_SETTLE_SECONDS: '5'
+    // STOW parts up to this size are received in memory, within this much per process; larger ones are spooled (docs/stow-receive.md).
+    DICOMWEB_STOW_MEMORY_PART_BYTES: string(1024 * 1024)
+    DICOMWEB_STOW_MEMORY_TOTAL_BYTES: string(64 * 1024 * 1024)
   }
 }
 

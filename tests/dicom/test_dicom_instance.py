@@ -166,3 +166,24 @@ def test_deflated_dataset_has_frames_but_no_offsets() -> None:
     assert not parsed.frames.locatable()
     assert "deflated" in (parsed.frames.warning or "")
     assert "PixelData" not in parsed.dataset
+
+
+def test_reading_from_bytes_finds_the_same_as_reading_a_file() -> None:
+    """``read_instance_bytes`` skips the separate File Meta read only when the deflated
+    syntax's UID is nowhere in the bytes: a deflated instance is still read as one (its
+    inflated size checked first), and a bomb is still refused."""
+    from dicomcore.instance import InstanceTooLargeError, read_instance_bytes
+    from tests.support.builders import make_dataset, to_bytes
+    from tests.support.hostile import deflate_bomb, deflated
+
+    for data in (to_bytes(make_dataset(rows=8, columns=8, frames=2)), deflated(make_dataset(rows=8, columns=8))):
+        from_bytes, from_file = read_instance_bytes(data), read_instance(io.BytesIO(data))
+        assert from_bytes.transfer_syntax_uid == from_file.transfer_syntax_uid
+        assert from_bytes.frames == from_file.frames and from_bytes.size == from_file.size == len(data)
+        assert from_bytes.dataset == from_file.dataset
+    from dicomcore import limits
+
+    limits.configure(limits.ParseLimits(max_inflated_bytes=1 << 20))  # (conftest restores the defaults)
+    bomb, _ = deflate_bomb(4 << 20)
+    with pytest.raises(InstanceTooLargeError):
+        read_instance_bytes(bomb)

@@ -26,11 +26,12 @@ from dicomweb.http.audit import note_stored
 from dicomweb.http.errors import HTTPError, bad_request, not_acceptable, unsupported_media_type
 from dicomweb.http.multipart import (
     BodyTooLargeError,
+    MemoryBudget,
     MultipartError,
     SpooledPart,
     TooManyPartsError,
     read_parts,
-    spool_body,
+    receive_body,
     valid_boundary,
 )
 from dicomweb.http.urls import service_root, study_url
@@ -64,7 +65,9 @@ def _check_size(request: Request, limit: int) -> None:
 
 PARTS_AHEAD = 2
 """Received parts waiting for the store while the next part is read: receiving part N+1
-overlaps storing part N (its fsyncs and index commit), with spooled files, not memory."""
+overlaps storing part N (its fsyncs and index commit). A part is held in memory only up to
+``DICOMWEB_STOW_MEMORY_PART_BYTES`` and while the process holds less than
+``DICOMWEB_STOW_MEMORY_TOTAL_BYTES`` of them (else it is spooled)."""
 
 
 async def _store_multipart(
@@ -73,7 +76,8 @@ async def _store_multipart(
     outcomes: list[Outcome] = []
     limit = services.settings.max_parts
     parts = read_parts(request.stream(), boundary, services.blobs.new_staging_path,
-                       max_bytes=services.settings.max_request_bytes, max_parts=limit)
+                       max_bytes=services.settings.max_request_bytes, max_parts=limit,
+                       memory_part_bytes=services.settings.stow_memory_part_bytes, budget=_memory_budget(request))
     queued: deque[asyncio.Task[Outcome]] = deque()
     previous: asyncio.Task[Outcome] | None = None
     try:
@@ -101,9 +105,21 @@ async def _store_multipart(
 
 async def _store_after(previous: asyncio.Task[Outcome] | None, services: Services, part: SpooledPart,
                        root_type: str, study: str | None) -> Outcome:
-    if previous is not None:
-        await asyncio.wait([previous])
-    return await _store_part(services, part, root_type, study)
+    try:
+        if previous is not None:
+            await asyncio.wait([previous])
+        return await _store_part(services, part, root_type, study)
+    finally:
+        part.release()
+
+
+def _memory_budget(request: Request) -> MemoryBudget:
+    """The app's budget of STOW part bytes held in memory (one per server process)."""
+    state = request.app.state
+    budget: MemoryBudget | None = getattr(state, "stow_memory_budget", None)
+    if budget is None:
+        budget = state.stow_memory_budget = MemoryBudget(services_of(request).settings.stow_memory_total_bytes)
+    return budget
 
 
 async def _store_part(services: Services, part: SpooledPart, root_type: str, study: str | None) -> Outcome:
@@ -115,20 +131,24 @@ async def _store_part(services: Services, part: SpooledPart, root_type: str, stu
     if part.size == 0:
         part.path.unlink(missing_ok=True)
         return Outcome(None, None, failure=FailureReason.VALIDATION_FAILURE, message="part is empty")
-    return await store_upload(services.store, part.path, study, part.sha256)
+    return await store_upload(services.store, part.path, study, part.sha256, part.data)
 
 
 async def _store_single(request: Request, services: Services, study: str | None) -> list[Outcome]:
     path = services.blobs.new_staging_path()
     try:
-        size, sha256 = await spool_body(request.stream(), path, max_bytes=services.settings.max_request_bytes)
+        body = await receive_body(request.stream(), path, max_bytes=services.settings.max_request_bytes,
+                                  memory_bytes=services.settings.stow_memory_part_bytes, budget=_memory_budget(request))
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    if size == 0:
-        path.unlink(missing_ok=True)
-        raise bad_request("request body is empty")
-    return [await store_upload(services.store, path, study, sha256)]
+    try:
+        if body.size == 0:
+            path.unlink(missing_ok=True)
+            raise bad_request("request body is empty")
+        return [await store_upload(services.store, path, study, body.sha256, body.data)]
+    finally:
+        body.release()
 
 
 async def _receive(request: Request, services: Services, study: str | None) -> list[Outcome]:
