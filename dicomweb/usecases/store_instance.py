@@ -325,7 +325,10 @@ async def store_upload(use_case: StoreInstance, path: Path, study_in_path: str |
         return await _store_upload(use_case, staging, study_in_path, sha256, data)
     except Exception as exc:  # an unexpected fault fails this instance, not the request
         log.error("storing an instance failed (%s)", error_summary(exc))  # no message: it may quote values
-        return Outcome(None, None, failure=FailureReason.PROCESSING_FAILURE, message=f"processing failure: {exc}")
+        # The answer names where it failed, not the exception's text: pydicom's messages may
+        # quote the element's bytes (patient data must not reach error pages).
+        return Outcome(None, None, failure=FailureReason.PROCESSING_FAILURE,
+                       message=f"processing failure ({error_summary(exc)})")
     finally:
         if staging.may_exist:  # (an unlink that fails costs an exception, on the event loop)
             path.unlink(missing_ok=True)

@@ -73,3 +73,19 @@ def test_metadata_is_pydicoms_dicom_json(client: TestClient, monkeypatch: pytest
     assert document["00100010"]["Value"] == [{"Alphabetic": "Müller^Jürgen"}]
     assert "BulkDataURI" in document["00420011"]
     assert "InlineBinary" in document["0040A730"]["Value"][0]["00420011"]
+
+
+def test_an_unbuildable_value_is_refused_without_quoting_it(client: TestClient) -> None:
+    """A US value of the wrong length makes the header unbuildable: the instance fails alone
+    (409, reason 272), and the answer names where it failed, never the value's bytes."""
+    data = to_bytes(make_dataset())
+    secret = b"DOE"  # three bytes: not a whole US value
+    bad = b"\x28\x00\x08\x00US\x03\x00" + secret  # (0028,0008) NumberOfFrames, before Rows
+    at = data.index(b"\x28\x00\x10\x00US")
+    response = client.post("/v1/studies", content=data[:at] + bad + data[at:], headers={"Content-Type": DICOM})
+    assert response.status_code == 409, response.text
+    failed = response.json()["00081198"]["Value"][0]
+    assert failed["00081197"]["Value"] == [272]
+    comment = failed["00009902"]["Value"][0] if "00009902" in failed else response.text
+    assert "processing failure" in comment
+    assert "DOE" not in response.text and "\\x44" not in response.text
