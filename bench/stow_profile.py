@@ -29,7 +29,7 @@ from pathlib import Path
 from bench import datagen
 from bench.client import STOW_CONTENT_TYPE, multipart
 
-IDLE = {"Runner.run", "Condition.wait", "Queue.get", "select", "BaseSelectorEventLoop.select", "EpollSelector.select"}
+IDLE = {"Runner.run", "QueueListener.dequeue", "Condition.wait", "Queue.get", "select", "BaseSelectorEventLoop.select", "EpollSelector.select"}
 ROOT = "/v1"  # the service root `dicomweb serve` announces by default
 
 
