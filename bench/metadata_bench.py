@@ -121,13 +121,7 @@ def _profiled(pid: int, how: str | None, requests: int) -> Iterator[None]:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
         if how == "py-spy":
-            own, total, samples = stow_profile._top(out, 20)
-            print(f"\n{samples} samples holding the GIL; top by own samples:")
-            for name, n in own:
-                print(f"  {100 * n / samples:5.1f}%  {name}")
-            print("top by total (inclusive) samples:")
-            for name, n in total:
-                print(f"  {100 * n / samples:5.1f}%  {name}")
+            stow_profile.print_top(*stow_profile._top(out, 20), "samples holding the GIL")
         else:
             print(f"\nsystem calls of the server during the {requests} timed requests (strace -c -f):")
             print(out.read_text())

@@ -29,7 +29,8 @@ from pathlib import Path
 from bench import datagen
 from bench.client import STOW_CONTENT_TYPE, multipart
 
-IDLE = {"Runner.run", "QueueListener.dequeue", "Condition.wait", "Queue.get", "select", "BaseSelectorEventLoop.select", "EpollSelector.select"}
+IDLE = {"Runner.run", "QueueListener.dequeue", "Condition.wait", "Queue.get", "select",
+        "BaseSelectorEventLoop.select", "EpollSelector.select"}
 ROOT = "/v1"  # the service root `dicomweb serve` announces by default
 
 
@@ -108,6 +109,16 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
         user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime (fields 14, 15)
     ticks = os.sysconf("SC_CLK_TCK")
     return user / ticks, system / ticks
+
+
+def print_top(own: list[tuple[str, int]], total: list[tuple[str, int]], samples: int, what: str) -> None:
+    """The functions with the most own and inclusive samples, as shares of ``samples``."""
+    print(f"\n{samples} {what}; top by own samples:")
+    for name, n in own:
+        print(f"  {100 * n / samples:5.1f}%  {name}")
+    print("\ntop by total (inclusive) samples:")
+    for name, n in total:
+        print(f"  {100 * n / samples:5.1f}%  {name}")
 
 
 def _children(pid: int) -> list[int]:
@@ -191,13 +202,7 @@ def main() -> int:
             if spy is not None:
                 spy.send_signal(2)
                 spy.wait(timeout=60)
-                own, total, samples = _top(raw, args.top)
-                print(f"\n{samples} busy samples (idle worker threads left out); top by own samples:")
-                for name, n in own:
-                    print(f"  {100 * n / samples:5.1f}%  {name}")
-                print("\ntop by total (inclusive) samples:")
-                for name, n in total:
-                    print(f"  {100 * n / samples:5.1f}%  {name}")
+                print_top(*_top(raw, args.top), "busy samples (idle worker threads left out)")
         finally:
             if spy is not None and spy.poll() is None:
                 spy.kill()

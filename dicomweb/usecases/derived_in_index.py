@@ -18,11 +18,10 @@ import json
 from typing import Any
 
 from dicomcore import layout
-from dicomcore.instance import ParsedInstance, read_instance
-from dicomcore.threads import in_thread
-from dicomcore.validation import InstanceUids, validate_instance
+from dicomcore.instance import ParsedInstance
+from dicomcore.validation import InstanceUids
 from dicomweb.storage.port import BlobNotFoundError, BlobStore, BlockingBlobWrites
-from dicomweb.usecases.sidecars import Derived
+from dicomweb.usecases.sidecars import Derived, parse_stored
 from indexing.port import FrameIndexHolder, InstanceRecord
 
 
@@ -50,12 +49,7 @@ class DerivedInIndexStore:
         """Nothing: the commit kept it all."""
 
     async def parse_stored(self, key: str) -> tuple[ParsedInstance, InstanceUids]:
-        def parse() -> ParsedInstance:
-            with self.blobs.open_reader(layout.file_name(key)) as reader:
-                return read_instance(reader)
-
-        parsed = await in_thread(parse)
-        return parsed, validate_instance(parsed.dataset)
+        return await parse_stored(self.blobs, key)
 
     async def read_metadata(self, key: str) -> bytes:
         return (await self.read_metadata_many([key]))[0]

@@ -61,6 +61,17 @@ def _whole_json_object(raw: bytes) -> bool:
     return stripped.startswith(b"{") and stripped.endswith(b"}")
 
 
+async def parse_stored(blobs: BlobStore, key: str) -> tuple[ParsedInstance, InstanceUids]:
+    """Parse a stored instance file (header and item headers only) and validate it."""
+
+    def parse() -> ParsedInstance:
+        with blobs.open_reader(layout.file_name(key)) as reader:
+            return read_instance(reader)
+
+    parsed = await in_thread(parse)
+    return parsed, validate_instance(parsed.dataset)
+
+
 class SidecarFiles:
     """Reading and writing the sidecars of stored instances in ``blobs``; records are
     added to ``index`` as they are (the sidecars are written after the commit)."""
@@ -93,14 +104,7 @@ class SidecarFiles:
         blobs.put_bytes_blocking(layout.frames_name(key), derived.frames.encode(), durable=False)
 
     async def parse_stored(self, key: str) -> tuple[ParsedInstance, InstanceUids]:
-        """Parse a stored instance file (header and item headers only) and validate it."""
-
-        def parse() -> ParsedInstance:
-            with self.blobs.open_reader(layout.file_name(key)) as reader:
-                return read_instance(reader)
-
-        parsed = await in_thread(parse)
-        return parsed, validate_instance(parsed.dataset)
+        return await parse_stored(self.blobs, key)
 
     async def rebuild(self, key: str) -> Derived:
         """Write the sidecars of a stored instance file again."""
