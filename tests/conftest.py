@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from dicomweb.app import create_app
 from dicomweb.settings import Settings
 from tests.support.emulators import Azurite, CosmosServer, missing_tools, start_azurite, start_cosmos
 from tests.support.oidc import OidcProvider, start_oidc_provider
-from tests.support.servers import ServerProcess
+from tests.support.servers import ServerProcess, settings_environment
 
 AZURE = "azure"
 EMBEDDED = "embedded"
@@ -110,3 +110,21 @@ def oidc_provider() -> Iterator[OidcProvider]:
     provider = start_oidc_provider()
     yield provider
     provider.stop()
+
+
+@pytest.fixture
+def start_server(settings: Settings) -> Iterator[Callable[..., ServerProcess]]:
+    """Starts `dicomweb serve` processes on ``settings``'s store (extra environment as keywords;
+    no ingest scan, so a test decides when files are found); stops those still running."""
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        server = ServerProcess(settings.data_dir, env={**settings_environment(settings),
+                                                       "DICOMWEB_INGEST_SCAN_SECONDS": "0", **env})
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.stop()

@@ -7,7 +7,7 @@ server die with ``os._exit(137)`` at a named point, as a kill -9 there would.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ from dicomcore.faults import EXIT_CODE
 from dicomweb.settings import Settings
 from tests.support.blob_drops import stored_names
 from tests.support.builders import make_dataset, multipart_body, to_bytes
-from tests.support.servers import ServerProcess, settings_environment
+from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.both_backends
 
@@ -30,19 +30,8 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def start(settings: Settings) -> Iterator[Callable[..., ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def start_server(**env: str) -> ServerProcess:
-        server = ServerProcess(settings.data_dir, env={**settings_environment(settings),
-                                                       "DICOMWEB_INGEST_SCAN_SECONDS": "0", **env})
-        started.append(server)
-        return server
-
-    yield start_server
-    for server in started:
-        if server.process.poll() is None:
-            server.stop()
+def start(start_server: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
+    return start_server
 
 
 def _post(root: str, *datasets: Any) -> httpx.Response:

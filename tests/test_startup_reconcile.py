@@ -5,7 +5,7 @@ proportional to its size, and a restart after kill -9 still repairs what the cra
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -14,7 +14,7 @@ from dicomcore import layout
 from dicomweb.settings import Settings
 from tests.support.blob_drops import drop
 from tests.support.builders import make_dataset, to_bytes
-from tests.support.servers import ServerProcess, kill_hard, settings_environment
+from tests.support.servers import ServerProcess, kill_hard
 
 pytestmark = pytest.mark.both_backends
 
@@ -28,19 +28,8 @@ def settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def start(settings: Settings) -> Iterator[Callable[[], ServerProcess]]:
-    started: list[ServerProcess] = []
-
-    def start_server() -> ServerProcess:
-        server = ServerProcess(settings.data_dir, env={**settings_environment(settings),
-                                                       "DICOMWEB_INGEST_SCAN_SECONDS": "0"})
-        started.append(server)
-        return server
-
-    yield start_server
-    for server in started:
-        if server.process.poll() is None:
-            server.stop()
+def start(start_server: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
+    return start_server
 
 
 def _found(server: ServerProcess, sop_uid: str) -> bool:
