@@ -58,7 +58,7 @@ def import_in_process(data: Path, prefix: str, delete_source: bool) -> int:
     from dicomweb.composition import build_services
     from dicomweb.settings import Settings
     from dicomweb.storage.port import ImportAreaError
-    from dicomweb.usecases.import_files import TYPE, import_input
+    from dicomweb.usecases.import_files import TYPE, import_input, starting_results
     from dicomweb.usecases.operations.lifecycle import start_operation
 
     settings = Settings.from_env().with_(data_dir=data, operations_runner="local", ingest_scan_seconds=0)
@@ -73,7 +73,8 @@ def import_in_process(data: Path, prefix: str, delete_source: bool) -> int:
                 return 2
             assert services.local_runner is not None
             state = await start_operation(services.operations, services.local_runner, TYPE,
-                                          import_input(prefix, None, delete_source))
+                                          import_input(prefix, None, delete_source),
+                                  results=starting_results())
             loop = asyncio.get_running_loop()
 
             def read() -> dict[str, Any]:

@@ -97,6 +97,11 @@ def orchestrate(operation_id: str, input: dict[str, Any]) -> Orchestration:
     return results(job)  # not reached: a runner starts afresh on ContinueAsNew
 
 
+def starting_results() -> dict[str, Any]:
+    """The counts an import shows before its first page (and keeps if cancelled then)."""
+    return results({})
+
+
 def results(job: dict[str, Any]) -> dict[str, Any]:
     """The operation's ``results`` (``errorHref`` is added when answering: it is a URL)."""
     return {key: job.get(key, 0) for key in ("imported", "skipped", "failed")}

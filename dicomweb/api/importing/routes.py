@@ -21,7 +21,7 @@ from dicomweb.http.errors import bad_request
 from dicomweb.http.json_body import read_json_body
 from dicomweb.identity.permissions import Permission
 from dicomweb.storage.port import ImportAreaError
-from dicomweb.usecases.import_files import TYPE, import_input
+from dicomweb.usecases.import_files import TYPE, import_input, starting_results
 from dicomweb.usecases.operations.lifecycle import start_operation
 
 CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
@@ -58,7 +58,8 @@ async def start_import(request: Request) -> Response:
     except (ImportAreaError, ValueError) as exc:
         raise bad_request(f"source: {exc}") from None
     state = await start_operation(services.operations, services.operation_starter, TYPE,
-                                  import_input(prefix, container, delete_source))
+                                  import_input(prefix, container, delete_source),
+                                  results=starting_results())
     href = operation_url(request, state.operation_id)
     return JSONResponse({"id": state.operation_id, "href": href}, 202, headers={"Location": href})
 

@@ -39,13 +39,16 @@ def new_operation_id() -> str:
 
 async def start_operation(store: OperationStore, starter: OperationStarter, type: str,
                           input: dict[str, Any], operation_id: str | None = None,
-                          resources: list[str] | None = None) -> OperationState:
+                          resources: list[str] | None = None,
+                          results: dict[str, Any] | None = None) -> OperationState:
     """Create and start an operation; ``operation_id`` when the caller had to record it first
     (a reindex names its operation in the tags before the operation can finish them);
-    ``resources``: the URIs of what it works on (a reindex's tags), shown in its status."""
+    ``resources``: the URIs of what it works on (a reindex's tags), shown in its status;
+    ``results``: its counts before any work (an import cancelled before its first page still
+    answers ``imported: 0``, not an empty object)."""
     now = utc_now()
     state = OperationState(operation_id or new_operation_id(), type, Status.NOT_STARTED, now, now, input=input,
-                           resources=list(resources or []))
+                           resources=list(resources or []), results=dict(results or {}))
     await store.create(state)
     await starter.start(state)
     return state
