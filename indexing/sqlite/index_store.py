@@ -99,6 +99,8 @@ class SqliteIndexStore:
         self._writer_lock_fd: int | None = None
         self.writer_waits = WriterWaits()
         self._writes_since_checkpoint = 0
+        self._checkpointer: threading.Thread | None = None
+        """The thread running a WAL checkpoint, while one runs (:meth:`_checkpoint_when_due`)."""
 
     # -- the port -----------------------------------------------------------------------
 
@@ -273,12 +275,15 @@ class SqliteIndexStore:
     async def close(self) -> None:
         with self._write_lock, self._lock:  # no writer is holding the lock file's lock
             self._closed = True
+            checkpointer = self._checkpointer  # none starts from now on
             idle, self._idle = self._idle, []
             lock_fd, self._writer_lock_fd = self._writer_lock_fd, None
         if lock_fd is not None:
             os.close(lock_fd)
         for connection in idle:
             connection.close()
+        if checkpointer is not None:  # it closes its own connection (``_release``)
+            await in_thread(checkpointer.join)
         self.writer_waits.log()
 
     # -- connections --------------------------------------------------------------------
@@ -297,20 +302,29 @@ class SqliteIndexStore:
 
     def _checkpoint_when_due(self) -> None:
         """Every ``_CHECKPOINT_EVERY`` writes, copy the WAL into the database, with no lock
-        held: SQLite's automatic checkpoint ran inside the commit that crossed 1,000 pages,
-        fsyncs included, while this process held the writers' lock file, so every other
-        writer waited for those fsyncs (docs/performance.md). A passive checkpoint never
-        blocks a writer; one that could not finish is simply run again. Never raises: the
-        write it follows has its own outcome."""
+        held and on a thread of its own: SQLite's automatic checkpoint ran inside the commit
+        that crossed 1,000 pages, fsyncs included, while this process held the writers' lock
+        file, so every other writer waited for those fsyncs; run inline after the write, it
+        still held up the request that happened to be the 25th (docs/performance.md). A
+        passive checkpoint never blocks a writer; one that could not finish is simply run
+        again. Never raises: the write it follows has its own outcome."""
         with self._lock:
             self._writes_since_checkpoint += 1
-            if self._writes_since_checkpoint < _CHECKPOINT_EVERY or self._closed:
+            if (self._writes_since_checkpoint < _CHECKPOINT_EVERY or self._closed
+                    or self._checkpointer is not None):
                 return
             self._writes_since_checkpoint = 0
+            self._checkpointer = threading.Thread(target=self._checkpoint, name="wal-checkpoint", daemon=True)
+            self._checkpointer.start()
+
+    def _checkpoint(self) -> None:
         try:
             self._with_connection(_checkpoint)
         except (sqlite3.Error, RuntimeError):  # (RuntimeError: closed meanwhile) the next one catches up
             log.debug("WAL checkpoint failed", exc_info=True)
+        finally:
+            with self._lock:
+                self._checkpointer = None
 
     def _locked_write(self, work: Callable[..., T], *args: Any) -> T:
         # Writers of this process queue here rather than on SQLite's lock: its busy

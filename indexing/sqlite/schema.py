@@ -179,7 +179,14 @@ def connect(database: Path) -> sqlite3.Connection:
     # process crashes, which is what the server needs (the blob store is the truth).
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = NORMAL")
+    # The WAL file keeps its largest size unless told (a bulk import beside a server left
+    # 134 MB-several GB); after a crash, opening the store reads the whole WAL.
+    connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
     return connection
+
+
+WAL_SIZE_LIMIT_BYTES = 64 << 20
+"""What the WAL file is truncated to when a checkpoint empties it."""
 
 
 @contextmanager
