@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from changefeed.port import Action
 from dicomcore.capacity import InsufficientStorageError
 from dicomcore.threads import in_thread
+from indexing import stored_json
 from indexing.attributes import AttributeTable, Level, standard_table
 from indexing.extended_tags import ExtendedTag, extend_table, value_errors
 from indexing.port import DicomJson, InstanceHeader, InstanceRecord, StoreCounts
@@ -740,7 +741,7 @@ def _still_missing(connection: sqlite3.Connection, action: Action, record: Insta
 
 
 def _record(text: str) -> InstanceRecord:
-    return record_from_json(json.loads(text))
+    return record_from_json(stored_json.load(text))
 
 
 def _dumps(value: Any) -> str:

@@ -8,10 +8,10 @@ come in ``pk`` (insertion) order, so limit/offset paging is stable.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
+from indexing import stored_json
 from indexing.attributes import Level
 from indexing.query import Match, MatchKind, Query, literal_prefix
 from indexing.results import compose_result
@@ -143,9 +143,9 @@ def to_glob(pattern: str) -> str:
 def _result(level: Level, row: tuple[Any, ...]) -> DicomJson:
     study_json, series_count, instance_count, modalities, sop_classes = row[:5]
     return compose_result(
-        level, json.loads(study_json), (series_count, instance_count), json.loads(modalities),
-        json.loads(sop_classes),
-        series=json.loads(row[5]) if level is not Level.STUDY else None,
+        level, stored_json.load(study_json), (series_count, instance_count), stored_json.load(modalities),
+        stored_json.load(sop_classes),
+        series=stored_json.load(row[5]) if level is not Level.STUDY else None,
         series_instances=row[6] if level is not Level.STUDY else 0,
-        instance=json.loads(row[7]) if level is Level.INSTANCE else None,
+        instance=stored_json.load(row[7]) if level is Level.INSTANCE else None,
     )

@@ -9,13 +9,13 @@ result); bulk data is left out.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from dicomcore import layout
 from dicomcore.dicomjson import without_bulk_data
 from dicomweb.api.context import Services
 from dicomweb.storage.port import BlobNotFoundError
+from indexing import stored_json
 from indexing.query import SERIES_UID_TAG, SOP_UID_TAG, STUDY_UID_TAG, Level, Query
 
 DicomJson = dict[str, Any]
@@ -35,7 +35,7 @@ async def add_stored_headers(services: Services, results: list[DicomJson], query
         headers = await services.sidecars.read_metadata_many(keys)
     except BlobNotFoundError:  # an instance deleted since the search: answer the others
         headers = [await _header_or_nothing(services, key) for key in keys]
-    return [_merged(item, json.loads(raw), query) for item, raw in zip(results, headers, strict=True)]
+    return [_merged(item, stored_json.load(raw), query) for item, raw in zip(results, headers, strict=True)]
 
 
 async def _header_or_nothing(services: Services, key: str) -> bytes:
