@@ -35,3 +35,11 @@ def test_reads_the_numbers_only_json_writes() -> None:
 def test_text_that_is_no_json_is_still_refused() -> None:
     with pytest.raises(json.JSONDecodeError):
         stored_json.load('{"00100010": ')
+
+
+def test_an_answer_with_what_orjson_refuses_is_still_written() -> None:
+    from dicomweb.api.qido.routes import _encoded
+
+    results = [{"00200013": {"vr": "IS", "Value": [2**70]}, "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Zoë"}]}}]
+    assert json.loads(_encoded(results)) == results
+    assert "Zoë".encode() in _encoded(results)
