@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dicomcore.threads import in_thread
+from indexing.sqlite.schema import connect
 
 T = TypeVar("T")
 
@@ -22,12 +23,11 @@ class ThreadConnections:
         self._local = threading.local()
 
     def open(self) -> sqlite3.Connection:
-        """A new connection in autocommit mode (transactions are opened explicitly), WAL."""
-        connection = sqlite3.connect(self.database, timeout=30, isolation_level=None, check_same_thread=False)
+        """A new connection set up as every index connection is (:func:`schema.connect`: WAL,
+        autocommit, busy timeout, the WAL size limit)."""
+        connection = connect(self.database)
         if self.named_rows:
             connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
         return connection
 
     def get(self) -> sqlite3.Connection:

@@ -43,6 +43,9 @@ from indexing.attributes import Level
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for another process's transaction before failing."""
 
+WAL_SIZE_LIMIT_BYTES = 64 << 20
+"""What the WAL file is truncated to when a checkpoint empties it."""
+
 _ENTITY_TABLES = """
 CREATE TABLE IF NOT EXISTS study (
     pk INTEGER PRIMARY KEY,
@@ -183,10 +186,6 @@ def connect(database: Path) -> sqlite3.Connection:
     # 134 MB-several GB); after a crash, opening the store reads the whole WAL.
     connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
     return connection
-
-
-WAL_SIZE_LIMIT_BYTES = 64 << 20
-"""What the WAL file is truncated to when a checkpoint empties it."""
 
 
 @contextmanager
