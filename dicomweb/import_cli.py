@@ -74,7 +74,7 @@ def import_in_process(data: Path, prefix: str, delete_source: bool) -> int:
             assert services.local_runner is not None
             state = await start_operation(services.operations, services.local_runner, TYPE,
                                           import_input(prefix, None, delete_source),
-                                  results=starting_results())
+                                          results=starting_results())
             loop = asyncio.get_running_loop()
 
             def read() -> dict[str, Any]:
